@@ -1,0 +1,246 @@
+//! Command-line flags and the optional TOML file: the same keys in both,
+//! flags winning.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use lockstep_raft::NodeConfig;
+use lockstep_server::Limits;
+use serde::Deserialize;
+
+/// A consensus-backed coordination service that speaks the Redis protocol.
+///
+/// With no flags, starts a single-node cluster on 127.0.0.1:6379 with data in
+/// ./lockstep-data.
+#[derive(Parser, Debug, Default)]
+#[command(name = "lockstep", version)]
+pub struct Cli {
+    /// TOML file with any of the settings below (flags override it).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// This node's id (1..): must appear in --peers.
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Address for Redis clients.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address for raft traffic from peers.
+    #[arg(long)]
+    pub peer_listen: Option<SocketAddr>,
+    /// Every voter's raft address, this node included: 1=host:port,2=host:port,...
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Every node's client address, for ROLE and INFO: 1=host:port,... (optional)
+    #[arg(long)]
+    pub client_addrs: Option<String>,
+    /// Where the node keeps its data.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Length of a raft tick in milliseconds.
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Election timeout in ticks (randomized between this and twice this).
+    #[arg(long)]
+    pub election_ticks: Option<usize>,
+    /// Heartbeat interval in ticks.
+    #[arg(long)]
+    pub heartbeat_ticks: Option<usize>,
+    /// Compact the log (and snapshot) after this many applied entries.
+    #[arg(long)]
+    pub snapshot_threshold: Option<u64>,
+    /// How long a command waits for the cluster before -CLUSTERDOWN/-TRYAGAIN, in ms.
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+    /// Largest bulk string a client may send, in bytes.
+    #[arg(long)]
+    pub max_bulk_bytes: Option<usize>,
+    /// Most arguments in one command.
+    #[arg(long)]
+    pub max_args: Option<usize>,
+    /// Most bytes buffered for one client's unparsed input.
+    #[arg(long)]
+    pub max_query_buffer_bytes: Option<usize>,
+    /// Most client connections at once.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Log level: critical, error, warning, info, debug, trace.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+/// The TOML file: the same keys as the flags, with underscores.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<u64>,
+    listen: Option<SocketAddr>,
+    peer_listen: Option<SocketAddr>,
+    peers: Option<String>,
+    client_addrs: Option<String>,
+    data_dir: Option<PathBuf>,
+    tick_ms: Option<u64>,
+    election_ticks: Option<usize>,
+    heartbeat_ticks: Option<usize>,
+    snapshot_threshold: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    max_bulk_bytes: Option<usize>,
+    max_args: Option<usize>,
+    max_query_buffer_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    log_level: Option<String>,
+}
+
+pub struct Settings {
+    pub id: u64,
+    pub listen: SocketAddr,
+    pub peer_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub client_addrs: BTreeMap<u64, SocketAddr>,
+    pub node: NodeConfig,
+    pub limits: Limits,
+    pub log_level: slog::Level,
+}
+
+fn parse_addr_map(text: &str, what: &str) -> Result<BTreeMap<u64, SocketAddr>> {
+    let mut map = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .with_context(|| format!("{what}: '{item}' is not id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("{what}: bad node id '{id}'"))?;
+        if id == 0 {
+            bail!("{what}: node ids start at 1");
+        }
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .with_context(|| format!("{what}: bad address '{addr}'"))?;
+        if map.insert(id, addr).is_some() {
+            bail!("{what}: node {id} listed twice");
+        }
+    }
+    Ok(map)
+}
+
+impl Settings {
+    pub fn resolve(cli: Cli) -> Result<Settings> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                cli.$field.clone().or(file.$field.clone())
+            };
+        }
+        let id = pick!(id).unwrap_or(1);
+        if id == 0 {
+            bail!("--id: node ids start at 1");
+        }
+        let listen = pick!(listen).unwrap_or_else(|| "127.0.0.1:6379".parse().expect("literal"));
+        let peer_listen = pick!(peer_listen).unwrap_or_else(|| {
+            SocketAddr::new(listen.ip(), listen.port().wrapping_add(10_000))
+        });
+        let peers = match pick!(peers) {
+            Some(text) => parse_addr_map(&text, "--peers")?,
+            None => BTreeMap::from([(id, peer_listen)]),
+        };
+        if !peers.contains_key(&id) {
+            bail!("--peers must include this node's id {id}");
+        }
+        let client_addrs = match pick!(client_addrs) {
+            Some(text) => parse_addr_map(&text, "--client-addrs")?,
+            None => BTreeMap::from([(id, listen)]),
+        };
+        let defaults = NodeConfig::default();
+        let mut node = NodeConfig {
+            id,
+            peers,
+            ..defaults.clone()
+        };
+        if let Some(ms) = pick!(tick_ms) {
+            if ms == 0 {
+                bail!("--tick-ms must be positive");
+            }
+            node.tick = Duration::from_millis(ms);
+        }
+        node.election_ticks = pick!(election_ticks).unwrap_or(defaults.election_ticks);
+        node.heartbeat_ticks = pick!(heartbeat_ticks).unwrap_or(defaults.heartbeat_ticks);
+        if node.heartbeat_ticks == 0 || node.election_ticks <= node.heartbeat_ticks {
+            bail!("--election-ticks must exceed --heartbeat-ticks, which must be positive");
+        }
+        node.snapshot_threshold = pick!(snapshot_threshold).unwrap_or(defaults.snapshot_threshold);
+        if node.snapshot_threshold == 0 {
+            bail!("--snapshot-threshold must be positive");
+        }
+        if let Some(ms) = pick!(request_timeout_ms) {
+            node.request_timeout = Duration::from_millis(ms.max(1));
+        }
+        let base = Limits::default();
+        let limits = Limits {
+            max_bulk_bytes: pick!(max_bulk_bytes).unwrap_or(base.max_bulk_bytes),
+            max_args: pick!(max_args).unwrap_or(base.max_args),
+            max_query_buffer_bytes: pick!(max_query_buffer_bytes)
+                .unwrap_or(base.max_query_buffer_bytes),
+            max_connections: pick!(max_connections).unwrap_or(base.max_connections),
+            ..base
+        };
+        let log_level = match pick!(log_level).as_deref().unwrap_or("info") {
+            "critical" => slog::Level::Critical,
+            "error" => slog::Level::Error,
+            "warning" | "warn" => slog::Level::Warning,
+            "info" => slog::Level::Info,
+            "debug" => slog::Level::Debug,
+            "trace" => slog::Level::Trace,
+            other => bail!("--log-level: unknown level '{other}'"),
+        };
+        Ok(Settings {
+            id,
+            listen,
+            peer_listen,
+            data_dir: pick!(data_dir).unwrap_or_else(|| PathBuf::from("lockstep-data")),
+            client_addrs,
+            node,
+            limits,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flags_means_single_node_on_6379() {
+        let settings = Settings::resolve(Cli::default()).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:6379");
+        assert_eq!(settings.node.peers.len(), 1);
+        assert_eq!(settings.data_dir, PathBuf::from("lockstep-data"));
+    }
+
+    #[test]
+    fn peers_must_include_self_and_be_well_formed() {
+        let cli = Cli {
+            id: Some(4),
+            peers: Some("1=127.0.0.1:1,2=127.0.0.1:2".into()),
+            ..Cli::default()
+        };
+        assert!(Settings::resolve(cli).is_err());
+        assert!(parse_addr_map("1=nothere", "x").is_err());
+        assert!(parse_addr_map("0=127.0.0.1:1", "x").is_err());
+        assert_eq!(parse_addr_map("1=127.0.0.1:1, 2=127.0.0.1:2", "x").unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,146 @@
+//! The view one command has of the keyspace while it runs: reads go through
+//! an overlay of the command's own writes, and the writes become one batch.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use lockstep_store::{StateBatch, StateRead, StoreError};
+
+use crate::layout::{expiry_key, scan_order_key, value_key};
+use crate::record::Record;
+
+pub struct Context<'a> {
+    state: &'a dyn StateRead,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Log index of the entry being applied; 0 on the read path.
+    pub index: u64,
+    /// Cluster time at which expiry is evaluated.
+    pub ct: u64,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(state: &'a dyn StateRead, index: u64, ct: u64) -> Self {
+        Context {
+            state,
+            overlay: BTreeMap::new(),
+            index,
+            ct,
+        }
+    }
+
+    pub fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.overlay.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.state.get(key),
+        }
+    }
+
+    pub fn raw_put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.overlay.insert(key, Some(value));
+    }
+
+    pub fn raw_delete(&mut self, key: Vec<u8>) {
+        self.overlay.insert(key, None);
+    }
+
+    /// Visits raw keys in `[start, end)`, the command's own writes included,
+    /// until `visit` returns false.
+    pub fn raw_scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if self.overlay.is_empty() {
+            return self.state.scan(start, end, visit);
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        self.state.scan(start, end, &mut |key, value| {
+            merged.insert(key.to_vec(), value.to_vec());
+            true
+        })?;
+        for (key, value) in self.overlay.range(start.to_vec()..end.to_vec()) {
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        for (key, value) in &merged {
+            if !visit(key, value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's record even if expired (writes must clean up after it).
+    pub fn record_any(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        match self.raw_get(&value_key(key))? {
+            Some(bytes) => Ok(Some(Record::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The key's record if it exists and has not expired at `ct`.
+    pub fn record(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .record_any(key)?
+            .filter(|record| record.is_live_at(self.ct)))
+    }
+
+    /// Writes `record` for `key`, keeping the expiry and scan indexes in step.
+    pub fn store(&mut self, key: &[u8], record: Record) -> Result<(), StoreError> {
+        let previous = self.record_any(key)?;
+        match &previous {
+            None => self.raw_put(scan_order_key(key), Vec::new()),
+            Some(old) if old.expire_at != record.expire_at => {
+                if let Some(at) = old.expire_at {
+                    self.raw_delete(expiry_key(at, key));
+                }
+            }
+            Some(_) => {}
+        }
+        if let Some(at) = record.expire_at {
+            if previous.as_ref().and_then(|old| old.expire_at) != Some(at) {
+                self.raw_put(expiry_key(at, key), Vec::new());
+            }
+        }
+        self.raw_put(value_key(key), record.encode());
+        Ok(())
+    }
+
+    /// Removes `key` (live or expired); returns whether a live key was removed.
+    pub fn remove(&mut self, key: &[u8]) -> Result<bool, StoreError> {
+        let Some(old) = self.record_any(key)? else {
+            return Ok(false);
+        };
+        if let Some(at) = old.expire_at {
+            self.raw_delete(expiry_key(at, key));
+        }
+        self.raw_delete(scan_order_key(key));
+        self.raw_delete(value_key(key));
+        Ok(old.is_live_at(self.ct))
+    }
+
+    /// Writes a new string value created by this entry.
+    pub fn store_string(
+        &mut self,
+        key: &[u8],
+        body: Bytes,
+        expire_at: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let record = Record::string(body, self.index, expire_at);
+        self.store(key, record)
+    }
+
+    pub fn into_batch(self) -> StateBatch {
+        let mut batch = StateBatch::default();
+        for (key, value) in self.overlay {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        batch
+    }
+}

@@ -1,0 +1,231 @@
+//! The lockstep state machine: Redis command semantics over the replicated
+//! keyspace.
+//!
+//! Every node applies the same log entries in the same order through
+//! [`Engine::apply`] and so computes the same state and the same replies.
+//! That only holds because this crate is deterministic: it never reads a
+//! clock (time arrives as the entry's cluster time `ct`), never draws a
+//! random number, and does no I/O besides the [`lockstep_store::StateRead`]
+//! view it is handed. Its writes leave as a [`lockstep_store::StateBatch`]
+//! for the caller to commit atomically with the applied index.
+//!
+//! What this crate must not do: depend on raft, the network, RESP encoding
+//! or RocksDB.
+
+mod args;
+mod commands;
+mod context;
+mod entry;
+mod glob;
+mod layout;
+mod record;
+mod reply;
+mod spec;
+
+pub use commands::{parse, unknown_command, Command};
+pub use glob::glob_match;
+pub use entry::{
+    decode_command, encode_command, encode_header, DecodeError, ExpireCandidate, LogEntry,
+    Payload, RequestId,
+};
+pub use reply::Reply;
+pub use spec::{lookup, Access, CommandSpec, COMMANDS};
+
+use bytes::Bytes;
+use lockstep_store::{StateBatch, StateRead, StoreError};
+
+use context::Context;
+use layout::{applied_request_key, prefix_end, APPLIED_REQUEST, EXPIRY, META_CLUSTER_TIME};
+use record::Record;
+
+/// How long an applied request id is remembered, in cluster-time ms. A
+/// proposal is retried only within its client's timeout, far below this.
+pub const APPLIED_REQUEST_RETENTION_MS: u64 = 10 * 60 * 1000;
+
+/// Old request ids forgotten per applied request: enough to keep up with
+/// any request rate (each request adds one), small enough to bound the work.
+const APPLIED_REQUEST_PRUNE_PER_ENTRY: usize = 4;
+
+/// The result of applying one entry.
+#[derive(Debug)]
+pub struct Applied {
+    pub batch: StateBatch,
+    /// The reply for the entry's client, or `None` for entries without one
+    /// (leader-made entries, no-ops, duplicates of an applied request).
+    pub reply: Option<Reply>,
+    /// Cluster time after this entry.
+    pub ct: u64,
+    /// The request the entry carried, if any.
+    pub request: Option<RequestId>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Engine;
+
+impl Engine {
+    pub fn new() -> Self {
+        Engine
+    }
+
+    /// The cluster time of the last applied entry, as stored in `state`.
+    pub fn cluster_time(state: &dyn StateRead) -> Result<u64, StoreError> {
+        Ok(state
+            .get(META_CLUSTER_TIME)?
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Applies one committed entry at log `index`.
+    ///
+    /// `data` is the raw entry; an entry this version cannot decode is
+    /// applied as a no-op with an error reply, identically on every node.
+    pub fn apply(
+        &self,
+        state: &dyn StateRead,
+        index: u64,
+        data: &[u8],
+    ) -> Result<Applied, StoreError> {
+        let previous_ct = Self::cluster_time(state)?;
+        if data.is_empty() {
+            return Ok(Applied {
+                batch: StateBatch::default(),
+                reply: None,
+                ct: previous_ct,
+                request: None,
+            });
+        }
+        let entry = match LogEntry::decode(data) {
+            Ok(entry) => entry,
+            Err(err) => {
+                return Ok(Applied {
+                    batch: StateBatch::default(),
+                    reply: Some(Reply::error(format!("ERR undecodable log entry: {err}"))),
+                    ct: previous_ct,
+                    request: None,
+                })
+            }
+        };
+        // Cluster time never goes backwards in the state machine, whatever a
+        // leader stamped.
+        let ct = previous_ct.max(entry.ct);
+        let mut ctx = Context::new(state, index, ct);
+        ctx.raw_put(META_CLUSTER_TIME.to_vec(), ct.to_be_bytes().to_vec());
+        let reply = match entry.payload {
+            Payload::Command(argv) => {
+                if entry.request.origin != 0 && !remember_request(&mut ctx, entry.request)? {
+                    None
+                } else {
+                    Some(match commands::parse(&argv) {
+                        Ok((command, _)) => commands::execute(&mut ctx, command)?,
+                        Err(reply) => reply,
+                    })
+                }
+            }
+            Payload::Expire(candidates) => {
+                for candidate in candidates {
+                    let still_expired = ctx.record_any(&candidate.key)?.is_some_and(|record| {
+                        record.modified == candidate.modified && !record.is_live_at(ct)
+                    });
+                    if still_expired {
+                        ctx.remove(&candidate.key)?;
+                    }
+                }
+                None
+            }
+        };
+        Ok(Applied {
+            batch: ctx.into_batch(),
+            reply,
+            ct,
+            request: Some(entry.request),
+        })
+    }
+
+    /// Runs a read-only command at cluster time `ct` without changing state.
+    pub fn read(&self, state: &dyn StateRead, ct: u64, argv: &[Bytes]) -> Result<Reply, StoreError> {
+        match commands::parse(argv) {
+            Ok((command, spec)) => {
+                if spec.access != Access::Read {
+                    return Ok(Reply::error(format!(
+                        "ERR '{}' is not a read-only command",
+                        spec.name
+                    )));
+                }
+                let mut ctx = Context::new(state, 0, ct);
+                commands::execute(&mut ctx, command)
+            }
+            Err(reply) => Ok(reply),
+        }
+    }
+
+    /// Whether any key has a TTL (and so cluster time must keep moving).
+    pub fn has_deadlines(&self, state: &dyn StateRead) -> Result<bool, StoreError> {
+        let mut any = false;
+        state.scan(&[EXPIRY], &prefix_end(&[EXPIRY]), &mut |_, _| {
+            any = true;
+            false
+        })?;
+        Ok(any)
+    }
+
+    /// Keys whose deadline is at or before `ct`, oldest first, at most `limit`.
+    pub fn expired_candidates(
+        &self,
+        state: &dyn StateRead,
+        ct: u64,
+        limit: usize,
+    ) -> Result<Vec<ExpireCandidate>, StoreError> {
+        let mut found = Vec::new();
+        let mut end = vec![EXPIRY];
+        end.extend_from_slice(&ct.saturating_add(1).to_be_bytes());
+        let mut keys = Vec::new();
+        state.scan(&[EXPIRY], &end, &mut |raw, _| {
+            keys.push(raw[9..].to_vec());
+            keys.len() < limit
+        })?;
+        for key in keys {
+            let ctx = Context::new(state, 0, ct);
+            if let Some(record) = ctx.record_any(&key)? {
+                if !record.is_live_at(ct) {
+                    found.push(ExpireCandidate {
+                        key: Bytes::from(key),
+                        modified: record.modified,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Records `request` as applied; false if it already was (a duplicate).
+/// Also forgets a few of the origin's oldest request ids past retention.
+fn remember_request(ctx: &mut Context<'_>, request: RequestId) -> Result<bool, StoreError> {
+    let key = applied_request_key(request.origin, request.seq);
+    if ctx.raw_get(&key)?.is_some() {
+        return Ok(false);
+    }
+    let mut origin_prefix = vec![APPLIED_REQUEST];
+    origin_prefix.extend_from_slice(&request.origin.to_be_bytes());
+    let horizon = ctx.ct.saturating_sub(APPLIED_REQUEST_RETENTION_MS);
+    let mut expired = Vec::new();
+    ctx.raw_scan(&origin_prefix, &prefix_end(&origin_prefix), &mut |raw, value| {
+        let applied_at = value.try_into().map(u64::from_be_bytes).unwrap_or(0);
+        if applied_at >= horizon || expired.len() >= APPLIED_REQUEST_PRUNE_PER_ENTRY {
+            return false;
+        }
+        expired.push(raw.to_vec());
+        true
+    })?;
+    for old in expired {
+        ctx.raw_delete(old);
+    }
+    ctx.raw_put(key, ctx.ct.to_be_bytes().to_vec());
+    Ok(true)
+}
+
+/// Decodes a stored value record; exposed for fuzzing and tools.
+pub fn decode_record(data: &[u8]) -> Result<(), StoreError> {
+    Record::decode(data).map(|_| ())
+}

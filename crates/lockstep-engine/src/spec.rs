@@ -1,0 +1,105 @@
+//! The engine's command table: names, arity, access and key positions, as
+//! Redis's COMMAND reports them.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Served on the linearizable read path, without a log entry.
+    Read,
+    /// Goes through the log.
+    Write,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct CommandSpec {
+    pub name: &'static str,
+    /// Redis convention: positive is exact argc (name included), negative is a minimum.
+    pub arity: i32,
+    pub access: Access,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+}
+
+impl CommandSpec {
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = self.arity as i64;
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+
+    pub fn flags(&self) -> &'static [&'static str] {
+        match self.access {
+            Access::Read => &["readonly", "fast"],
+            Access::Write => &["write", "denyoom"],
+        }
+    }
+}
+
+const fn spec(
+    name: &'static str,
+    arity: i32,
+    access: Access,
+    first_key: i32,
+    last_key: i32,
+    step: i32,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        access,
+        first_key,
+        last_key,
+        step,
+    }
+}
+
+use Access::{Read, Write};
+
+pub static COMMANDS: &[CommandSpec] = &[
+    spec("get", 2, Read, 1, 1, 1),
+    spec("set", -3, Write, 1, 1, 1),
+    spec("setnx", 3, Write, 1, 1, 1),
+    spec("setex", 4, Write, 1, 1, 1),
+    spec("psetex", 4, Write, 1, 1, 1),
+    spec("getset", 3, Write, 1, 1, 1),
+    spec("getdel", 2, Write, 1, 1, 1),
+    spec("getex", -2, Write, 1, 1, 1),
+    spec("mget", -2, Read, 1, -1, 1),
+    spec("mset", -3, Write, 1, -1, 2),
+    spec("msetnx", -3, Write, 1, -1, 2),
+    spec("del", -2, Write, 1, -1, 1),
+    spec("unlink", -2, Write, 1, -1, 1),
+    spec("exists", -2, Read, 1, -1, 1),
+    spec("type", 2, Read, 1, 1, 1),
+    spec("expire", -3, Write, 1, 1, 1),
+    spec("pexpire", -3, Write, 1, 1, 1),
+    spec("expireat", -3, Write, 1, 1, 1),
+    spec("pexpireat", -3, Write, 1, 1, 1),
+    spec("ttl", 2, Read, 1, 1, 1),
+    spec("pttl", 2, Read, 1, 1, 1),
+    spec("expiretime", 2, Read, 1, 1, 1),
+    spec("pexpiretime", 2, Read, 1, 1, 1),
+    spec("persist", 2, Write, 1, 1, 1),
+    spec("incr", 2, Write, 1, 1, 1),
+    spec("incrby", 3, Write, 1, 1, 1),
+    spec("decr", 2, Write, 1, 1, 1),
+    spec("decrby", 3, Write, 1, 1, 1),
+    spec("append", 3, Write, 1, 1, 1),
+    spec("strlen", 2, Read, 1, 1, 1),
+    spec("keys", 2, Read, 0, 0, 0),
+    spec("scan", -2, Read, 0, 0, 0),
+    spec("dbsize", 1, Read, 0, 0, 0),
+    spec("flushall", -1, Write, 0, 0, 0),
+    spec("flushdb", -1, Write, 0, 0, 0),
+    spec("fence", 2, Read, 1, 1, 1),
+];
+
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}

@@ -1,0 +1,59 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings of one node's replication core.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// Peer (raft) addresses of every voter, this node included.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// Length of one raft tick.
+    pub tick: Duration,
+    /// Election timeout in ticks (randomized up to twice this by raft).
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Compact the log once this many applied entries sit in it.
+    pub snapshot_threshold: u64,
+    /// How long a client command may wait for its entry to apply.
+    pub request_timeout: Duration,
+    /// While keys have TTLs, the leader makes sure an entry carrying fresh
+    /// cluster time commits at least this often.
+    pub clock_interval: Duration,
+    /// Largest peer frame accepted (snapshots included).
+    pub max_peer_frame_bytes: usize,
+    /// Frames queued per peer before new ones are dropped (raft retries).
+    pub peer_queue_frames: usize,
+    /// Proposals and reads waiting in the node at once.
+    pub max_pending_requests: usize,
+}
+
+impl NodeConfig {
+    pub fn single(id: u64, peer_addr: SocketAddr) -> Self {
+        let mut peers = BTreeMap::new();
+        peers.insert(id, peer_addr);
+        NodeConfig {
+            id,
+            peers,
+            ..NodeConfig::default()
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: 1,
+            peers: BTreeMap::new(),
+            tick: Duration::from_millis(50),
+            election_ticks: 20,
+            heartbeat_ticks: 4,
+            snapshot_threshold: 10_000,
+            request_timeout: Duration::from_secs(5),
+            clock_interval: Duration::from_millis(50),
+            max_peer_frame_bytes: 256 << 20,
+            peer_queue_frames: 4096,
+            max_pending_requests: 100_000,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! lockstep's replication core.
+//!
+//! A [`Node`] drives one raft-rs `RawNode` on a thread of its own: it
+//! batches client proposals into Ready rounds (one synced write per round),
+//! stamps cluster time into entries as leader, forwards proposals from
+//! followers to the leader, applies committed entries through the engine,
+//! answers linearizable read barriers by ReadIndex, compacts the log and
+//! ships snapshots. Peers talk over [`transport`]: length-delimited frames
+//! on TCP.
+//!
+//! What this crate must not do: parse RESP or know about client
+//! connections (that is the server's), or interpret commands itself (that is
+//! the engine's). It is the only crate that touches `RawNode`.
+
+mod clock;
+mod config;
+mod error;
+mod frame;
+mod node;
+mod pending;
+mod status;
+mod transport;
+
+pub use config::NodeConfig;
+pub use error::{NodeError, ProposeError};
+pub use node::{Node, NodeHandle};
+pub use status::{NodeStatus, PeerProgress, Role};

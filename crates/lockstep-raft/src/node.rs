@@ -1,0 +1,718 @@
+//! The raft thread: one `RawNode`, driven by events and ticks.
+
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use lockstep_engine::{encode_command, encode_header, Engine, LogEntry, Payload, Reply, RequestId};
+use lockstep_store::{Applied, NodeStore, StateBatch, StoreError};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, ReadOnlyOption, StateRole, Storage};
+use slog::{crit, info, o, warn, Logger};
+use tokio::sync::oneshot;
+
+use crate::clock::LeaderClock;
+use crate::frame::PeerFrame;
+use crate::pending::{Pending, PendingProposal, PendingRead, Submission};
+use crate::status::{NodeStatus, PeerProgress, Role};
+use crate::transport::{self, Outbound};
+use crate::{NodeConfig, NodeError, ProposeError};
+
+/// Events drained into one Ready round: the group-commit batch size.
+const MAX_EVENTS_PER_ROUND: usize = 4096;
+/// Capacity of the raft thread's inbox.
+const EVENT_QUEUE_LEN: usize = 65_536;
+/// A proposal or read not resolved after this long is sent again (safe:
+/// applied request ids are remembered, reads have no effect).
+const RESUBMIT_AFTER: Duration = Duration::from_millis(1000);
+/// Expired keys deleted per expiry entry.
+const EXPIRE_BATCH_KEYS: usize = 256;
+/// Exit code when storage fails: the node cannot go on safely.
+const EXIT_STORAGE_FAILURE: i32 = 70;
+
+pub(crate) enum Event {
+    Propose {
+        body: Bytes,
+        reply: crate::pending::ProposalReply,
+    },
+    Read {
+        reply: crate::pending::ReadReply,
+    },
+    Peer(PeerFrame),
+    Stop,
+}
+
+type Reader = dyn Fn(&[Bytes]) -> Result<Reply, StoreError> + Send + Sync;
+
+/// The client side of a running node; cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    events: Sender<Event>,
+    status: Arc<RwLock<NodeStatus>>,
+    reader: Arc<Reader>,
+    request_timeout: Duration,
+}
+
+impl NodeHandle {
+    /// Replicates `argv` and returns its reply once applied on this node.
+    pub async fn propose(&self, argv: &[Bytes]) -> Result<Reply, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Propose {
+            body: Bytes::from(encode_command(argv)),
+            reply,
+        })?;
+        answer.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Waits until this node has applied everything committed when the call
+    /// began (ReadIndex), so a read after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Read { reply })?;
+        answer.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// A linearizable read of a read-only command.
+    pub async fn read(&self, argv: &[Bytes]) -> Result<Reply, ProposeError> {
+        self.read_barrier().await?;
+        Ok(self.read_local(argv))
+    }
+
+    /// A read of this node's applied state, without a barrier (may be stale).
+    pub fn read_local(&self, argv: &[Bytes]) -> Reply {
+        match (self.reader)(argv) {
+            Ok(reply) => reply,
+            Err(err) => Reply::error(format!("ERR storage failure: {err}")),
+        }
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.status.read().expect("status lock").clone()
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    pub fn stop(&self) {
+        let _ = self.events.send(Event::Stop);
+    }
+
+    fn send(&self, event: Event) -> Result<(), ProposeError> {
+        match self.events.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ProposeError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(ProposeError::Stopped),
+        }
+    }
+}
+
+/// raft-rs takes its storage by value; this shares ours with the apply loop.
+struct SharedStorage<S>(Arc<S>);
+
+impl<S: NodeStore> Storage for SharedStorage<S> {
+    fn initial_state(&self) -> raft::Result<raft::RaftState> {
+        self.0.initial_state()
+    }
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: raft::GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.0.entries(low, high, max_size, context)
+    }
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.0.term(idx)
+    }
+    fn first_index(&self) -> raft::Result<u64> {
+        self.0.first_index()
+    }
+    fn last_index(&self) -> raft::Result<u64> {
+        self.0.last_index()
+    }
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<raft::eraftpb::Snapshot> {
+        self.0.snapshot(request_index, to)
+    }
+}
+
+pub struct Node;
+
+impl Node {
+    /// Starts a node: bootstraps an empty store with the configured voters,
+    /// starts the peer transport on `runtime` and the raft thread.
+    pub fn start<S: NodeStore>(
+        config: NodeConfig,
+        store: Arc<S>,
+        peer_listener: tokio::net::TcpListener,
+        runtime: &tokio::runtime::Handle,
+        log: &Logger,
+    ) -> Result<(NodeHandle, JoinHandle<()>), NodeError> {
+        let log = log.new(o!("component" => "raft"));
+        if store.conf_state().voters.is_empty() && store.last_index()? == 0 {
+            let mut conf_state = ConfState::default();
+            conf_state.voters = config.peers.keys().copied().collect();
+            store.set_conf_state(&conf_state)?;
+            info!(log, "bootstrapped new cluster"; "voters" => ?conf_state.voters);
+        }
+        let applied = store.applied();
+        // Applied entries were committed; a crash between applying and
+        // recording the commit index must not make the log look uncommitted.
+        if store.hard_state().commit < applied.index {
+            store.set_commit(applied.index)?;
+        }
+        let boot_epoch = store.next_boot_epoch()?;
+
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied: applied.index,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_config.validate()?;
+        let raw = RawNode::new(&raft_config, SharedStorage(store.clone()), &log)?;
+
+        let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE_LEN);
+        let outbound = transport::start_outbound(
+            runtime,
+            config.id,
+            &config.peers,
+            config.peer_queue_frames,
+            config.max_peer_frame_bytes,
+            &log,
+        );
+        runtime.spawn(transport::serve_inbound(
+            peer_listener,
+            events_tx.clone(),
+            config.max_peer_frame_bytes,
+            log.clone(),
+        ));
+
+        let status = Arc::new(RwLock::new(NodeStatus {
+            id: config.id,
+            ..NodeStatus::default()
+        }));
+        let engine = Engine::new();
+        let reader_store = store.clone();
+        let reader: Arc<Reader> = Arc::new(move |argv: &[Bytes]| {
+            reader_store.read_view(|state, _| {
+                let ct = Engine::cluster_time(state)?;
+                engine.read(state, ct, argv)
+            })
+        });
+        let handle = NodeHandle {
+            events: events_tx,
+            status: status.clone(),
+            reader,
+            request_timeout: config.request_timeout,
+        };
+        let cluster_time = store.read_view(|state, _| Engine::cluster_time(state))?;
+        let mut driver = Driver {
+            raw,
+            store,
+            engine,
+            outbound,
+            events: events_rx,
+            pending: Pending::default(),
+            status,
+            next_seq: boot_epoch << 32,
+            next_read_ctx: 1,
+            clock: None,
+            known_leader: (0, 0),
+            last_stamp_at: Instant::now(),
+            expiry_in_flight: None,
+            applied_ct: cluster_time,
+            config,
+            log,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{}", driver.config.id))
+            .spawn(move || driver.run())?;
+        Ok((handle, thread))
+    }
+}
+
+struct Driver<S: NodeStore> {
+    raw: RawNode<SharedStorage<S>>,
+    store: Arc<S>,
+    engine: Engine,
+    outbound: Outbound,
+    events: Receiver<Event>,
+    pending: Pending,
+    status: Arc<RwLock<NodeStatus>>,
+    next_seq: u64,
+    next_read_ctx: u64,
+    clock: Option<LeaderClock>,
+    /// (leader id, term) as last seen, to notice leadership changes.
+    known_leader: (u64, u64),
+    last_stamp_at: Instant,
+    /// Index of the leader's expiry entry not yet applied.
+    expiry_in_flight: Option<(u64, Instant)>,
+    applied_ct: u64,
+    config: NodeConfig,
+    log: Logger,
+}
+
+impl<S: NodeStore> Driver<S> {
+    fn run(&mut self) {
+        let mut next_tick = Instant::now() + self.config.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(wait) {
+                Ok(event) => {
+                    if !self.handle(event) {
+                        break;
+                    }
+                    for _ in 0..MAX_EVENTS_PER_ROUND {
+                        match self.events.try_recv() {
+                            Ok(event) => {
+                                if !self.handle(event) {
+                                    return self.shutdown();
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = now + self.config.tick;
+                self.on_tick(now);
+            }
+            if let Err(err) = self.round() {
+                crit!(self.log, "storage failure; stopping node"; "error" => %err);
+                std::process::exit(EXIT_STORAGE_FAILURE);
+            }
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        info!(self.log, "raft thread stopping");
+        self.pending.fail_all(ProposeError::Stopped);
+    }
+
+    /// Handles one event; false means stop.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Propose { body, reply } => {
+                if self.pending.len() >= self.config.max_pending_requests {
+                    let _ = reply.send(Err(ProposeError::Busy));
+                    return true;
+                }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending.proposals.insert(
+                    seq,
+                    PendingProposal {
+                        body,
+                        reply,
+                        deadline: Instant::now() + self.config.request_timeout,
+                        submission: None,
+                    },
+                );
+                self.submit(seq);
+            }
+            Event::Read { reply } => {
+                if self.pending.len() >= self.config.max_pending_requests {
+                    let _ = reply.send(Err(ProposeError::Busy));
+                    return true;
+                }
+                self.pending.unissued_reads.push(PendingRead {
+                    reply,
+                    deadline: Instant::now() + self.config.request_timeout,
+                });
+            }
+            Event::Peer(PeerFrame::Raft(message)) => {
+                if let Err(err) = self.raw.step(*message) {
+                    warn!(self.log, "raft rejected message"; "error" => %err);
+                }
+            }
+            Event::Peer(PeerFrame::Forward { origin, seq, body }) => {
+                // Only a leader orders proposals; a stale forward is dropped
+                // and its origin sends it again to the new leader.
+                if self.raw.raft.state == StateRole::Leader {
+                    self.propose_stamped(RequestId { origin, seq }, &body);
+                }
+            }
+            Event::Stop => return false,
+        }
+        true
+    }
+
+    /// Hands an own proposal to the leader (itself or a forward).
+    fn submit(&mut self, seq: u64) {
+        let leader = self.raw.raft.leader_id;
+        let term = self.raw.raft.term;
+        let Some(body) = self.pending.proposals.get(&seq).map(|p| p.body.clone()) else {
+            return;
+        };
+        let request = RequestId {
+            origin: self.config.id,
+            seq,
+        };
+        let submitted = if self.raw.raft.state == StateRole::Leader {
+            self.propose_stamped(request, &body)
+        } else if leader != 0 {
+            self.outbound.send(
+                leader,
+                &PeerFrame::Forward {
+                    origin: request.origin,
+                    seq,
+                    body,
+                },
+            )
+        } else {
+            false
+        };
+        if submitted {
+            if let Some(proposal) = self.pending.proposals.get_mut(&seq) {
+                proposal.submission = Some(Submission {
+                    leader,
+                    term,
+                    at: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// As leader: stamps cluster time and appends a command entry.
+    fn propose_stamped(&mut self, request: RequestId, body: &[u8]) -> bool {
+        let Some(clock) = self.clock.as_mut() else {
+            return false;
+        };
+        let now = Instant::now();
+        let mut data = encode_header(true, request, clock.stamp(now));
+        data.extend_from_slice(body);
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) => {
+                self.last_stamp_at = now;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        let leader_known = self.raw.raft.leader_id != 0;
+        self.pending.expire(now, leader_known);
+        let stale: Vec<u64> = self
+            .pending
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.submission.is_none_or(|s| now - s.at >= RESUBMIT_AFTER))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in stale {
+            self.submit(seq);
+        }
+        let stale_reads: Vec<u64> = self
+            .pending
+            .read_batches
+            .iter()
+            .filter(|(_, (issued, _))| now - *issued >= RESUBMIT_AFTER)
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in stale_reads {
+            if let Some((_, reads)) = self.pending.read_batches.remove(&ctx) {
+                self.pending.unissued_reads.extend(reads);
+            }
+        }
+        if let Err(err) = self.leader_duties(now) {
+            crit!(self.log, "storage failure; stopping node"; "error" => %err);
+            std::process::exit(EXIT_STORAGE_FAILURE);
+        }
+    }
+
+    /// Keeps cluster time moving while keys have TTLs, and deletes expired
+    /// keys through the log (followers never expire on their own).
+    fn leader_duties(&mut self, now: Instant) -> Result<(), StoreError> {
+        if self.raw.raft.state != StateRole::Leader || !self.raw.raft.commit_to_current_term() {
+            return Ok(());
+        }
+        let applied = self.store.applied().index;
+        if let Some((index, since)) = self.expiry_in_flight {
+            if applied < index && now - since < RESUBMIT_AFTER {
+                return Ok(());
+            }
+            self.expiry_in_flight = None;
+        }
+        let Some(clock) = self.clock.as_mut() else {
+            return Ok(());
+        };
+        let ct = clock.stamp(now);
+        let engine = self.engine;
+        let (candidates, has_deadlines) = self.store.read_view(|state, _| {
+            Ok::<_, StoreError>((
+                engine.expired_candidates(state, ct, EXPIRE_BATCH_KEYS)?,
+                engine.has_deadlines(state)?,
+            ))
+        })?;
+        let clock_due = has_deadlines && now - self.last_stamp_at >= self.config.clock_interval;
+        if candidates.is_empty() && !clock_due {
+            return Ok(());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = LogEntry {
+            request: RequestId { origin: 0, seq },
+            ct,
+            payload: Payload::Expire(candidates),
+        };
+        if self.raw.propose(Vec::new(), entry.encode()).is_ok() {
+            self.last_stamp_at = now;
+            self.expiry_in_flight = Some((self.raw.raft.raft_log.last_index(), now));
+        }
+        Ok(())
+    }
+
+    /// One Ready round. The order of steps is raft-rs's contract and is
+    /// critical for safety; do not reorder:
+    /// 1. send messages (a leader may send before persisting),
+    /// 2. install a snapshot, 3. apply committed entries,
+    /// 4. persist entries and hard state (synced),
+    /// 5. send persisted messages, 6. advance and handle the light ready.
+    fn round(&mut self) -> Result<(), NodeError> {
+        self.issue_reads();
+        if self.raw.has_ready() {
+            let mut ready = self.raw.ready();
+            if !ready.messages().is_empty() {
+                let messages = ready.take_messages();
+                self.send_messages(messages);
+            }
+            if !ready.snapshot().is_empty() {
+                let snapshot = ready.snapshot().clone();
+                self.store.install_snapshot(&snapshot)?;
+                self.applied_ct = self.store.read_view(|state, _| Engine::cluster_time(state))?;
+                info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
+            }
+            for read_state in ready.take_read_states() {
+                let ctx = read_state
+                    .request_ctx
+                    .as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                if let Some((_, reads)) = self.pending.read_batches.remove(&ctx) {
+                    self.pending
+                        .confirmed_reads
+                        .extend(reads.into_iter().map(|read| (read_state.index, read)));
+                }
+            }
+            let committed = ready.take_committed_entries();
+            self.apply_entries(committed)?;
+            let hard_state = ready.hs().cloned();
+            self.store.append(ready.entries(), hard_state.as_ref())?;
+            if !ready.persisted_messages().is_empty() {
+                let messages = ready.take_persisted_messages();
+                self.send_messages(messages);
+            }
+            let mut light = self.raw.advance(ready);
+            if let Some(commit) = light.commit_index() {
+                self.store.set_commit(commit)?;
+            }
+            let messages = light.take_messages();
+            self.send_messages(messages);
+            let committed = light.take_committed_entries();
+            self.apply_entries(committed)?;
+            self.raw.advance_apply();
+            self.maybe_compact()?;
+        }
+        self.pending.release_reads(self.store.applied().index);
+        self.notice_leadership()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn issue_reads(&mut self) {
+        if self.pending.unissued_reads.is_empty() || self.raw.raft.leader_id == 0 {
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        let reads = std::mem::take(&mut self.pending.unissued_reads);
+        self.pending
+            .read_batches
+            .insert(ctx, (Instant::now(), reads));
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    fn send_messages(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            let delivered = self.outbound.send(to, &PeerFrame::Raft(Box::new(message)));
+            if is_snapshot {
+                let status = if delivered {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+            if !delivered {
+                self.raw.report_unreachable(to);
+            }
+        }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        for entry in entries {
+            let position = Applied {
+                index: entry.index,
+                term: entry.term,
+            };
+            if position.index <= self.store.applied().index {
+                continue;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    let outcome = self.engine.apply(&*self.store, entry.index, &entry.data)?;
+                    self.store.apply(&outcome.batch, position)?;
+                    self.applied_ct = outcome.ct;
+                    if let (Some(request), Some(reply)) = (outcome.request, outcome.reply) {
+                        if request.origin == self.config.id {
+                            if let Some(proposal) = self.pending.proposals.remove(&request.seq) {
+                                let _ = proposal.reply.send(Ok(reply));
+                            }
+                        }
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let change = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|err| NodeError::Raft(raft::Error::CodecError(err)))?;
+                    self.apply_conf_change(&change, position)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .map_err(|err| NodeError::Raft(raft::Error::CodecError(err)))?;
+                    self.apply_conf_change(&change, position)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        change: &impl raft_proto::ConfChangeI,
+        position: Applied,
+    ) -> Result<(), NodeError> {
+        let conf_state = self.raw.apply_conf_change(change)?;
+        self.store.set_conf_state(&conf_state)?;
+        self.store.apply(&StateBatch::default(), position)?;
+        info!(self.log, "membership changed"; "voters" => ?conf_state.voters, "learners" => ?conf_state.learners);
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), StoreError> {
+        let applied = self.store.applied().index;
+        let first = self.store.first_index().map_err(|err| StoreError::Invalid(err.to_string()))?;
+        if applied + 1 >= first + self.config.snapshot_threshold {
+            self.store.compact(applied)?;
+            info!(self.log, "compacted log"; "through" => applied);
+        }
+        Ok(())
+    }
+
+    fn notice_leadership(&mut self) -> Result<(), NodeError> {
+        let current = (self.raw.raft.leader_id, self.raw.raft.term);
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        if is_leader && self.clock.is_none() {
+            let mut base = self.last_entry_ct()?;
+            if base == 0 {
+                // A new cluster starts its clock at wall-clock time, so that
+                // absolute deadlines (EXAT, PXAT) mean what clients expect.
+                base = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(1);
+            }
+            self.clock = Some(LeaderClock::start(base, Instant::now()));
+            info!(self.log, "became leader"; "term" => current.1, "cluster_time_ms" => base);
+        } else if !is_leader && self.clock.is_some() {
+            self.clock = None;
+            self.expiry_in_flight = None;
+            info!(self.log, "lost leadership"; "term" => current.1, "leader" => current.0);
+        }
+        if current != self.known_leader {
+            self.known_leader = current;
+            if current.0 != 0 {
+                info!(self.log, "leader known"; "leader" => current.0, "term" => current.1);
+                let seqs: Vec<u64> = self.pending.proposals.keys().copied().collect();
+                for seq in seqs {
+                    self.submit(seq);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cluster time of the newest entry in the log that carries one, or of
+    /// the applied state if none does.
+    fn last_entry_ct(&self) -> Result<u64, NodeError> {
+        let first = self.store.first_index()?;
+        let mut index = self.store.last_index()?;
+        while index >= first {
+            let entries = self.store.entries(index, index + 1, None, raft::GetEntriesContext::empty(false))?;
+            if let Some(entry) = entries.first() {
+                if entry.get_entry_type() == EntryType::EntryNormal {
+                    if let Ok(decoded) = LogEntry::decode(&entry.data) {
+                        return Ok(decoded.ct.max(self.applied_ct));
+                    }
+                }
+            }
+            index -= 1;
+        }
+        Ok(self.applied_ct)
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Follower => Role::Follower,
+        };
+        let progress = if role == Role::Leader {
+            raft.prs()
+                .iter()
+                .map(|(&id, progress)| PeerProgress {
+                    id,
+                    matched: progress.matched,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let status = NodeStatus {
+            id: self.config.id,
+            role,
+            term: raft.term,
+            leader_id: raft.leader_id,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.store.applied().index,
+            first_index: self.store.first_index().unwrap_or(0),
+            last_index: raft.raft_log.last_index(),
+            cluster_time_ms: self.applied_ct,
+            voters: self.store.conf_state().voters,
+            progress,
+        };
+        *self.status.write().expect("status lock") = status;
+    }
+}

@@ -1,0 +1,144 @@
+//! Requests waiting in the node, matched by request id (never by order).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use lockstep_engine::Reply;
+use tokio::sync::oneshot;
+
+use crate::ProposeError;
+
+pub type ProposalReply = oneshot::Sender<Result<Reply, ProposeError>>;
+pub type ReadReply = oneshot::Sender<Result<(), ProposeError>>;
+
+/// Where a proposal was last handed for ordering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Submission {
+    pub leader: u64,
+    pub term: u64,
+    pub at: Instant,
+}
+
+pub struct PendingProposal {
+    pub body: Bytes,
+    pub reply: ProposalReply,
+    pub deadline: Instant,
+    pub submission: Option<Submission>,
+}
+
+impl PendingProposal {
+    /// The error a client gets at its deadline: if the proposal ever reached
+    /// a leader it may have taken effect.
+    pub fn timeout_error(&self) -> ProposeError {
+        if self.submission.is_some() {
+            ProposeError::Indeterminate
+        } else {
+            ProposeError::NoLeader
+        }
+    }
+}
+
+pub struct PendingRead {
+    pub reply: ReadReply,
+    pub deadline: Instant,
+}
+
+#[derive(Default)]
+pub struct Pending {
+    /// Own proposals by sequence number.
+    pub proposals: BTreeMap<u64, PendingProposal>,
+    /// Reads not yet sent as a ReadIndex request.
+    pub unissued_reads: Vec<PendingRead>,
+    /// ReadIndex requests in flight, by context.
+    pub read_batches: BTreeMap<u64, (Instant, Vec<PendingRead>)>,
+    /// Reads whose read index is known, waiting for it to apply.
+    pub confirmed_reads: Vec<(u64, PendingRead)>,
+}
+
+impl Pending {
+    pub fn len(&self) -> usize {
+        self.proposals.len()
+            + self.unissued_reads.len()
+            + self
+                .read_batches
+                .values()
+                .map(|(_, reads)| reads.len())
+                .sum::<usize>()
+            + self.confirmed_reads.len()
+    }
+
+    /// Answers every request whose deadline has passed.
+    pub fn expire(&mut self, now: Instant, leader_known: bool) {
+        let overdue: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, proposal)| proposal.deadline <= now)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in overdue {
+            let proposal = self.proposals.remove(&seq).expect("listed above");
+            let error = proposal.timeout_error();
+            let _ = proposal.reply.send(Err(error));
+        }
+        let read_error = if leader_known {
+            ProposeError::Indeterminate
+        } else {
+            ProposeError::NoLeader
+        };
+        let expire_reads = |reads: &mut Vec<PendingRead>| {
+            let (overdue, kept): (Vec<_>, Vec<_>) =
+                reads.drain(..).partition(|read| read.deadline <= now);
+            *reads = kept;
+            for read in overdue {
+                let _ = read.reply.send(Err(read_error.clone()));
+            }
+        };
+        expire_reads(&mut self.unissued_reads);
+        for (_, reads) in self.read_batches.values_mut() {
+            expire_reads(reads);
+        }
+        self.read_batches.retain(|_, (_, reads)| !reads.is_empty());
+        let (overdue, kept): (Vec<_>, Vec<_>) = self
+            .confirmed_reads
+            .drain(..)
+            .partition(|(_, read)| read.deadline <= now);
+        self.confirmed_reads = kept;
+        for (_, read) in overdue {
+            let _ = read.reply.send(Err(read_error.clone()));
+        }
+    }
+
+    /// Releases reads whose read index has applied.
+    pub fn release_reads(&mut self, applied: u64) {
+        let (done, waiting): (Vec<_>, Vec<_>) = self
+            .confirmed_reads
+            .drain(..)
+            .partition(|(index, _)| *index <= applied);
+        self.confirmed_reads = waiting;
+        for (_, read) in done {
+            let _ = read.reply.send(Ok(()));
+        }
+    }
+
+    pub fn fail_all(&mut self, error: ProposeError) {
+        for (_, proposal) in std::mem::take(&mut self.proposals) {
+            let _ = proposal.reply.send(Err(error.clone()));
+        }
+        let reads = std::mem::take(&mut self.unissued_reads)
+            .into_iter()
+            .chain(
+                std::mem::take(&mut self.read_batches)
+                    .into_values()
+                    .flat_map(|(_, reads)| reads),
+            )
+            .chain(
+                std::mem::take(&mut self.confirmed_reads)
+                    .into_iter()
+                    .map(|(_, read)| read),
+            );
+        for read in reads {
+            let _ = read.reply.send(Err(error.clone()));
+        }
+    }
+}

@@ -1,0 +1,42 @@
+/// What a node knows about itself and the cluster, refreshed by the raft
+/// thread after every round.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: Role,
+    pub term: u64,
+    pub leader_id: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+    pub cluster_time_ms: u64,
+    pub voters: Vec<u64>,
+    /// Replication progress of every peer, known on the leader only.
+    pub progress: Vec<PeerProgress>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Follower,
+    Candidate,
+    PreCandidate,
+    Leader,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::Candidate | Role::PreCandidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub id: u64,
+    pub matched: u64,
+}

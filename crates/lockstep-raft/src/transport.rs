@@ -1,0 +1,186 @@
+//! TCP transport between peers.
+//!
+//! Each peer gets one outbound connection fed by a bounded queue; a full
+//! queue drops frames, which raft tolerates (it retries). A broken
+//! connection is re-dialled with capped exponential backoff. Every
+//! connection starts with the dialler's node id, then carries
+//! length-delimited frames no larger than the configured maximum.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use futures_util::{SinkExt, StreamExt};
+use slog::{debug, info, warn, Logger};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::frame::PeerFrame;
+use crate::node::Event;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Inbound peer connections accepted at once; a cluster has few peers, so
+/// anything beyond this is not a peer.
+const MAX_INBOUND_PEER_CONNECTIONS: usize = 64;
+
+fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame_bytes)
+        .new_codec()
+}
+
+/// Sends frames to peers; cheap to clone.
+#[derive(Clone)]
+pub struct Outbound {
+    queues: BTreeMap<u64, mpsc::Sender<Bytes>>,
+}
+
+impl Outbound {
+    /// Queues `frame` for `to`; returns false if it was dropped.
+    pub fn send(&self, to: u64, frame: &PeerFrame) -> bool {
+        match self.queues.get(&to) {
+            Some(queue) => queue.try_send(frame.encode()).is_ok(),
+            None => false,
+        }
+    }
+}
+
+pub fn start_outbound(
+    runtime: &tokio::runtime::Handle,
+    own_id: u64,
+    peers: &BTreeMap<u64, SocketAddr>,
+    queue_frames: usize,
+    max_frame_bytes: usize,
+    log: &Logger,
+) -> Outbound {
+    let mut queues = BTreeMap::new();
+    for (&id, &addr) in peers {
+        if id == own_id {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(queue_frames);
+        queues.insert(id, tx);
+        let log = log.new(slog::o!("peer" => id));
+        runtime.spawn(dial_loop(own_id, addr, rx, max_frame_bytes, log));
+    }
+    Outbound { queues }
+}
+
+async fn dial_loop(
+    own_id: u64,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Bytes>,
+    max_frame_bytes: usize,
+    log: Logger,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut pending: Option<Bytes> = None;
+    loop {
+        let stream = match TcpStream::connect(addr).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                debug!(log, "peer dial failed"; "addr" => %addr, "error" => %err);
+                // Frames queued while the peer is down are stale by the time
+                // it returns; raft resends what matters.
+                while rx.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut stream = stream;
+        if stream.write_all(&own_id.to_be_bytes()).await.is_err() {
+            continue;
+        }
+        info!(log, "peer connected"; "addr" => %addr);
+        backoff = MIN_BACKOFF;
+        let mut sink = FramedWrite::new(stream, codec(max_frame_bytes));
+        loop {
+            let frame = match pending.take() {
+                Some(frame) => frame,
+                None => match rx.recv().await {
+                    Some(frame) => frame,
+                    None => return,
+                },
+            };
+            // Batch whatever else is queued into one flush.
+            let mut failed = sink.feed(frame).await.is_err();
+            while !failed {
+                match rx.try_recv() {
+                    Ok(next) => failed = sink.feed(next).await.is_err(),
+                    Err(_) => break,
+                }
+            }
+            if failed || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+                warn!(log, "peer connection lost"; "addr" => %addr);
+                break;
+            }
+        }
+    }
+}
+
+/// Accepts peer connections and hands decoded frames to the raft thread.
+pub async fn serve_inbound(
+    listener: TcpListener,
+    events: Sender<Event>,
+    max_frame_bytes: usize,
+    log: Logger,
+) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_PEER_CONNECTIONS));
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(log, "peer accept failed"; "error" => %err);
+                tokio::time::sleep(MIN_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            warn!(log, "refusing peer connection: too many"; "remote" => %remote);
+            continue;
+        };
+        let events = events.clone();
+        let log = log.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(err) = read_peer(stream, events, max_frame_bytes, &log).await {
+                debug!(log, "peer connection closed"; "remote" => %remote, "reason" => %err);
+            }
+        });
+    }
+}
+
+async fn read_peer(
+    mut stream: TcpStream,
+    events: Sender<Event>,
+    max_frame_bytes: usize,
+    log: &Logger,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut id = [0u8; 8];
+    stream.read_exact(&mut id).await?;
+    let from = u64::from_be_bytes(id);
+    let mut frames = FramedRead::new(stream, codec(max_frame_bytes));
+    while let Some(frame) = frames.next().await {
+        let frame = frame?;
+        match PeerFrame::decode(frame.freeze()) {
+            Ok(frame) => {
+                if events.try_send(Event::Peer(frame)).is_err() {
+                    debug!(log, "raft thread busy: dropping peer frame"; "from" => from);
+                }
+            }
+            Err(err) => {
+                warn!(log, "bad peer frame; closing"; "from" => from, "error" => %err);
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

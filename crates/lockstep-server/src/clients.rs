@@ -1,0 +1,111 @@
+//! The registry of connected clients, for CLIENT LIST / INFO and INFO clients.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub local: SocketAddr,
+    pub name: String,
+    pub lib_name: String,
+    pub lib_ver: String,
+    pub protocol: u8,
+    pub connected_at: Instant,
+    pub last_command: String,
+    pub last_active: Instant,
+}
+
+impl ClientInfo {
+    /// One line in Redis's CLIENT LIST format.
+    pub fn line(&self) -> String {
+        let now = Instant::now();
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.local,
+            self.name,
+            now.duration_since(self.connected_at).as_secs(),
+            now.duration_since(self.last_active).as_secs(),
+            if self.last_command.is_empty() { "NULL" } else { &self.last_command },
+            self.protocol,
+            self.lib_name,
+            self.lib_ver,
+        )
+    }
+}
+
+#[derive(Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    connected: Mutex<BTreeMap<u64, ClientInfo>>,
+    total_connections: AtomicU64,
+    total_commands: AtomicU64,
+}
+
+impl Clients {
+    pub fn register(&self, addr: SocketAddr, local: SocketAddr) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        self.total_connections.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            ClientInfo {
+                id,
+                addr,
+                local,
+                name: String::new(),
+                lib_name: String::new(),
+                lib_ver: String::new(),
+                protocol: 2,
+                connected_at: now,
+                last_command: String::new(),
+                last_active: now,
+            },
+        );
+        id
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    pub fn update(&self, id: u64, change: impl FnOnce(&mut ClientInfo)) {
+        if let Some(info) = self.lock().get_mut(&id) {
+            change(info);
+        }
+    }
+
+    pub fn count_command(&self) {
+        self.total_commands.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, id: u64) -> Option<ClientInfo> {
+        self.lock().get(&id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<ClientInfo> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn total_connections(&self) -> u64 {
+        self.total_connections.load(Ordering::Relaxed)
+    }
+
+    pub fn total_commands(&self) -> u64 {
+        self.total_commands.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ClientInfo>> {
+        self.connected.lock().expect("clients lock")
+    }
+}

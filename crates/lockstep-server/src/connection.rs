@@ -1,0 +1,93 @@
+//! One client connection: frames in, replies out, in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures::{FutureExt, StreamExt};
+use lockstep_engine::Reply;
+use slog::debug;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio_util::codec::FramedRead;
+
+use crate::codec::{ProtocolError, RequestDecoder};
+use crate::encode::{encode, Protocol};
+use crate::session::Session;
+use crate::ServerContext;
+
+/// Reply bytes gathered before a write even if more pipelined commands wait.
+const MAX_UNFLUSHED_REPLY_BYTES: usize = 64 << 10;
+
+pub async fn run(
+    stream: TcpStream,
+    remote: SocketAddr,
+    context: Arc<ServerContext>,
+    permit: Option<OwnedSemaphorePermit>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(remote);
+    let (reader, mut writer) = stream.into_split();
+    if permit.is_none() {
+        let mut out = BytesMut::new();
+        encode(
+            Protocol::Resp2,
+            &Reply::error("ERR max number of clients reached"),
+            &mut out,
+        );
+        let _ = writer.write_all(&out).await;
+        return;
+    }
+    let id = context.clients.register(remote, local);
+    let mut session = Session::new(id, context.clone());
+    let mut frames = FramedRead::new(reader, RequestDecoder::new(context.limits.clone()));
+    let mut out = BytesMut::with_capacity(4096);
+    let mut ready = None;
+    loop {
+        let next = match ready.take() {
+            Some(next) => next,
+            None => {
+                // Nothing more is buffered: the client waits for replies.
+                if !out.is_empty() {
+                    if writer.write_all(&out).await.is_err() {
+                        break;
+                    }
+                    out.clear();
+                }
+                tokio::select! {
+                    next = frames.next() => next,
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
+        let argv = match next {
+            None => break,
+            Some(Ok(argv)) => argv,
+            Some(Err(ProtocolError::Io(_))) => break,
+            Some(Err(err @ ProtocolError::Invalid(_))) => {
+                encode(session.protocol(), &Reply::error(format!("ERR {err}")), &mut out);
+                debug!(context.log, "closing client after protocol error"; "client" => id, "error" => %err);
+                break;
+            }
+        };
+        let (reply, close) = session.execute(argv).await;
+        encode(session.protocol(), &reply, &mut out);
+        if close {
+            break;
+        }
+        if out.len() >= MAX_UNFLUSHED_REPLY_BYTES {
+            if writer.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        // A pipelined command already buffered is served before flushing.
+        ready = frames.next().now_or_never();
+    }
+    if !out.is_empty() {
+        let _ = writer.write_all(&out).await;
+    }
+    context.clients.unregister(id);
+}

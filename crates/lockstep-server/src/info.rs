@@ -1,0 +1,205 @@
+//! INFO and COMMAND replies.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use lockstep_engine::{Reply, COMMANDS};
+use lockstep_raft::Role;
+
+use crate::session::REDIS_COMPAT_VERSION;
+use crate::ServerContext;
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "persistence",
+    "stats",
+    "replication",
+    "raft",
+    "keyspace",
+];
+
+pub fn info(context: &ServerContext, args: &[Bytes]) -> String {
+    let wanted: Vec<String> = args
+        .iter()
+        .map(|arg| String::from_utf8_lossy(arg).to_ascii_lowercase())
+        .collect();
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "all" || w == "default" || w == "everything");
+    let mut out = String::new();
+    for section in SECTIONS {
+        if all || wanted.iter().any(|w| w == section) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            section_text(context, section, &mut out);
+        }
+    }
+    out
+}
+
+fn section_text(context: &ServerContext, section: &str, out: &mut String) {
+    let status = context.node.status();
+    let uptime = context.started.elapsed().as_secs();
+    let mut w = Writer(out);
+    match section {
+        "server" => {
+            w.header("Server");
+            w.line("redis_version", &REDIS_COMPAT_VERSION);
+            w.line("lockstep_version", &env!("CARGO_PKG_VERSION"));
+            w.line("redis_mode", &"standalone");
+            w.line("os", &std::env::consts::OS);
+            w.line("arch_bits", &64);
+            w.line("process_id", &std::process::id());
+            w.line("run_id", &format!("{:040x}", status.id));
+            w.line("tcp_port", &context
+                .client_addrs
+                .get(&status.id)
+                .map(|addr| addr.port())
+                .unwrap_or(0));
+            w.line("uptime_in_seconds", &uptime);
+            w.line("uptime_in_days", &(uptime / 86_400));
+        }
+        "clients" => {
+            w.header("Clients");
+            w.line("connected_clients", &context.clients.connected());
+            w.line("maxclients", &context.limits.max_connections);
+            w.line("blocked_clients", &0);
+        }
+        "persistence" => {
+            w.header("Persistence");
+            w.line("loading", &0);
+            w.line("aof_enabled", &1);
+            w.line("rdb_changes_since_last_save", &0);
+        }
+        "stats" => {
+            w.header("Stats");
+            w.line("total_connections_received", &context.clients.total_connections());
+            w.line("total_commands_processed", &context.clients.total_commands());
+        }
+        "replication" => {
+            w.header("Replication");
+            if status.role == Role::Leader {
+                w.line("role", &"master");
+                let replicas: Vec<_> = status
+                    .progress
+                    .iter()
+                    .filter(|peer| peer.id != status.id)
+                    .collect();
+                w.line("connected_slaves", &replicas.len());
+                for (n, peer) in replicas.iter().enumerate() {
+                    let addr = context.client_addrs.get(&peer.id);
+                    w.line(
+                        &format!("slave{n}"),
+                        &format!(
+                            "ip={},port={},state=online,offset={},lag=0",
+                            addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+                            addr.map(|a| a.port()).unwrap_or(0),
+                            peer.matched
+                        ),
+                    );
+                }
+                w.line("master_repl_offset", &status.applied_index);
+            } else {
+                w.line("role", &"slave");
+                let leader = context.client_addrs.get(&status.leader_id);
+                w.line("master_host", &leader.map(|a| a.ip().to_string()).unwrap_or_default());
+                w.line("master_port", &leader.map(|a| a.port()).unwrap_or(0));
+                w.line(
+                    "master_link_status",
+                    &if status.leader_id != 0 { "up" } else { "down" },
+                );
+                w.line("slave_repl_offset", &status.applied_index);
+                w.line("connected_slaves", &0);
+            }
+        }
+        "raft" => {
+            w.header("Raft");
+            w.line("raft_node_id", &status.id);
+            w.line("raft_role", &status.role.name());
+            w.line("raft_term", &status.term);
+            w.line("raft_leader_id", &status.leader_id);
+            w.line(
+                "raft_leader_addr",
+                &context
+                    .client_addrs
+                    .get(&status.leader_id)
+                    .map(|addr| addr.to_string())
+                    .unwrap_or_default(),
+            );
+            w.line("raft_commit_index", &status.commit_index);
+            w.line("raft_applied_index", &status.applied_index);
+            w.line("raft_first_index", &status.first_index);
+            w.line("raft_last_index", &status.last_index);
+            w.line("raft_cluster_time_ms", &status.cluster_time_ms);
+            w.line(
+                "raft_nodes",
+                &status
+                    .voters
+                    .iter()
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        "keyspace" => {
+            w.header("Keyspace");
+            if let Reply::Integer(keys) = context.node.read_local(&[Bytes::from_static(b"DBSIZE")]) {
+                if keys > 0 {
+                    w.line("db0", &format!("keys={keys},expires=0,avg_ttl=0"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Writer<'a>(&'a mut String);
+
+impl Writer<'_> {
+    fn header(&mut self, title: &str) {
+        let _ = write!(self.0, "# {title}\r\n");
+    }
+
+    fn line(&mut self, key: &str, value: &dyn std::fmt::Display) {
+        let _ = write!(self.0, "{key}:{value}\r\n");
+    }
+}
+
+/// COMMAND, COMMAND COUNT / INFO / DOCS / LIST.
+pub fn command(args: &[Bytes]) -> Reply {
+    let describe = |name: &str| -> Reply {
+        match COMMANDS.iter().find(|spec| spec.name == name) {
+            Some(spec) => Reply::Array(vec![
+                Reply::bulk(spec.name),
+                Reply::Integer(spec.arity as i64),
+                Reply::Array(spec.flags().iter().map(|f| Reply::Status(f.to_string())).collect()),
+                Reply::Integer(spec.first_key as i64),
+                Reply::Integer(spec.last_key as i64),
+                Reply::Integer(spec.step as i64),
+            ]),
+            None => Reply::Nil,
+        }
+    };
+    let Some(sub) = args.first() else {
+        return Reply::Array(COMMANDS.iter().map(|spec| describe(spec.name)).collect());
+    };
+    let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let names = || {
+        args[1..]
+            .iter()
+            .map(|arg| String::from_utf8_lossy(arg).to_ascii_lowercase())
+    };
+    match sub.as_str() {
+        "count" => Reply::Integer(COMMANDS.len() as i64),
+        "list" => Reply::Array(COMMANDS.iter().map(|spec| Reply::bulk(spec.name)).collect()),
+        "info" => Reply::Array(names().map(|name| describe(&name)).collect()),
+        // Documentation is not served; an empty map keeps redis-cli's hints quiet.
+        "docs" => Reply::Map(Vec::new()),
+        _ => Reply::error(format!(
+            "ERR unknown subcommand '{sub}'. Try COMMAND HELP."
+        )),
+    }
+}

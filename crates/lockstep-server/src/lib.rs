@@ -1,0 +1,23 @@
+//! lockstep's RESP front end.
+//!
+//! Accepts Redis clients (RESP2 and RESP3, pipelined or inline), parses
+//! their commands, answers connection-level commands itself (PING, HELLO,
+//! CLIENT, INFO, ROLE, ...), and sends everything else to the node: writes
+//! as proposals through the log, reads through a ReadIndex barrier.
+//!
+//! What this crate must not do: decide command semantics (the engine does),
+//! or touch raft state directly (it asks the node handle). It is the only
+//! crate that knows RESP.
+
+mod clients;
+mod codec;
+mod connection;
+mod encode;
+mod info;
+mod limits;
+mod server;
+mod session;
+
+pub use codec::{ProtocolError, RequestDecoder};
+pub use limits::Limits;
+pub use server::{serve, ServerContext};

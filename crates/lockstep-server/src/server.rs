@@ -1,0 +1,80 @@
+//! Accept loop and shared server state.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockstep_raft::NodeHandle;
+use slog::{info, warn, Logger};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::clients::Clients;
+use crate::connection;
+use crate::Limits;
+
+/// Everything connections share.
+pub struct ServerContext {
+    pub node: NodeHandle,
+    pub limits: Limits,
+    /// Client (RESP) address of every node, for ROLE and INFO.
+    pub client_addrs: BTreeMap<u64, SocketAddr>,
+    pub started: Instant,
+    pub(crate) clients: Clients,
+    pub log: Logger,
+}
+
+impl ServerContext {
+    pub fn new(
+        node: NodeHandle,
+        limits: Limits,
+        client_addrs: BTreeMap<u64, SocketAddr>,
+        log: Logger,
+    ) -> Self {
+        ServerContext {
+            node,
+            limits,
+            client_addrs,
+            started: Instant::now(),
+            clients: Clients::default(),
+            log,
+        }
+    }
+}
+
+/// Pause after a failed accept (e.g. out of file descriptors) before retrying.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Serves clients on `listener` until `shutdown` turns true. A safe state to
+/// stop in: every command either was answered or is still in the node,
+/// whose outcome the client learns as a closed connection (unknown).
+pub async fn serve(
+    listener: TcpListener,
+    context: Arc<ServerContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(context.limits.max_connections));
+    info!(context.log, "accepting clients"; "addr" => ?listener.local_addr().ok());
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(context.log, "accept failed"; "error" => %err);
+                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                continue;
+            }
+        };
+        let permit = slots.clone().try_acquire_owned().ok();
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            connection::run(stream, remote, context, permit, shutdown).await;
+        });
+    }
+    info!(context.log, "stopped accepting clients");
+}

@@ -1,0 +1,325 @@
+//! Per-connection state and command dispatch.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lockstep_engine::{Access, Reply};
+use lockstep_raft::{ProposeError, Role};
+
+use crate::encode::Protocol;
+use crate::info;
+use crate::ServerContext;
+
+/// Version reported to clients that gate features on Redis's version.
+pub const REDIS_COMPAT_VERSION: &str = "7.4.0";
+
+pub struct Session {
+    id: u64,
+    protocol: Protocol,
+    /// READONLY: serve reads from local applied state, without ReadIndex.
+    stale_reads: bool,
+    context: Arc<ServerContext>,
+}
+
+fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+pub fn propose_error(err: ProposeError, timeout_secs: u64) -> Reply {
+    match err {
+        ProposeError::NoLeader => Reply::error(format!(
+            "CLUSTERDOWN no raft leader reachable within {timeout_secs}s; the command was not executed"
+        )),
+        ProposeError::Indeterminate => Reply::error(
+            "TRYAGAIN outcome unknown: the command may or may not have been applied (leader lost or timed out)",
+        ),
+        ProposeError::Busy => Reply::error(
+            "ERR too many pending requests on this node; the command was not executed",
+        ),
+        ProposeError::Stopped => Reply::error("ERR node is shutting down"),
+    }
+}
+
+impl Session {
+    pub fn new(id: u64, context: Arc<ServerContext>) -> Self {
+        Session {
+            id,
+            protocol: Protocol::Resp2,
+            stale_reads: false,
+            context,
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Runs one command; the flag says whether to close the connection after
+    /// replying.
+    pub async fn execute(&mut self, argv: Vec<Bytes>) -> (Reply, bool) {
+        let name = argv[0].to_ascii_lowercase();
+        let name = String::from_utf8_lossy(&name).into_owned();
+        self.context.clients.count_command();
+        self.context.clients.update(self.id, |client| {
+            client.last_command = name.clone();
+            client.last_active = std::time::Instant::now();
+        });
+        let args = &argv[1..];
+        let reply = match name.as_str() {
+            "quit" => return (Reply::ok(), true),
+            "ping" => match args {
+                [] => Reply::Status("PONG".into()),
+                [message] => Reply::Bulk(message.clone()),
+                _ => Reply::wrong_arity("ping"),
+            },
+            "echo" => match args {
+                [message] => Reply::Bulk(message.clone()),
+                _ => Reply::wrong_arity("echo"),
+            },
+            "select" => match args {
+                [db] => match std::str::from_utf8(db).ok() {
+                    Some("0") => Reply::ok(),
+                    Some(other) if other.parse::<i64>().is_ok() => {
+                        Reply::error("ERR DB index is out of range")
+                    }
+                    _ => Reply::not_integer(),
+                },
+                _ => Reply::wrong_arity("select"),
+            },
+            "hello" => self.hello(args),
+            "auth" => match args.len() {
+                1 | 2 => Reply::error(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ),
+                _ => Reply::wrong_arity("auth"),
+            },
+            "client" => self.client(args),
+            "command" => info::command(args),
+            "info" => Reply::Bulk(Bytes::from(info::info(&self.context, args))),
+            "role" => self.role(),
+            "time" => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                Reply::Array(vec![
+                    Reply::bulk(now.as_secs().to_string()),
+                    Reply::bulk(now.subsec_micros().to_string()),
+                ])
+            }
+            "readonly" => {
+                self.stale_reads = true;
+                Reply::ok()
+            }
+            "readwrite" => {
+                self.stale_reads = false;
+                Reply::ok()
+            }
+            "config" => config(args),
+            _ => self.engine_command(&argv).await,
+        };
+        (reply, false)
+    }
+
+    async fn engine_command(&self, argv: &[Bytes]) -> Reply {
+        // Validate before touching the log: a bad command never costs an entry.
+        let access = match lockstep_engine::parse(argv) {
+            Ok((_, spec)) => spec.access,
+            Err(reply) => return reply,
+        };
+        let node = &self.context.node;
+        let result = match access {
+            Access::Write => node.propose(argv).await,
+            Access::Read if self.stale_reads => Ok(node.read_local(argv)),
+            Access::Read => node.read(argv).await,
+        };
+        result.unwrap_or_else(|err| propose_error(err, node.request_timeout().as_secs()))
+    }
+
+    fn hello(&mut self, args: &[Bytes]) -> Reply {
+        let mut protocol = self.protocol;
+        if let Some(version) = args.first() {
+            protocol = match std::str::from_utf8(version).ok().and_then(|v| v.parse::<i64>().ok()) {
+                Some(2) => Protocol::Resp2,
+                Some(3) => Protocol::Resp3,
+                Some(_) => return Reply::error("NOPROTO unsupported protocol version"),
+                None => {
+                    return Reply::error("ERR Protocol version is not an integer or out of range")
+                }
+            };
+            let mut rest = args[1..].iter();
+            while let Some(option) = rest.next() {
+                if is(option, "auth") {
+                    if rest.next().is_none() || rest.next().is_none() {
+                        return Reply::syntax_error();
+                    }
+                } else if is(option, "setname") {
+                    let Some(name) = rest.next() else {
+                        return Reply::syntax_error();
+                    };
+                    let name = text(name);
+                    if name.contains(' ') {
+                        return Reply::error(
+                            "ERR Client names cannot contain spaces, newlines or special characters.",
+                        );
+                    }
+                    self.context.clients.update(self.id, |client| client.name = name);
+                } else {
+                    return Reply::error(format!(
+                        "ERR Syntax error in HELLO option '{}'",
+                        text(option)
+                    ));
+                }
+            }
+        }
+        self.protocol = protocol;
+        let proto = if protocol == Protocol::Resp3 { 3 } else { 2 };
+        self.context
+            .clients
+            .update(self.id, |client| client.protocol = proto);
+        Reply::Map(vec![
+            (Reply::bulk("server"), Reply::bulk("redis")),
+            (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
+            (Reply::bulk("proto"), Reply::Integer(proto as i64)),
+            (Reply::bulk("id"), Reply::Integer(self.id as i64)),
+            (Reply::bulk("mode"), Reply::bulk("standalone")),
+            (Reply::bulk("role"), Reply::bulk("master")),
+            (Reply::bulk("modules"), Reply::Array(Vec::new())),
+        ])
+    }
+
+    fn client(&mut self, args: &[Bytes]) -> Reply {
+        let Some(sub) = args.first() else {
+            return Reply::wrong_arity("client");
+        };
+        let sub_name = text(sub).to_ascii_lowercase();
+        let clients = &self.context.clients;
+        match (sub_name.as_str(), &args[1..]) {
+            ("id", []) => Reply::Integer(self.id as i64),
+            ("setname", [name]) => {
+                let name = text(name);
+                if name.bytes().any(|b| b <= b' ' || b > b'~') {
+                    return Reply::error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
+                }
+                clients.update(self.id, |client| client.name = name);
+                Reply::ok()
+            }
+            ("getname", []) => match clients.get(self.id) {
+                Some(client) if !client.name.is_empty() => Reply::bulk(client.name),
+                _ => Reply::Nil,
+            },
+            ("setinfo", [attribute, value]) => {
+                let value = text(value);
+                if value.bytes().any(|b| b <= b' ' || b > b'~') {
+                    return Reply::error(format!(
+                        "ERR {} cannot contain spaces, newlines or special characters.",
+                        text(attribute)
+                    ));
+                }
+                if is(attribute, "lib-name") {
+                    clients.update(self.id, |client| client.lib_name = value);
+                } else if is(attribute, "lib-ver") {
+                    clients.update(self.id, |client| client.lib_ver = value);
+                } else {
+                    return Reply::error(format!(
+                        "ERR Unrecognized option '{}'",
+                        text(attribute)
+                    ));
+                }
+                Reply::ok()
+            }
+            ("list", _) => {
+                let lines: Vec<String> = clients.all().iter().map(|c| c.line() + "\n").collect();
+                Reply::Bulk(Bytes::from(lines.concat()))
+            }
+            ("info", []) => match clients.get(self.id) {
+                Some(client) => Reply::Bulk(Bytes::from(client.line() + "\n")),
+                None => Reply::Nil,
+            },
+            ("no-evict" | "no-touch", [_]) | ("capa", [_, ..]) => Reply::ok(),
+            ("id" | "setname" | "getname" | "setinfo" | "info", _) => Reply::error(format!(
+                "ERR wrong number of arguments for 'client|{sub_name}' command"
+            )),
+            _ => Reply::error(format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                text(sub)
+            )),
+        }
+    }
+
+    /// ROLE in Redis's shape: the leader is the master, followers replicas.
+    fn role(&self) -> Reply {
+        let status = self.context.node.status();
+        let addr_of = |id: u64| self.context.client_addrs.get(&id).copied();
+        if status.role == Role::Leader {
+            let replicas = status
+                .progress
+                .iter()
+                .filter(|peer| peer.id != status.id)
+                .map(|peer| {
+                    let (host, port) = addr_of(peer.id)
+                        .map(|addr| (addr.ip().to_string(), addr.port().to_string()))
+                        .unwrap_or_default();
+                    Reply::Array(vec![
+                        Reply::bulk(host),
+                        Reply::bulk(port),
+                        Reply::bulk(peer.matched.to_string()),
+                    ])
+                })
+                .collect();
+            Reply::Array(vec![
+                Reply::bulk("master"),
+                Reply::Integer(status.applied_index as i64),
+                Reply::Array(replicas),
+            ])
+        } else {
+            let (host, port) = addr_of(status.leader_id)
+                .map(|addr| (addr.ip().to_string(), addr.port() as i64))
+                .unwrap_or((String::new(), -1));
+            let state = if status.leader_id == 0 { "connect" } else { "connected" };
+            Reply::Array(vec![
+                Reply::bulk("slave"),
+                Reply::bulk(host),
+                Reply::Integer(port),
+                Reply::bulk(state),
+                Reply::Integer(status.applied_index as i64),
+            ])
+        }
+    }
+}
+
+/// CONFIG GET answers the few settings clients and tools probe for; CONFIG
+/// SET is refused (lockstep is configured at start).
+fn config(args: &[Bytes]) -> Reply {
+    let Some(sub) = args.first() else {
+        return Reply::wrong_arity("config");
+    };
+    if is(sub, "get") {
+        if args.len() < 2 {
+            return Reply::error("ERR wrong number of arguments for 'config|get' command");
+        }
+        let known = [("appendonly", "yes"), ("appendfsync", "always"), ("save", "")];
+        let mut pairs = Vec::new();
+        for pattern in &args[1..] {
+            for (name, value) in known {
+                if lockstep_engine::glob_match(pattern, name.as_bytes()) {
+                    pairs.push((Reply::bulk(name), Reply::bulk(value)));
+                }
+            }
+        }
+        Reply::Map(pairs)
+    } else if is(sub, "set") || is(sub, "resetstat") || is(sub, "rewrite") {
+        Reply::error("ERR lockstep is configured at start; CONFIG SET is not supported")
+    } else {
+        Reply::error(format!(
+            "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+            text(sub)
+        ))
+    }
+}

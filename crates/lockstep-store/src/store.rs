@@ -1,0 +1,508 @@
+//! The raft log, raft state and keyspace on top of any [`Backend`].
+//!
+//! Small, hot records (hard state, membership, truncation point, last
+//! index, applied position) are cached in memory and written through; the
+//! cache is rebuilt from the backend at open, so it never disagrees with disk
+//! after a restart.
+
+use std::sync::Mutex;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::backend::{Backend, Family, View, WriteOp};
+use crate::keys::{
+    decode_pair, decode_u64, encode_pair, log_key, APPLIED_KEY, BOOT_EPOCH_KEY, CONF_STATE_KEY, HARD_STATE_KEY, TRUNCATED_KEY,
+};
+use crate::snapshot::{decode_snapshot_data, encode_snapshot_data};
+use crate::{Applied, NodeStore, StateBatch, StateOp, StateRead, StoreError};
+
+#[derive(Clone, Debug, Default)]
+struct Cached {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the last entry no longer in the log.
+    truncated: (u64, u64),
+    last_index: u64,
+    applied: Applied,
+}
+
+pub struct Store<B: Backend> {
+    backend: B,
+    cached: Mutex<Cached>,
+}
+
+fn parse<M: protobuf::Message>(bytes: &[u8]) -> Result<M, StoreError> {
+    Ok(M::parse_from_bytes(bytes)?)
+}
+
+impl<B: Backend> Store<B> {
+    pub fn with_backend(backend: B) -> Result<Self, StoreError> {
+        let mut cached = Cached::default();
+        if let Some(bytes) = backend.get(Family::Raft, HARD_STATE_KEY)? {
+            cached.hard_state = parse(&bytes)?;
+        }
+        if let Some(bytes) = backend.get(Family::Raft, CONF_STATE_KEY)? {
+            cached.conf_state = parse(&bytes)?;
+        }
+        if let Some(bytes) = backend.get(Family::Raft, TRUNCATED_KEY)? {
+            cached.truncated = decode_pair(&bytes, "truncated")?;
+        }
+        if let Some(bytes) = backend.get(Family::Meta, APPLIED_KEY)? {
+            let (index, term) = decode_pair(&bytes, "applied")?;
+            cached.applied = Applied { index, term };
+        }
+        cached.last_index = cached.truncated.0;
+        // The log is short (compacted), so one pass to its end is cheap.
+        backend.scan(Family::Log, &log_key(cached.truncated.0 + 1), None, &mut |key, _| {
+            cached.last_index = u64::from_be_bytes(key.try_into().unwrap_or([0; 8]));
+            true
+        })?;
+        Ok(Self {
+            backend,
+            cached: Mutex::new(cached),
+        })
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cached.lock().expect("store cache lock")
+    }
+
+    fn read_entry(&self, index: u64) -> Result<Option<Entry>, StoreError> {
+        match self.backend.get(Family::Log, &log_key(index))? {
+            Some(bytes) => Ok(Some(parse(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn keyspace_pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut pairs = Vec::new();
+        self.backend.scan(Family::State, &[], None, &mut |key, value| {
+            pairs.push((key.to_vec(), value.to_vec()));
+            true
+        })?;
+        Ok(pairs)
+    }
+}
+
+impl<B: Backend> raft::Storage for Store<B> {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let cached = self.cached();
+        Ok(RaftState::new(
+            cached.hard_state.clone(),
+            cached.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        let (first, last) = {
+            let cached = self.cached();
+            (cached.truncated.0 + 1, cached.last_index)
+        };
+        if low < first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        assert!(
+            high <= last + 1,
+            "entries high {high} beyond last index {last} + 1"
+        );
+        let mut entries = Vec::new();
+        let mut size = 0u64;
+        let mut failure = None;
+        self.backend
+            .scan(Family::Log, &log_key(low), Some(&log_key(high)), &mut |_, bytes| {
+                match parse::<Entry>(bytes) {
+                    Ok(entry) => {
+                        size += entry.compute_size() as u64;
+                        let expected = low + entries.len() as u64;
+                        if entry.index != expected {
+                            failure = Some(StoreError::corrupt(
+                                "log",
+                                format!("entry {expected} missing, found {}", entry.index),
+                            ));
+                            return false;
+                        }
+                        if !entries.is_empty() && max_size.is_some_and(|max| size > max) {
+                            return false;
+                        }
+                        entries.push(entry);
+                        true
+                    }
+                    Err(err) => {
+                        failure = Some(err);
+                        false
+                    }
+                }
+            })?;
+        if let Some(err) = failure {
+            return Err(err.into());
+        }
+        if entries.is_empty() && high > low {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(entries)
+    }
+
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        let (truncated, last) = {
+            let cached = self.cached();
+            (cached.truncated, cached.last_index)
+        };
+        if index == truncated.0 {
+            return Ok(truncated.1);
+        }
+        if index < truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if index > last {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        match self.read_entry(index)? {
+            Some(entry) => Ok(entry.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.cached().truncated.0 + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.cached().last_index)
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // The keyspace and the applied position are read in one view so the
+        // snapshot is exactly the state after its index.
+        let mut result: Result<(Vec<u8>, Applied), StoreError> = Ok((Vec::new(), Applied::default()));
+        self.backend.with_view(&mut |view: &dyn View| {
+            result = (|| {
+                let applied = match view.get(Family::Meta, APPLIED_KEY)? {
+                    Some(bytes) => {
+                        let (index, term) = decode_pair(&bytes, "applied")?;
+                        Applied { index, term }
+                    }
+                    None => Applied::default(),
+                };
+                let mut pairs = Vec::new();
+                view.scan(Family::State, &[], None, &mut |key, value| {
+                    pairs.push((key.to_vec(), value.to_vec()));
+                    true
+                })?;
+                Ok((encode_snapshot_data(pairs.into_iter()), applied))
+            })();
+        });
+        let (data, applied) = result?;
+        if applied.index < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.data = data.into();
+        let mut metadata = SnapshotMetadata::default();
+        metadata.index = applied.index;
+        metadata.term = applied.term;
+        metadata.set_conf_state(self.cached().conf_state.clone());
+        snapshot.set_metadata(metadata);
+        Ok(snapshot)
+    }
+}
+
+impl<B: Backend> NodeStore for Store<B> {
+    fn append(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StoreError> {
+        let mut cached = self.cached();
+        let mut ops = Vec::with_capacity(entries.len() + 2);
+        let mut new_last = cached.last_index;
+        if let Some(first) = entries.first() {
+            if first.index <= cached.truncated.0 {
+                return Err(StoreError::Invalid(format!(
+                    "append at {} overwrites compacted log (truncated at {})",
+                    first.index, cached.truncated.0
+                )));
+            }
+            if first.index > cached.last_index + 1 {
+                return Err(StoreError::Invalid(format!(
+                    "append at {} leaves a gap after {}",
+                    first.index, cached.last_index
+                )));
+            }
+            if first.index <= cached.last_index {
+                ops.push(WriteOp::DeleteRange(
+                    Family::Log,
+                    log_key(first.index).to_vec(),
+                    log_key(cached.last_index + 1).to_vec(),
+                ));
+            }
+            for entry in entries {
+                ops.push(WriteOp::Put(
+                    Family::Log,
+                    log_key(entry.index).to_vec(),
+                    entry.write_to_bytes()?,
+                ));
+            }
+            new_last = entries.last().expect("non-empty").index;
+        }
+        if let Some(hard_state) = hard_state {
+            ops.push(WriteOp::Put(
+                Family::Raft,
+                HARD_STATE_KEY.to_vec(),
+                hard_state.write_to_bytes()?,
+            ));
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.backend.write(ops, true)?;
+        cached.last_index = new_last;
+        if let Some(hard_state) = hard_state {
+            cached.hard_state = hard_state.clone();
+        }
+        Ok(())
+    }
+
+    fn apply(&self, batch: &StateBatch, applied: Applied) -> Result<(), StoreError> {
+        let mut cached = self.cached();
+        if applied.index <= cached.applied.index {
+            return Err(StoreError::Invalid(format!(
+                "applied index would regress from {} to {}",
+                cached.applied.index, applied.index
+            )));
+        }
+        let mut ops: Vec<WriteOp> = batch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                StateOp::Put(key, value) => WriteOp::Put(Family::State, key.clone(), value.clone()),
+                StateOp::Delete(key) => WriteOp::Delete(Family::State, key.clone()),
+            })
+            .collect();
+        ops.push(WriteOp::Put(
+            Family::Meta,
+            APPLIED_KEY.to_vec(),
+            encode_pair(applied.index, applied.term).to_vec(),
+        ));
+        self.backend.write(ops, false)?;
+        cached.applied = applied;
+        Ok(())
+    }
+
+    fn applied(&self) -> Applied {
+        self.cached().applied
+    }
+
+    fn compact(&self, index: u64) -> Result<(), StoreError> {
+        let mut cached = self.cached();
+        if index <= cached.truncated.0 {
+            return Ok(());
+        }
+        if index > cached.applied.index {
+            return Err(StoreError::Invalid(format!(
+                "compact to {index} beyond applied {}",
+                cached.applied.index
+            )));
+        }
+        let term = match self.read_entry(index)? {
+            Some(entry) => entry.term,
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "compact to {index}: entry missing"
+                )))
+            }
+        };
+        let ops = vec![
+            WriteOp::DeleteRange(
+                Family::Log,
+                log_key(0).to_vec(),
+                log_key(index + 1).to_vec(),
+            ),
+            WriteOp::Put(
+                Family::Raft,
+                TRUNCATED_KEY.to_vec(),
+                encode_pair(index, term).to_vec(),
+            ),
+        ];
+        self.backend.write(ops, true)?;
+        cached.truncated = (index, term);
+        Ok(())
+    }
+
+    fn install_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let metadata = snapshot.get_metadata();
+        let pairs = decode_snapshot_data(&snapshot.data)?;
+        let mut cached = self.cached();
+        if metadata.index < cached.applied.index {
+            return Err(StoreError::Invalid(format!(
+                "snapshot at {} is older than applied {}",
+                metadata.index, cached.applied.index
+            )));
+        }
+        let mut hard_state = cached.hard_state.clone();
+        hard_state.term = hard_state.term.max(metadata.term);
+        hard_state.commit = hard_state.commit.max(metadata.index);
+        let mut ops = vec![WriteOp::DeleteRange(
+            Family::Log,
+            log_key(0).to_vec(),
+            log_key(u64::MAX).to_vec(),
+        )];
+        ops.push(WriteOp::Delete(Family::Log, log_key(u64::MAX).to_vec()));
+        for (key, _) in self.keyspace_pairs()? {
+            ops.push(WriteOp::Delete(Family::State, key));
+        }
+        for (key, value) in pairs {
+            ops.push(WriteOp::Put(Family::State, key, value));
+        }
+        ops.push(WriteOp::Put(
+            Family::Raft,
+            TRUNCATED_KEY.to_vec(),
+            encode_pair(metadata.index, metadata.term).to_vec(),
+        ));
+        ops.push(WriteOp::Put(
+            Family::Raft,
+            CONF_STATE_KEY.to_vec(),
+            metadata.get_conf_state().write_to_bytes()?,
+        ));
+        ops.push(WriteOp::Put(
+            Family::Raft,
+            HARD_STATE_KEY.to_vec(),
+            hard_state.write_to_bytes()?,
+        ));
+        ops.push(WriteOp::Put(
+            Family::Meta,
+            APPLIED_KEY.to_vec(),
+            encode_pair(metadata.index, metadata.term).to_vec(),
+        ));
+        self.backend.write(ops, true)?;
+        cached.truncated = (metadata.index, metadata.term);
+        cached.last_index = metadata.index;
+        cached.conf_state = metadata.get_conf_state().clone();
+        cached.hard_state = hard_state;
+        cached.applied = Applied {
+            index: metadata.index,
+            term: metadata.term,
+        };
+        Ok(())
+    }
+
+    fn set_conf_state(&self, conf_state: &ConfState) -> Result<(), StoreError> {
+        let mut cached = self.cached();
+        self.backend.write(
+            vec![WriteOp::Put(
+                Family::Raft,
+                CONF_STATE_KEY.to_vec(),
+                conf_state.write_to_bytes()?,
+            )],
+            true,
+        )?;
+        cached.conf_state = conf_state.clone();
+        Ok(())
+    }
+
+    fn conf_state(&self) -> ConfState {
+        self.cached().conf_state.clone()
+    }
+
+    fn set_commit(&self, commit: u64) -> Result<(), StoreError> {
+        let mut cached = self.cached();
+        if commit <= cached.hard_state.commit {
+            return Ok(());
+        }
+        let mut hard_state = cached.hard_state.clone();
+        hard_state.commit = commit;
+        self.backend.write(
+            vec![WriteOp::Put(
+                Family::Raft,
+                HARD_STATE_KEY.to_vec(),
+                hard_state.write_to_bytes()?,
+            )],
+            false,
+        )?;
+        cached.hard_state = hard_state;
+        Ok(())
+    }
+
+    fn next_boot_epoch(&self) -> Result<u64, StoreError> {
+        let _cached = self.cached();
+        let previous = match self.backend.get(Family::Raft, BOOT_EPOCH_KEY)? {
+            Some(bytes) => decode_u64(&bytes, "boot epoch")?,
+            None => 0,
+        };
+        let epoch = previous + 1;
+        self.backend.write(
+            vec![WriteOp::Put(
+                Family::Raft,
+                BOOT_EPOCH_KEY.to_vec(),
+                epoch.to_be_bytes().to_vec(),
+            )],
+            true,
+        )?;
+        Ok(epoch)
+    }
+
+    fn hard_state(&self) -> HardState {
+        self.cached().hard_state.clone()
+    }
+
+    fn read_view<R>(&self, read: impl FnOnce(&dyn StateRead, Applied) -> R) -> R {
+        let mut read = Some(read);
+        let mut result = None;
+        self.backend.with_view(&mut |view: &dyn View| {
+            let applied = view
+                .get(Family::Meta, APPLIED_KEY)
+                .ok()
+                .flatten()
+                .and_then(|bytes| decode_pair(&bytes, "applied").ok())
+                .map(|(index, term)| Applied { index, term })
+                .unwrap_or_default();
+            let read = read.take().expect("the view callback runs once");
+            result = Some(read(&StateView(view), applied));
+        });
+        result.expect("the view callback ran")
+    }
+}
+
+struct StateView<'a>(&'a dyn View);
+
+impl StateRead for StateView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(Family::State, key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.0.scan(Family::State, start, Some(end), visit)
+    }
+}
+
+/// Reads of the current keyspace; only the single writer (the apply loop)
+/// should rely on these being consistent across calls.
+impl<B: Backend> StateRead for Store<B> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend.get(Family::State, key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.backend.scan(Family::State, start, Some(end), visit)
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, builds, then runs unit, store
+# contract, engine and end-to-end (real processes over TCP) tests.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+"$repo/scripts/setup.sh"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
+# End-to-end tests start the lockstep binary; build it first.
+cargo build -p lockstep
+cargo test --workspace -- --test-threads="${LOCKSTEP_TEST_THREADS:-2}"

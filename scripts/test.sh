@@ -8,5 +8,5 @@ cd "$repo"
 "$repo/scripts/setup.sh"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
 # End-to-end tests start the lockstep binary; build it first.
-cargo build -p lockstep
-cargo test --workspace -- --test-threads="${LOCKSTEP_TEST_THREADS:-2}"
+cargo build --workspace --all-targets
+cargo test --workspace --all-targets -- --test-threads="${LOCKSTEP_TEST_THREADS:-2}"

@@ -1,1 +1,262 @@
+//! A harness that runs real `lockstep` processes on loopback for end-to-end
+//! tests: start a cluster, kill -9 / stop / restart nodes, find the leader,
+//! and talk to nodes with the `redis` client library.
 
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// The `lockstep` binary built next to this test executable.
+pub fn lockstep_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("LOCKSTEP_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/lockstep
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("lockstep"))
+        .expect("target directory layout")
+}
+
+/// Reserves a free loopback port by binding and releasing it.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+pub struct NodeProcess {
+    pub id: u64,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProcess>,
+    extra_args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(size: usize) -> Result<Cluster> {
+        Self::start_with(size, &[])
+    }
+
+    pub fn start_with(size: usize, extra_args: &[&str]) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let nodes: Vec<NodeProcess> = (1..=size as u64)
+            .map(|id| NodeProcess {
+                id,
+                client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                data_dir: dir.path().join(format!("node{id}")),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            nodes,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        };
+        for id in 1..=size as u64 {
+            cluster.spawn(id)?;
+        }
+        cluster.wait_for_leader(Duration::from_secs(20))?;
+        Ok(cluster)
+    }
+
+    fn list(&self, pick: impl Fn(&NodeProcess) -> SocketAddr) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("{}={}", node.id, pick(node)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut NodeProcess {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProcess {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn spawn(&mut self, id: u64) -> Result<()> {
+        let peers = self.list(|node| node.peer_addr);
+        let clients = self.list(|node| node.client_addr);
+        let extra = self.extra_args.clone();
+        let node = self.node_mut(id);
+        std::fs::create_dir_all(&node.data_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.data_dir.join("node.log"))?;
+        let child = Command::new(lockstep_binary())
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--listen")
+            .arg(node.client_addr.to_string())
+            .arg("--peer-listen")
+            .arg(node.peer_addr.to_string())
+            .arg("--peers")
+            .arg(&peers)
+            .arg("--client-addrs")
+            .arg(&clients)
+            .arg("--data-dir")
+            .arg(node.data_dir.join("data"))
+            .args(&extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", lockstep_binary().display()))?;
+        node.child = Some(child);
+        wait_for_port(node.client_addr, Duration::from_secs(20))
+    }
+
+    /// kill -9: no clean shutdown, unsynced state lost.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.node_mut(id).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self, id: u64) -> Result<()> {
+        if let Some(mut child) = self.node_mut(id).child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    if !status.success() {
+                        bail!("node {id} exited with {status} after SIGTERM");
+                    }
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    bail!("node {id} did not stop within 10s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&mut self, id: u64) -> bool {
+        match self.node_mut(id).child.as_mut() {
+            Some(child) => child.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    pub fn client(&self, id: u64) -> Result<redis::Connection> {
+        connect(self.node(id).client_addr)
+    }
+
+    pub fn info_field(&self, id: u64, field: &str) -> Option<String> {
+        let mut con = self.client(id).ok()?;
+        let info: String = redis::cmd("INFO").arg("raft").query(&mut con).ok()?;
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{field}:")))
+            .map(|value| value.trim().to_string())
+    }
+
+    /// The id of a node that reports itself leader, among running nodes.
+    pub fn leader(&mut self) -> Option<u64> {
+        let ids: Vec<u64> = self.nodes.iter().map(|node| node.id).collect();
+        let running: Vec<u64> = ids.into_iter().filter(|&id| self.is_running(id)).collect();
+        running
+            .into_iter()
+            .find(|&id| self.info_field(id, "raft_role").as_deref() == Some("leader"))
+    }
+
+    pub fn wait_for_leader(&mut self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(id) = self.leader() {
+                return Ok(id);
+            }
+            if Instant::now() > deadline {
+                bail!("no leader within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let applied: u64 = self
+                .info_field(id, "raft_applied_index")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if applied >= index {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("node {id} applied {applied} < {index} after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(self.node(id).data_dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> Result<redis::Connection> {
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let con = client.get_connection_with_timeout(Duration::from_secs(5))?;
+    con.set_read_timeout(Some(Duration::from_secs(15)))?;
+    con.set_write_timeout(Some(Duration::from_secs(5)))?;
+    Ok(con)
+}
+
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(anyhow!(
+        "{addr} not accepting connections after {timeout:?}"
+    ))
+}
+
+/// Retries `op` until it succeeds or `timeout` passes (for the moments
+/// around a failover, when a command may get -CLUSTERDOWN or -TRYAGAIN).
+pub fn retry<T>(timeout: Duration, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match op() {
+            Ok(value) => return Ok(value),
+            Err(err) if Instant::now() > deadline => return Err(err),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}

@@ -150,9 +150,8 @@ impl Settings {
             bail!("--id: node ids start at 1");
         }
         let listen = pick!(listen).unwrap_or_else(|| "127.0.0.1:6379".parse().expect("literal"));
-        let peer_listen = pick!(peer_listen).unwrap_or_else(|| {
-            SocketAddr::new(listen.ip(), listen.port().wrapping_add(10_000))
-        });
+        let peer_listen = pick!(peer_listen)
+            .unwrap_or_else(|| SocketAddr::new(listen.ip(), listen.port().wrapping_add(10_000)));
         let peers = match pick!(peers) {
             Some(text) => parse_addr_map(&text, "--peers")?,
             None => BTreeMap::from([(id, peer_listen)]),
@@ -241,6 +240,11 @@ mod tests {
         assert!(Settings::resolve(cli).is_err());
         assert!(parse_addr_map("1=nothere", "x").is_err());
         assert!(parse_addr_map("0=127.0.0.1:1", "x").is_err());
-        assert_eq!(parse_addr_map("1=127.0.0.1:1, 2=127.0.0.1:2", "x").unwrap().len(), 2);
+        assert_eq!(
+            parse_addr_map("1=127.0.0.1:1, 2=127.0.0.1:2", "x")
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

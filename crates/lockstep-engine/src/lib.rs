@@ -23,11 +23,11 @@ mod reply;
 mod spec;
 
 pub use commands::{parse, unknown_command, Command};
-pub use glob::glob_match;
 pub use entry::{
-    decode_command, encode_command, encode_header, DecodeError, ExpireCandidate, LogEntry,
-    Payload, RequestId,
+    decode_command, encode_command, encode_header, DecodeError, ExpireCandidate, LogEntry, Payload,
+    RequestId,
 };
+pub use glob::glob_match;
 pub use reply::Reply;
 pub use spec::{lookup, Access, CommandSpec, COMMANDS};
 
@@ -143,7 +143,12 @@ impl Engine {
     }
 
     /// Runs a read-only command at cluster time `ct` without changing state.
-    pub fn read(&self, state: &dyn StateRead, ct: u64, argv: &[Bytes]) -> Result<Reply, StoreError> {
+    pub fn read(
+        &self,
+        state: &dyn StateRead,
+        ct: u64,
+        argv: &[Bytes],
+    ) -> Result<Reply, StoreError> {
         match commands::parse(argv) {
             Ok((command, spec)) => {
                 if spec.access != Access::Read {
@@ -210,14 +215,18 @@ fn remember_request(ctx: &mut Context<'_>, request: RequestId) -> Result<bool, S
     origin_prefix.extend_from_slice(&request.origin.to_be_bytes());
     let horizon = ctx.ct.saturating_sub(APPLIED_REQUEST_RETENTION_MS);
     let mut expired = Vec::new();
-    ctx.raw_scan(&origin_prefix, &prefix_end(&origin_prefix), &mut |raw, value| {
-        let applied_at = value.try_into().map(u64::from_be_bytes).unwrap_or(0);
-        if applied_at >= horizon || expired.len() >= APPLIED_REQUEST_PRUNE_PER_ENTRY {
-            return false;
-        }
-        expired.push(raw.to_vec());
-        true
-    })?;
+    ctx.raw_scan(
+        &origin_prefix,
+        &prefix_end(&origin_prefix),
+        &mut |raw, value| {
+            let applied_at = value.try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if applied_at >= horizon || expired.len() >= APPLIED_REQUEST_PRUNE_PER_ENTRY {
+                return false;
+            }
+            expired.push(raw.to_vec());
+            true
+        },
+    )?;
     for old in expired {
         ctx.raw_delete(old);
     }

@@ -497,7 +497,9 @@ impl<S: NodeStore> Driver<S> {
             if !ready.snapshot().is_empty() {
                 let snapshot = ready.snapshot().clone();
                 self.store.install_snapshot(&snapshot)?;
-                self.applied_ct = self.store.read_view(|state, _| Engine::cluster_time(state))?;
+                self.applied_ct = self
+                    .store
+                    .read_view(|state, _| Engine::cluster_time(state))?;
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
             }
             for read_state in ready.take_read_states() {
@@ -621,7 +623,10 @@ impl<S: NodeStore> Driver<S> {
 
     fn maybe_compact(&mut self) -> Result<(), StoreError> {
         let applied = self.store.applied().index;
-        let first = self.store.first_index().map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let first = self
+            .store
+            .first_index()
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
         if applied + 1 >= first + self.config.snapshot_threshold {
             self.store.compact(applied)?;
             info!(self.log, "compacted log"; "through" => applied);
@@ -668,7 +673,12 @@ impl<S: NodeStore> Driver<S> {
         let first = self.store.first_index()?;
         let mut index = self.store.last_index()?;
         while index >= first {
-            let entries = self.store.entries(index, index + 1, None, raft::GetEntriesContext::empty(false))?;
+            let entries = self.store.entries(
+                index,
+                index + 1,
+                None,
+                raft::GetEntriesContext::empty(false),
+            )?;
             if let Some(entry) = entries.first() {
                 if entry.get_entry_type() == EntryType::EntryNormal {
                     if let Ok(decoded) = LogEntry::decode(&entry.data) {

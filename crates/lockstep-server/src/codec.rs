@@ -51,7 +51,8 @@ fn read_length(buf: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>
     if buf[line_end + 1] != b'\n' {
         return Err(invalid(format!("invalid {what} length")));
     }
-    let text = std::str::from_utf8(&buf[at..line_end]).map_err(|_| invalid(format!("invalid {what} length")))?;
+    let text = std::str::from_utf8(&buf[at..line_end])
+        .map_err(|_| invalid(format!("invalid {what} length")))?;
     let value: i64 = text
         .parse()
         .map_err(|_| invalid(format!("invalid {what} length")))?;
@@ -134,7 +135,8 @@ impl Decoder for RequestDecoder {
                 src.advance(end);
                 continue;
             }
-            let decoded = decode_bytes_mut(src).map_err(|err| invalid(err.details().to_string()))?;
+            let decoded =
+                decode_bytes_mut(src).map_err(|err| invalid(err.details().to_string()))?;
             let Some((frame, _, _)) = decoded else {
                 return Ok(None);
             };
@@ -175,10 +177,11 @@ fn split_inline(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                         return Err(unbalanced());
                     };
                     match c {
-                        b'\\' if i + 3 < line.len()
-                            && line[i + 1] == b'x'
-                            && line[i + 2].is_ascii_hexdigit()
-                            && line[i + 3].is_ascii_hexdigit() =>
+                        b'\\'
+                            if i + 3 < line.len()
+                                && line[i + 1] == b'x'
+                                && line[i + 2].is_ascii_hexdigit()
+                                && line[i + 3].is_ascii_hexdigit() =>
                         {
                             let hex = std::str::from_utf8(&line[i + 2..i + 4]).expect("hex digits");
                             word.push(u8::from_str_radix(hex, 16).expect("hex digits"));
@@ -291,7 +294,10 @@ mod tests {
         let err = decode_all(b"*2\r\n$3\r\nGET\r\n$999999999\r\n").unwrap_err();
         assert!(err.to_string().contains("invalid bulk length"), "{err}");
         let err = decode_all(b"*100000\r\n").unwrap_err();
-        assert!(err.to_string().contains("invalid multibulk length"), "{err}");
+        assert!(
+            err.to_string().contains("invalid multibulk length"),
+            "{err}"
+        );
         let err = decode_all(b"*1\r\n$-5\r\n").unwrap_err();
         assert!(err.to_string().contains("invalid bulk length"), "{err}");
     }

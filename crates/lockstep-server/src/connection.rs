@@ -67,7 +67,11 @@ pub async fn run(
             Some(Ok(argv)) => argv,
             Some(Err(ProtocolError::Io(_))) => break,
             Some(Err(err @ ProtocolError::Invalid(_))) => {
-                encode(session.protocol(), &Reply::error(format!("ERR {err}")), &mut out);
+                encode(
+                    session.protocol(),
+                    &Reply::error(format!("ERR {err}")),
+                    &mut out,
+                );
                 debug!(context.log, "closing client after protocol error"; "client" => id, "error" => %err);
                 break;
             }

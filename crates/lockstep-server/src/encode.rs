@@ -1,10 +1,10 @@
 //! Reply encoding for the protocol version a connection negotiated.
 
 use bytes::{Bytes, BytesMut};
+use bytes_utils::Str;
 use lockstep_engine::Reply;
 use redis_protocol::resp2::types::BytesFrame as Frame2;
 use redis_protocol::resp3::types::{BytesFrame as Frame3, FrameMap};
-use bytes_utils::Str;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {

@@ -54,11 +54,14 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line("arch_bits", &64);
             w.line("process_id", &std::process::id());
             w.line("run_id", &format!("{:040x}", status.id));
-            w.line("tcp_port", &context
-                .client_addrs
-                .get(&status.id)
-                .map(|addr| addr.port())
-                .unwrap_or(0));
+            w.line(
+                "tcp_port",
+                &context
+                    .client_addrs
+                    .get(&status.id)
+                    .map(|addr| addr.port())
+                    .unwrap_or(0),
+            );
             w.line("uptime_in_seconds", &uptime);
             w.line("uptime_in_days", &(uptime / 86_400));
         }
@@ -76,8 +79,14 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
         }
         "stats" => {
             w.header("Stats");
-            w.line("total_connections_received", &context.clients.total_connections());
-            w.line("total_commands_processed", &context.clients.total_commands());
+            w.line(
+                "total_connections_received",
+                &context.clients.total_connections(),
+            );
+            w.line(
+                "total_commands_processed",
+                &context.clients.total_commands(),
+            );
         }
         "replication" => {
             w.header("Replication");
@@ -105,7 +114,10 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             } else {
                 w.line("role", &"slave");
                 let leader = context.client_addrs.get(&status.leader_id);
-                w.line("master_host", &leader.map(|a| a.ip().to_string()).unwrap_or_default());
+                w.line(
+                    "master_host",
+                    &leader.map(|a| a.ip().to_string()).unwrap_or_default(),
+                );
                 w.line("master_port", &leader.map(|a| a.port()).unwrap_or(0));
                 w.line(
                     "master_link_status",
@@ -146,7 +158,8 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
         }
         "keyspace" => {
             w.header("Keyspace");
-            if let Reply::Integer(keys) = context.node.read_local(&[Bytes::from_static(b"DBSIZE")]) {
+            if let Reply::Integer(keys) = context.node.read_local(&[Bytes::from_static(b"DBSIZE")])
+            {
                 if keys > 0 {
                     w.line("db0", &format!("keys={keys},expires=0,avg_ttl=0"));
                 }
@@ -175,7 +188,12 @@ pub fn command(args: &[Bytes]) -> Reply {
             Some(spec) => Reply::Array(vec![
                 Reply::bulk(spec.name),
                 Reply::Integer(spec.arity as i64),
-                Reply::Array(spec.flags().iter().map(|f| Reply::Status(f.to_string())).collect()),
+                Reply::Array(
+                    spec.flags()
+                        .iter()
+                        .map(|f| Reply::Status(f.to_string()))
+                        .collect(),
+                ),
                 Reply::Integer(spec.first_key as i64),
                 Reply::Integer(spec.last_key as i64),
                 Reply::Integer(spec.step as i64),
@@ -198,8 +216,6 @@ pub fn command(args: &[Bytes]) -> Reply {
         "info" => Reply::Array(names().map(|name| describe(&name)).collect()),
         // Documentation is not served; an empty map keeps redis-cli's hints quiet.
         "docs" => Reply::Map(Vec::new()),
-        _ => Reply::error(format!(
-            "ERR unknown subcommand '{sub}'. Try COMMAND HELP."
-        )),
+        _ => Reply::error(format!("ERR unknown subcommand '{sub}'. Try COMMAND HELP.")),
     }
 }

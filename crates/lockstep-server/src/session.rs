@@ -143,7 +143,10 @@ impl Session {
     fn hello(&mut self, args: &[Bytes]) -> Reply {
         let mut protocol = self.protocol;
         if let Some(version) = args.first() {
-            protocol = match std::str::from_utf8(version).ok().and_then(|v| v.parse::<i64>().ok()) {
+            protocol = match std::str::from_utf8(version)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+            {
                 Some(2) => Protocol::Resp2,
                 Some(3) => Protocol::Resp3,
                 Some(_) => return Reply::error("NOPROTO unsupported protocol version"),
@@ -167,7 +170,9 @@ impl Session {
                             "ERR Client names cannot contain spaces, newlines or special characters.",
                         );
                     }
-                    self.context.clients.update(self.id, |client| client.name = name);
+                    self.context
+                        .clients
+                        .update(self.id, |client| client.name = name);
                 } else {
                     return Reply::error(format!(
                         "ERR Syntax error in HELLO option '{}'",
@@ -227,10 +232,7 @@ impl Session {
                 } else if is(attribute, "lib-ver") {
                     clients.update(self.id, |client| client.lib_ver = value);
                 } else {
-                    return Reply::error(format!(
-                        "ERR Unrecognized option '{}'",
-                        text(attribute)
-                    ));
+                    return Reply::error(format!("ERR Unrecognized option '{}'", text(attribute)));
                 }
                 Reply::ok()
             }
@@ -282,7 +284,11 @@ impl Session {
             let (host, port) = addr_of(status.leader_id)
                 .map(|addr| (addr.ip().to_string(), addr.port() as i64))
                 .unwrap_or((String::new(), -1));
-            let state = if status.leader_id == 0 { "connect" } else { "connected" };
+            let state = if status.leader_id == 0 {
+                "connect"
+            } else {
+                "connected"
+            };
             Reply::Array(vec![
                 Reply::bulk("slave"),
                 Reply::bulk(host),
@@ -304,7 +310,11 @@ fn config(args: &[Bytes]) -> Reply {
         if args.len() < 2 {
             return Reply::error("ERR wrong number of arguments for 'config|get' command");
         }
-        let known = [("appendonly", "yes"), ("appendfsync", "always"), ("save", "")];
+        let known = [
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+            ("save", ""),
+        ];
         let mut pairs = Vec::new();
         for pattern in &args[1..] {
             for (name, value) in known {

@@ -42,5 +42,8 @@ pub fn decode_pair(bytes: &[u8], what: &'static str) -> Result<(u64, u64), crate
             format!("{} bytes, want 16", bytes.len()),
         ));
     }
-    Ok((decode_u64(&bytes[..8], what)?, decode_u64(&bytes[8..], what)?))
+    Ok((
+        decode_u64(&bytes[..8], what)?,
+        decode_u64(&bytes[8..], what)?,
+    ))
 }

@@ -13,7 +13,8 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::backend::{Backend, Family, View, WriteOp};
 use crate::keys::{
-    decode_pair, decode_u64, encode_pair, log_key, APPLIED_KEY, BOOT_EPOCH_KEY, CONF_STATE_KEY, HARD_STATE_KEY, TRUNCATED_KEY,
+    decode_pair, decode_u64, encode_pair, log_key, APPLIED_KEY, BOOT_EPOCH_KEY, CONF_STATE_KEY,
+    HARD_STATE_KEY, TRUNCATED_KEY,
 };
 use crate::snapshot::{decode_snapshot_data, encode_snapshot_data};
 use crate::{Applied, NodeStore, StateBatch, StateOp, StateRead, StoreError};
@@ -55,10 +56,15 @@ impl<B: Backend> Store<B> {
         }
         cached.last_index = cached.truncated.0;
         // The log is short (compacted), so one pass to its end is cheap.
-        backend.scan(Family::Log, &log_key(cached.truncated.0 + 1), None, &mut |key, _| {
-            cached.last_index = u64::from_be_bytes(key.try_into().unwrap_or([0; 8]));
-            true
-        })?;
+        backend.scan(
+            Family::Log,
+            &log_key(cached.truncated.0 + 1),
+            None,
+            &mut |key, _| {
+                cached.last_index = u64::from_be_bytes(key.try_into().unwrap_or([0; 8]));
+                true
+            },
+        )?;
         Ok(Self {
             backend,
             cached: Mutex::new(cached),
@@ -82,10 +88,11 @@ impl<B: Backend> Store<B> {
 
     fn keyspace_pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut pairs = Vec::new();
-        self.backend.scan(Family::State, &[], None, &mut |key, value| {
-            pairs.push((key.to_vec(), value.to_vec()));
-            true
-        })?;
+        self.backend
+            .scan(Family::State, &[], None, &mut |key, value| {
+                pairs.push((key.to_vec(), value.to_vec()));
+                true
+            })?;
         Ok(pairs)
     }
 }
@@ -121,31 +128,33 @@ impl<B: Backend> raft::Storage for Store<B> {
         let mut entries = Vec::new();
         let mut size = 0u64;
         let mut failure = None;
-        self.backend
-            .scan(Family::Log, &log_key(low), Some(&log_key(high)), &mut |_, bytes| {
-                match parse::<Entry>(bytes) {
-                    Ok(entry) => {
-                        size += entry.compute_size() as u64;
-                        let expected = low + entries.len() as u64;
-                        if entry.index != expected {
-                            failure = Some(StoreError::corrupt(
-                                "log",
-                                format!("entry {expected} missing, found {}", entry.index),
-                            ));
-                            return false;
-                        }
-                        if !entries.is_empty() && max_size.is_some_and(|max| size > max) {
-                            return false;
-                        }
-                        entries.push(entry);
-                        true
+        self.backend.scan(
+            Family::Log,
+            &log_key(low),
+            Some(&log_key(high)),
+            &mut |_, bytes| match parse::<Entry>(bytes) {
+                Ok(entry) => {
+                    size += entry.compute_size() as u64;
+                    let expected = low + entries.len() as u64;
+                    if entry.index != expected {
+                        failure = Some(StoreError::corrupt(
+                            "log",
+                            format!("entry {expected} missing, found {}", entry.index),
+                        ));
+                        return false;
                     }
-                    Err(err) => {
-                        failure = Some(err);
-                        false
+                    if !entries.is_empty() && max_size.is_some_and(|max| size > max) {
+                        return false;
                     }
+                    entries.push(entry);
+                    true
                 }
-            })?;
+                Err(err) => {
+                    failure = Some(err);
+                    false
+                }
+            },
+        )?;
         if let Some(err) = failure {
             return Err(err.into());
         }
@@ -186,7 +195,8 @@ impl<B: Backend> raft::Storage for Store<B> {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // The keyspace and the applied position are read in one view so the
         // snapshot is exactly the state after its index.
-        let mut result: Result<(Vec<u8>, Applied), StoreError> = Ok((Vec::new(), Applied::default()));
+        let mut result: Result<(Vec<u8>, Applied), StoreError> =
+            Ok((Vec::new(), Applied::default()));
         self.backend.with_view(&mut |view: &dyn View| {
             result = (|| {
                 let applied = match view.get(Family::Meta, APPLIED_KEY)? {

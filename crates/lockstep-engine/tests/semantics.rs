@@ -1,0 +1,391 @@
+//! Engine semantics driven only by (command, cluster time) sequences, the
+//! way every replica sees them.
+
+use bytes::Bytes;
+use lockstep_engine::{Engine, ExpireCandidate, LogEntry, Payload, Reply, RequestId};
+use lockstep_store::{Applied, MemStore, NodeStore};
+
+struct Replica {
+    store: MemStore,
+    engine: Engine,
+    index: u64,
+    seq: u64,
+}
+
+fn argv(command: &str) -> Vec<Bytes> {
+    command
+        .split_whitespace()
+        .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+        .collect()
+}
+
+impl Replica {
+    fn new() -> Self {
+        Replica {
+            store: MemStore::in_memory(),
+            engine: Engine::new(),
+            index: 0,
+            seq: 0,
+        }
+    }
+
+    fn apply_entry(&mut self, entry: &LogEntry) -> Option<Reply> {
+        self.index += 1;
+        let outcome = self
+            .engine
+            .apply(&self.store, self.index, &entry.encode())
+            .unwrap();
+        self.store
+            .apply(
+                &outcome.batch,
+                Applied {
+                    index: self.index,
+                    term: 1,
+                },
+            )
+            .unwrap();
+        outcome.reply
+    }
+
+    /// Applies `command` as a log entry stamped with cluster time `ct`.
+    fn write(&mut self, ct: u64, command: &str) -> Reply {
+        self.seq += 1;
+        let entry = LogEntry {
+            request: RequestId {
+                origin: 1,
+                seq: self.seq,
+            },
+            ct,
+            payload: Payload::Command(argv(command)),
+        };
+        self.apply_entry(&entry).expect("commands get replies")
+    }
+
+    fn read(&self, ct: u64, command: &str) -> Reply {
+        self.engine.read(&self.store, ct, &argv(command)).unwrap()
+    }
+
+    fn expire_pass(&mut self, ct: u64) -> usize {
+        let candidates: Vec<ExpireCandidate> = self
+            .engine
+            .expired_candidates(&self.store, ct, 100)
+            .unwrap();
+        let found = candidates.len();
+        self.apply_entry(&LogEntry {
+            request: RequestId { origin: 0, seq: 0 },
+            ct,
+            payload: Payload::Expire(candidates),
+        });
+        found
+    }
+}
+
+fn bulk(text: &str) -> Reply {
+    Reply::bulk(Bytes::copy_from_slice(text.as_bytes()))
+}
+
+fn err(reply: &Reply) -> &str {
+    match reply {
+        Reply::Error(text) => text,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn set_nx_px_is_a_lock_that_expires_at_cluster_time() {
+    let mut r = Replica::new();
+    assert_eq!(r.write(1_000, "SET lock:a t1 NX PX 500"), Reply::ok());
+    assert_eq!(r.write(1_200, "SET lock:a t2 NX PX 500"), Reply::Nil);
+    assert_eq!(r.read(1_499, "GET lock:a"), bulk("t1"));
+    assert_eq!(r.read(1_300, "PTTL lock:a"), Reply::Integer(200));
+    // At the deadline the key is gone for every entry and every read.
+    assert_eq!(r.read(1_500, "GET lock:a"), Reply::Nil);
+    assert_eq!(r.write(1_500, "SET lock:a t2 NX PX 500"), Reply::ok());
+    assert_eq!(r.read(1_600, "GET lock:a"), bulk("t2"));
+}
+
+#[test]
+fn fencing_token_is_the_index_that_wrote_the_value() {
+    let mut r = Replica::new();
+    r.write(10, "SET other x");
+    r.write(10, "SET lock v1 NX PX 100");
+    let first = r.read(20, "FENCE lock");
+    assert_eq!(first, Reply::Integer(2));
+    // Extending the TTL keeps the token; a new value gets a new, larger one.
+    r.write(30, "PEXPIRE lock 1000");
+    assert_eq!(r.read(40, "FENCE lock"), first);
+    r.write(2_000, "SET lock v2 NX PX 100");
+    assert_eq!(r.read(2_010, "FENCE lock"), Reply::Integer(4));
+    assert_eq!(r.read(2_010, "FENCE missing"), Reply::Nil);
+}
+
+#[test]
+fn set_options_in_any_order_and_case() {
+    let mut r = Replica::new();
+    assert_eq!(r.write(0, "set k v px 100 nx"), Reply::ok());
+    assert_eq!(r.write(0, "SET k w Xx GeT"), bulk("v"));
+    assert_eq!(
+        r.read(0, "PTTL k"),
+        Reply::Integer(-1),
+        "SET without KEEPTTL clears the TTL"
+    );
+    r.write(0, "SET k v EX 10");
+    r.write(1_000, "SET k v2 KEEPTTL");
+    assert_eq!(r.read(1_000, "TTL k"), Reply::Integer(9));
+    assert_eq!(r.write(0, "SET k v EXAT 5000"), Reply::ok());
+    assert_eq!(r.read(0, "PEXPIRETIME k"), Reply::Integer(5_000_000));
+    assert_eq!(r.write(0, "SET k v PXAT 7000"), Reply::ok());
+    assert_eq!(r.read(0, "EXPIRETIME k"), Reply::Integer(7));
+}
+
+#[test]
+fn bad_set_arguments_get_redis_errors() {
+    let mut r = Replica::new();
+    assert_eq!(err(&r.write(0, "SET k v NX XX")), "ERR syntax error");
+    assert_eq!(err(&r.write(0, "SET k v EX 1 PX 1")), "ERR syntax error");
+    assert_eq!(err(&r.write(0, "SET k v KEEPTTL EX 1")), "ERR syntax error");
+    assert_eq!(err(&r.write(0, "SET k v EX")), "ERR syntax error");
+    assert_eq!(
+        err(&r.write(0, "SET k v EX ten")),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        err(&r.write(0, "SET k v EX 0")),
+        "ERR invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        err(&r.write(0, "SET k v PX -5")),
+        "ERR invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        err(&r.write(0, "SET k v EX 9223372036854775807")),
+        "ERR invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        err(&r.write(0, "SETEX k 0 v")),
+        "ERR invalid expire time in 'setex' command"
+    );
+    assert_eq!(
+        err(&r.write(0, "GET")),
+        "ERR wrong number of arguments for 'get' command"
+    );
+    assert_eq!(
+        err(&r.write(0, "MSET a 1 b")),
+        "ERR wrong number of arguments for 'mset' command"
+    );
+    assert!(err(&r.write(0, "NOPE a")).starts_with("ERR unknown command 'NOPE'"));
+    assert_eq!(
+        r.read(0, "DBSIZE"),
+        Reply::Integer(0),
+        "errors change nothing"
+    );
+}
+
+#[test]
+fn string_commands() {
+    let mut r = Replica::new();
+    assert_eq!(r.write(0, "SETNX a 1"), Reply::Integer(1));
+    assert_eq!(r.write(0, "SETNX a 2"), Reply::Integer(0));
+    assert_eq!(r.write(0, "INCR a"), Reply::Integer(2));
+    assert_eq!(r.write(0, "INCRBY a 10"), Reply::Integer(12));
+    assert_eq!(r.write(0, "DECRBY a 20"), Reply::Integer(-8));
+    assert_eq!(r.write(0, "DECR a"), Reply::Integer(-9));
+    r.write(0, "SET big 9223372036854775807");
+    assert_eq!(
+        err(&r.write(0, "INCR big")),
+        "ERR increment or decrement would overflow"
+    );
+    r.write(0, "SET s hello");
+    assert_eq!(
+        err(&r.write(0, "INCR s")),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(r.write(0, "APPEND s !"), Reply::Integer(6));
+    assert_eq!(r.read(0, "STRLEN s"), Reply::Integer(6));
+    assert_eq!(r.write(0, "GETSET s x"), bulk("hello!"));
+    assert_eq!(r.write(0, "GETDEL s"), bulk("x"));
+    assert_eq!(r.read(0, "EXISTS s a a"), Reply::Integer(2));
+    assert_eq!(r.write(0, "MSET m1 1 m2 2"), Reply::ok());
+    assert_eq!(r.write(0, "MSETNX m2 x m3 y"), Reply::Integer(0));
+    assert_eq!(
+        r.read(0, "MGET m1 m2 m3"),
+        Reply::Array(vec![bulk("1"), bulk("2"), Reply::Nil])
+    );
+    assert_eq!(r.write(0, "DEL m1 m2 m3"), Reply::Integer(2));
+    assert_eq!(r.read(0, "TYPE a"), Reply::Status("string".into()));
+    assert_eq!(r.read(0, "TYPE zz"), Reply::Status("none".into()));
+}
+
+#[test]
+fn expire_family_with_conditions() {
+    let mut r = Replica::new();
+    r.write(0, "SET k v");
+    assert_eq!(r.write(0, "EXPIRE k 10 XX"), Reply::Integer(0));
+    assert_eq!(
+        r.write(0, "EXPIRE k 10 GT"),
+        Reply::Integer(0),
+        "no TTL is infinite"
+    );
+    assert_eq!(r.write(0, "EXPIRE k 10 NX"), Reply::Integer(1));
+    assert_eq!(r.write(0, "EXPIRE k 5 GT"), Reply::Integer(0));
+    assert_eq!(r.write(0, "EXPIRE k 20 GT"), Reply::Integer(1));
+    assert_eq!(r.write(0, "PEXPIRE k 100 LT"), Reply::Integer(1));
+    assert_eq!(r.read(0, "PTTL k"), Reply::Integer(100));
+    assert_eq!(r.write(50, "PERSIST k"), Reply::Integer(1));
+    assert_eq!(r.read(50, "TTL k"), Reply::Integer(-1));
+    assert_eq!(r.read(50, "TTL nothing"), Reply::Integer(-2));
+    assert_eq!(
+        err(&r.write(0, "EXPIRE k 10 NX XX")),
+        "ERR NX and XX, GT or LT options at the same time are not compatible"
+    );
+    assert_eq!(
+        err(&r.write(0, "EXPIRE k 10 GT LT")),
+        "ERR GT and LT options at the same time are not compatible"
+    );
+    assert_eq!(
+        err(&r.write(0, "EXPIRE k 10 FOO")),
+        "ERR Unsupported option FOO"
+    );
+    assert_eq!(
+        r.write(100, "PEXPIREAT k 50"),
+        Reply::Integer(1),
+        "a past deadline deletes"
+    );
+    assert_eq!(r.read(100, "EXISTS k"), Reply::Integer(0));
+    assert_eq!(r.write(100, "EXPIRE nothing 10"), Reply::Integer(0));
+}
+
+#[test]
+fn active_expiry_deletes_only_keys_not_rewritten_since() {
+    let mut r = Replica::new();
+    r.write(0, "SET a 1 PX 10");
+    r.write(0, "SET b 1 PX 10");
+    r.write(0, "SET c 1");
+    let candidates = r.engine.expired_candidates(&r.store, 20, 100).unwrap();
+    assert_eq!(candidates.len(), 2);
+    // b is rewritten after the leader found it expired, before the expiry applies.
+    r.write(20, "SET b 2");
+    r.apply_entry(&LogEntry {
+        request: RequestId { origin: 0, seq: 0 },
+        ct: 20,
+        payload: Payload::Expire(candidates),
+    });
+    assert_eq!(
+        r.read(20, "KEYS *"),
+        Reply::Array(vec![bulk("b"), bulk("c")])
+    );
+    assert_eq!(r.expire_pass(30), 0);
+    assert!(!r.engine.has_deadlines(&r.store).unwrap());
+}
+
+#[test]
+fn cluster_time_never_goes_backwards() {
+    let mut r = Replica::new();
+    r.write(1_000, "SET k v PX 100");
+    // An entry stamped earlier (a bug elsewhere) still sees time 1000.
+    r.write(500, "SET other x");
+    assert_eq!(r.read(1_050, "PTTL k"), Reply::Integer(50));
+    assert_eq!(
+        Engine::cluster_time(&r.store).unwrap(),
+        1_000,
+        "the stored cluster time is the maximum seen"
+    );
+}
+
+#[test]
+fn a_request_id_is_applied_at_most_once() {
+    let mut r = Replica::new();
+    let entry = LogEntry {
+        request: RequestId { origin: 2, seq: 7 },
+        ct: 5,
+        payload: Payload::Command(argv("INCR counter")),
+    };
+    assert_eq!(r.apply_entry(&entry), Some(Reply::Integer(1)));
+    assert_eq!(r.apply_entry(&entry), None, "a retried proposal is a no-op");
+    assert_eq!(r.read(5, "GET counter"), bulk("1"));
+}
+
+#[test]
+fn scan_returns_every_key_once_across_pages() {
+    let mut r = Replica::new();
+    for i in 0..57 {
+        r.write(0, &format!("SET key:{i} v"));
+    }
+    r.write(0, "SET other v");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = "0".to_string();
+    let mut pages = 0;
+    loop {
+        let reply = r.read(0, &format!("SCAN {cursor} MATCH key:* COUNT 7"));
+        let Reply::Array(parts) = reply else { panic!() };
+        let (Reply::Bulk(next), Reply::Array(keys)) = (&parts[0], &parts[1]) else {
+            panic!()
+        };
+        for key in keys {
+            let Reply::Bulk(key) = key else { panic!() };
+            assert!(seen.insert(key.clone()), "duplicate {key:?}");
+        }
+        pages += 1;
+        cursor = String::from_utf8(next.to_vec()).unwrap();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 57);
+    assert!(pages > 5);
+    assert_eq!(err(&r.read(0, "SCAN abc")), "ERR invalid cursor");
+}
+
+#[test]
+fn flushall_empties_everything() {
+    let mut r = Replica::new();
+    r.write(0, "SET a 1 PX 100");
+    r.write(0, "SET b 1");
+    assert_eq!(r.write(0, "FLUSHALL"), Reply::ok());
+    assert_eq!(r.read(0, "DBSIZE"), Reply::Integer(0));
+    assert!(!r.engine.has_deadlines(&r.store).unwrap());
+    assert_eq!(
+        r.read(0, "SCAN 0"),
+        Reply::Array(vec![bulk("0"), Reply::Array(vec![])])
+    );
+}
+
+#[test]
+fn writes_are_refused_on_the_read_path() {
+    let r = Replica::new();
+    assert!(err(&r.read(0, "SET a b")).contains("not a read-only command"));
+}
+
+#[test]
+fn replicas_applying_the_same_entries_agree() {
+    let commands = [
+        "SET a 1 PX 100",
+        "INCR n",
+        "SET lock x NX PX 50",
+        "APPEND a z",
+        "SET lock y NX PX 50",
+        "DEL n",
+        "GETEX a PERSIST",
+    ];
+    let mut left = Replica::new();
+    let mut right = Replica::new();
+    for (step, command) in commands.iter().enumerate() {
+        let ct = step as u64 * 30;
+        assert_eq!(
+            left.write(ct, command),
+            right.write(ct, command),
+            "{command}"
+        );
+    }
+    let dump = |r: &Replica| {
+        let mut all = Vec::new();
+        lockstep_store::StateRead::scan(&r.store, b"", b"\xff", &mut |k, v| {
+            all.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+        all
+    };
+    assert_eq!(dump(&left), dump(&right));
+    let _ = left.store.applied();
+}

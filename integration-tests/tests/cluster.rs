@@ -101,6 +101,8 @@ fn a_lock_survives_the_leaders_death_and_is_never_granted_early() -> Result<()> 
     let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
     let mut con = cluster.client(leader)?;
     let ttl_ms = 4000;
+    // Taken before the request: the lock's TTL cannot have started earlier.
+    let granted_at = Instant::now();
     let acquired: Option<String> = redis::cmd("SET")
         .arg("lock:job")
         .arg("owner-1")
@@ -109,7 +111,6 @@ fn a_lock_survives_the_leaders_death_and_is_never_granted_early() -> Result<()> 
         .arg(ttl_ms)
         .query(&mut con)?;
     assert_eq!(acquired.as_deref(), Some("OK"));
-    let granted_at = Instant::now();
     let token: i64 = redis::cmd("FENCE").arg("lock:job").query(&mut con)?;
     cluster.kill(leader);
     let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();

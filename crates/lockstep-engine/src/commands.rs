@@ -160,7 +160,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         "getex" => parse_getex(args)?,
         "mget" => Command::MGet(args.to_vec()),
         "mset" | "msetnx" => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 return Err(Reply::wrong_arity(spec.name));
             }
             let pairs = args

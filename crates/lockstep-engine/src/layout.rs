@@ -13,8 +13,7 @@ pub const EXPIRY: u8 = b'e';
 pub const SCAN_ORDER: u8 = b'h';
 /// `D origin:u64 seq:u64` -> ct:u64: requests already applied.
 pub const APPLIED_REQUEST: u8 = b'd';
-/// `m...` -> engine metadata (see the names below).
-
+/// `mct` -> cluster time of the last applied entry (engine metadata).
 pub const META_CLUSTER_TIME: &[u8] = b"mct";
 
 pub fn value_key(key: &[u8]) -> Vec<u8> {

@@ -154,8 +154,10 @@ impl Node {
     ) -> Result<(NodeHandle, JoinHandle<()>), NodeError> {
         let log = log.new(o!("component" => "raft"));
         if store.conf_state().voters.is_empty() && store.last_index()? == 0 {
-            let mut conf_state = ConfState::default();
-            conf_state.voters = config.peers.keys().copied().collect();
+            let conf_state = ConfState {
+                voters: config.peers.keys().copied().collect(),
+                ..Default::default()
+            };
             store.set_conf_state(&conf_state)?;
             info!(log, "bootstrapped new cluster"; "voters" => ?conf_state.voters);
         }

@@ -28,7 +28,7 @@ pub use store::Store;
 pub type RocksStore = Store<RocksBackend>;
 /// A node store kept in memory, for tests and simulation.
 pub type MemStore = Store<MemBackend>;
-pub use snapshot::{decode_snapshot_data, encode_snapshot_data};
+pub use snapshot::{decode_snapshot_data, encode_snapshot_data, Pairs};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 

@@ -4,6 +4,9 @@ use crate::StoreError;
 
 const SNAPSHOT_FORMAT_V1: u8 = 1;
 
+/// Keyspace contents as (key, value) pairs in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 pub fn encode_snapshot_data(pairs: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Vec<u8> {
     let mut out = vec![SNAPSHOT_FORMAT_V1];
     for (key, value) in pairs {
@@ -15,7 +18,7 @@ pub fn encode_snapshot_data(pairs: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> 
     out
 }
 
-pub fn decode_snapshot_data(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+pub fn decode_snapshot_data(data: &[u8]) -> Result<Pairs, StoreError> {
     let Some((&version, mut rest)) = data.split_first() else {
         return Ok(Vec::new());
     };

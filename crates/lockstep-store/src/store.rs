@@ -16,7 +16,7 @@ use crate::keys::{
     decode_pair, decode_u64, encode_pair, log_key, APPLIED_KEY, BOOT_EPOCH_KEY, CONF_STATE_KEY,
     HARD_STATE_KEY, TRUNCATED_KEY,
 };
-use crate::snapshot::{decode_snapshot_data, encode_snapshot_data};
+use crate::snapshot::{decode_snapshot_data, encode_snapshot_data, Pairs};
 use crate::{Applied, NodeStore, StateBatch, StateOp, StateRead, StoreError};
 
 #[derive(Clone, Debug, Default)]
@@ -86,7 +86,7 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    fn keyspace_pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn keyspace_pairs(&self) -> Result<Pairs, StoreError> {
         let mut pairs = Vec::new();
         self.backend
             .scan(Family::State, &[], None, &mut |key, value| {
@@ -220,12 +220,16 @@ impl<B: Backend> raft::Storage for Store<B> {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        let mut snapshot = Snapshot::default();
-        snapshot.data = data.into();
-        let mut metadata = SnapshotMetadata::default();
-        metadata.index = applied.index;
-        metadata.term = applied.term;
+        let mut metadata = SnapshotMetadata {
+            index: applied.index,
+            term: applied.term,
+            ..Default::default()
+        };
         metadata.set_conf_state(self.cached().conf_state.clone());
+        let mut snapshot = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
         snapshot.set_metadata(metadata);
         Ok(snapshot)
     }
@@ -275,7 +279,14 @@ impl<B: Backend> NodeStore for Store<B> {
         if ops.is_empty() {
             return Ok(());
         }
-        self.backend.write(ops, true)?;
+        // Term and vote must be durable before raft acts on them; a commit
+        // index alone can always be learned again, so it rides unsynced
+        // (the next synced write carries it).
+        let vote_changed = hard_state.is_some_and(|hs| {
+            hs.term != cached.hard_state.term || hs.vote != cached.hard_state.vote
+        });
+        let sync = !entries.is_empty() || vote_changed;
+        self.backend.write(ops, sync)?;
         cached.last_index = new_last;
         if let Some(hard_state) = hard_state {
             cached.hard_state = hard_state.clone();

@@ -7,11 +7,12 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, Storage, StorageError};
 
 fn entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = format!("entry {index}").into_bytes().into();
-    e
+    Entry {
+        index,
+        term,
+        data: format!("entry {index}").into_bytes().into(),
+        ..Default::default()
+    }
 }
 
 fn ctx() -> GetEntriesContext {
@@ -26,10 +27,12 @@ fn check_log_contract<S: NodeStore>(store: &S) {
     assert_eq!(store.first_index().unwrap(), 1);
     assert_eq!(store.last_index().unwrap(), 0);
     let entries: Vec<Entry> = (1..=10).map(|i| entry(i, 1 + i / 5)).collect();
-    let mut hs = HardState::default();
-    hs.term = 3;
-    hs.vote = 2;
-    hs.commit = 4;
+    let hs = HardState {
+        term: 3,
+        vote: 2,
+        commit: 4,
+        ..Default::default()
+    };
     store.append(&entries, Some(&hs)).unwrap();
     assert_eq!(store.last_index().unwrap(), 10);
     assert_eq!(store.term(0).unwrap(), 0);
@@ -75,8 +78,10 @@ fn check_log_contract<S: NodeStore>(store: &S) {
 }
 
 fn check_apply_and_snapshot<S: NodeStore>(leader: &S, follower: &S) {
-    let mut conf = ConfState::default();
-    conf.voters = vec![1, 2, 3];
+    let conf = ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    };
     leader.set_conf_state(&conf).unwrap();
     leader
         .append(&(1..=3).map(|i| entry(i, 1)).collect::<Vec<_>>(), None)
@@ -171,9 +176,11 @@ fn rocks_store_recovers_everything_synced_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = RocksStore::open(dir.path()).unwrap();
-        let mut hs = HardState::default();
-        hs.term = 4;
-        hs.commit = 3;
+        let hs = HardState {
+            term: 4,
+            commit: 3,
+            ..Default::default()
+        };
         store
             .append(&(1..=5).map(|i| entry(i, 4)).collect::<Vec<_>>(), Some(&hs))
             .unwrap();

@@ -54,20 +54,46 @@ impl<'a> Context<'a> {
         if self.overlay.is_empty() {
             return self.state.scan(start, end, visit);
         }
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        // Merge the (small) overlay into the base scan as it streams, so an
+        // early stop stays cheap.
+        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+            self.overlay.range(start.to_vec()..end.to_vec()).collect();
+        let mut next = 0;
+        let mut stopped = false;
         self.state.scan(start, end, &mut |key, value| {
-            merged.insert(key.to_vec(), value.to_vec());
-            true
+            while next < pending.len() && pending[next].0.as_slice() < key {
+                let (own_key, own_value) = pending[next];
+                next += 1;
+                if let Some(own_value) = own_value {
+                    if !visit(own_key, own_value) {
+                        stopped = true;
+                        return false;
+                    }
+                }
+            }
+            if next < pending.len() && pending[next].0.as_slice() == key {
+                let (own_key, own_value) = pending[next];
+                next += 1;
+                return match own_value {
+                    Some(own_value) => {
+                        let more = visit(own_key, own_value);
+                        stopped = !more;
+                        more
+                    }
+                    None => true,
+                };
+            }
+            let more = visit(key, value);
+            stopped = !more;
+            more
         })?;
-        for (key, value) in self.overlay.range(start.to_vec()..end.to_vec()) {
-            match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        for (key, value) in &merged {
-            if !visit(key, value) {
-                break;
+        if !stopped {
+            for (own_key, own_value) in &pending[next..] {
+                if let Some(own_value) = own_value {
+                    if !visit(own_key, own_value) {
+                        break;
+                    }
+                }
             }
         }
         Ok(())

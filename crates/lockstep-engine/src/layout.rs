@@ -13,6 +13,9 @@ pub const EXPIRY: u8 = b'e';
 pub const SCAN_ORDER: u8 = b'h';
 /// `D origin:u64 seq:u64` -> ct:u64: requests already applied.
 pub const APPLIED_REQUEST: u8 = b'd';
+/// `P origin:u64` -> seq:u64: where forgetting old request ids resumes, so
+/// the scan never walks the deletions it already made.
+pub const PRUNE_CURSOR: u8 = b'p';
 /// `mct` -> cluster time of the last applied entry (engine metadata).
 pub const META_CLUSTER_TIME: &[u8] = b"mct";
 
@@ -61,4 +64,11 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0xff; prefix.len() + 1]
+}
+
+pub fn prune_cursor_key(origin: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(PRUNE_CURSOR);
+    out.extend_from_slice(&origin.to_be_bytes());
+    out
 }

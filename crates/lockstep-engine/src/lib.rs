@@ -35,7 +35,7 @@ use bytes::Bytes;
 use lockstep_store::{StateBatch, StateRead, StoreError};
 
 use context::Context;
-use layout::{applied_request_key, prefix_end, APPLIED_REQUEST, EXPIRY, META_CLUSTER_TIME};
+use layout::{applied_request_key, prefix_end, prune_cursor_key, EXPIRY, META_CLUSTER_TIME};
 use record::Record;
 
 /// How long an applied request id is remembered, in cluster-time ms. A
@@ -211,24 +211,34 @@ fn remember_request(ctx: &mut Context<'_>, request: RequestId) -> Result<bool, S
     if ctx.raw_get(&key)?.is_some() {
         return Ok(false);
     }
-    let mut origin_prefix = vec![APPLIED_REQUEST];
-    origin_prefix.extend_from_slice(&request.origin.to_be_bytes());
+    let cursor_key = prune_cursor_key(request.origin);
+    let cursor = ctx
+        .raw_get(&cursor_key)?
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
     let horizon = ctx.ct.saturating_sub(APPLIED_REQUEST_RETENTION_MS);
     let mut expired = Vec::new();
+    let mut resume_at = cursor;
     ctx.raw_scan(
-        &origin_prefix,
-        &prefix_end(&origin_prefix),
+        &applied_request_key(request.origin, cursor),
+        &applied_request_key(request.origin, u64::MAX),
         &mut |raw, value| {
             let applied_at = value.try_into().map(u64::from_be_bytes).unwrap_or(0);
             if applied_at >= horizon || expired.len() >= APPLIED_REQUEST_PRUNE_PER_ENTRY {
                 return false;
             }
+            let seq = u64::from_be_bytes(raw[9..17].try_into().expect("request key"));
+            resume_at = seq + 1;
             expired.push(raw.to_vec());
             true
         },
     )?;
-    for old in expired {
-        ctx.raw_delete(old);
+    if !expired.is_empty() {
+        for old in expired {
+            ctx.raw_delete(old);
+        }
+        ctx.raw_put(cursor_key, resume_at.to_be_bytes().to_vec());
     }
     ctx.raw_put(key, ctx.ct.to_be_bytes().to_vec());
     Ok(true)

@@ -389,3 +389,28 @@ fn replicas_applying_the_same_entries_agree() {
     assert_eq!(dump(&left), dump(&right));
     let _ = left.store.applied();
 }
+
+#[test]
+fn old_request_ids_are_forgotten_after_retention() {
+    let mut r = Replica::new();
+    let count_ids = |r: &Replica| {
+        let mut n = 0;
+        lockstep_store::StateRead::scan(&r.store, b"d", b"e", &mut |_, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
+        n
+    };
+    for i in 0..40 {
+        r.write(i, "INCR n");
+    }
+    assert_eq!(count_ids(&r), 40);
+    let later = lockstep_engine::APPLIED_REQUEST_RETENTION_MS + 1_000;
+    for i in 0..20 {
+        r.write(later + i, "INCR n");
+    }
+    // Each new request forgets up to four expired ones: all 40 are gone.
+    assert_eq!(count_ids(&r), 20);
+    assert_eq!(r.read(later + 50, "GET n"), bulk("60"));
+}

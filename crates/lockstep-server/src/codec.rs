@@ -89,6 +89,9 @@ impl RequestDecoder {
             if at > buf.len() {
                 return Ok(false);
             }
+            if &buf[at - 2..at] != b"\r\n" {
+                return Err(invalid("bulk string not terminated by CRLF"));
+            }
         }
         Ok(true)
     }

@@ -85,8 +85,8 @@ pub trait StateRead {
 /// Everything a node needs from its storage.
 ///
 /// Durability contract:
-/// - [`NodeStore::append`] is synced before it returns: entries and hard
-///   state survive a crash once it has returned.
+/// - [`NodeStore::append`] of entries, term or vote is synced before it
+///   returns and survives a crash once it has returned.
 /// - [`NodeStore::apply`] writes the state changes and the applied index in
 ///   one atomic batch without syncing: a crash may lose a suffix of applied
 ///   entries, which are then applied again from the (synced) log. It never
@@ -95,7 +95,7 @@ pub trait StateRead {
 ///   which also makes every earlier apply durable (one write-ahead log).
 pub trait NodeStore: raft::Storage + StateRead + Send + Sync + 'static {
     /// Appends entries (replacing any conflicting suffix) and optionally a new
-    /// hard state, in one synced write.
+    /// hard state in one write, synced unless only the commit index changed.
     fn append(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StoreError>;
 
     /// Writes an applied entry's state changes and its position atomically.

@@ -57,8 +57,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line(
                 "tcp_port",
                 &context
-                    .client_addrs
-                    .get(&status.id)
+                    .client_addr(status.id)
                     .map(|addr| addr.port())
                     .unwrap_or(0),
             );
@@ -99,7 +98,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
                     .collect();
                 w.line("connected_slaves", &replicas.len());
                 for (n, peer) in replicas.iter().enumerate() {
-                    let addr = context.client_addrs.get(&peer.id);
+                    let addr = context.client_addr(peer.id);
                     w.line(
                         &format!("slave{n}"),
                         &format!(
@@ -113,7 +112,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
                 w.line("master_repl_offset", &status.applied_index);
             } else {
                 w.line("role", &"slave");
-                let leader = context.client_addrs.get(&status.leader_id);
+                let leader = context.client_addr(status.leader_id);
                 w.line(
                     "master_host",
                     &leader.map(|a| a.ip().to_string()).unwrap_or_default(),
@@ -136,8 +135,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line(
                 "raft_leader_addr",
                 &context
-                    .client_addrs
-                    .get(&status.leader_id)
+                    .client_addr(status.leader_id)
                     .map(|addr| addr.to_string())
                     .unwrap_or_default(),
             );

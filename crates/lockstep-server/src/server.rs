@@ -41,6 +41,11 @@ impl ServerContext {
             log,
         }
     }
+
+    /// The client (RESP) address of node `id`, if configured.
+    pub fn client_addr(&self, id: u64) -> Option<SocketAddr> {
+        self.client_addrs.get(&id).copied()
+    }
 }
 
 /// Pause after a failed accept (e.g. out of file descriptors) before retrying.

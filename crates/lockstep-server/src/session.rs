@@ -258,14 +258,15 @@ impl Session {
     /// ROLE in Redis's shape: the leader is the master, followers replicas.
     fn role(&self) -> Reply {
         let status = self.context.node.status();
-        let addr_of = |id: u64| self.context.client_addrs.get(&id).copied();
         if status.role == Role::Leader {
             let replicas = status
                 .progress
                 .iter()
                 .filter(|peer| peer.id != status.id)
                 .map(|peer| {
-                    let (host, port) = addr_of(peer.id)
+                    let (host, port) = self
+                        .context
+                        .client_addr(peer.id)
                         .map(|addr| (addr.ip().to_string(), addr.port().to_string()))
                         .unwrap_or_default();
                     Reply::Array(vec![
@@ -281,7 +282,9 @@ impl Session {
                 Reply::Array(replicas),
             ])
         } else {
-            let (host, port) = addr_of(status.leader_id)
+            let (host, port) = self
+                .context
+                .client_addr(status.leader_id)
                 .map(|addr| (addr.ip().to_string(), addr.port() as i64))
                 .unwrap_or((String::new(), -1));
             let state = if status.leader_id == 0 {

@@ -1,17 +1,14 @@
 //! The view one command has of the keyspace while it runs: reads go through
 //! an overlay of the command's own writes, and the writes become one batch.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
-use lockstep_store::{StateBatch, StateRead, StoreError};
+use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
 use crate::layout::{expiry_key, scan_order_key, value_key};
 use crate::record::Record;
 
 pub struct Context<'a> {
-    state: &'a dyn StateRead,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: Overlay<'a>,
     /// Log index of the entry being applied; 0 on the read path.
     pub index: u64,
     /// Cluster time at which expiry is evaluated.
@@ -21,26 +18,22 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     pub fn new(state: &'a dyn StateRead, index: u64, ct: u64) -> Self {
         Context {
-            state,
-            overlay: BTreeMap::new(),
+            overlay: Overlay::new(state),
             index,
             ct,
         }
     }
 
     pub fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.overlay.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.state.get(key),
-        }
+        self.overlay.get(key)
     }
 
     pub fn raw_put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.overlay.insert(key, Some(value));
+        self.overlay.put(key, value);
     }
 
     pub fn raw_delete(&mut self, key: Vec<u8>) {
-        self.overlay.insert(key, None);
+        self.overlay.delete(key);
     }
 
     /// Visits raw keys in `[start, end)`, the command's own writes included,
@@ -51,52 +44,7 @@ impl<'a> Context<'a> {
         end: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        if self.overlay.is_empty() {
-            return self.state.scan(start, end, visit);
-        }
-        // Merge the (small) overlay into the base scan as it streams, so an
-        // early stop stays cheap.
-        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
-            self.overlay.range(start.to_vec()..end.to_vec()).collect();
-        let mut next = 0;
-        let mut stopped = false;
-        self.state.scan(start, end, &mut |key, value| {
-            while next < pending.len() && pending[next].0.as_slice() < key {
-                let (own_key, own_value) = pending[next];
-                next += 1;
-                if let Some(own_value) = own_value {
-                    if !visit(own_key, own_value) {
-                        stopped = true;
-                        return false;
-                    }
-                }
-            }
-            if next < pending.len() && pending[next].0.as_slice() == key {
-                let (own_key, own_value) = pending[next];
-                next += 1;
-                return match own_value {
-                    Some(own_value) => {
-                        let more = visit(own_key, own_value);
-                        stopped = !more;
-                        more
-                    }
-                    None => true,
-                };
-            }
-            let more = visit(key, value);
-            stopped = !more;
-            more
-        })?;
-        if !stopped {
-            for (own_key, own_value) in &pending[next..] {
-                if let Some(own_value) = own_value {
-                    if !visit(own_key, own_value) {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.overlay.scan(start, end, visit)
     }
 
     /// The key's record even if expired (writes must clean up after it).
@@ -160,13 +108,6 @@ impl<'a> Context<'a> {
     }
 
     pub fn into_batch(self) -> StateBatch {
-        let mut batch = StateBatch::default();
-        for (key, value) in self.overlay {
-            match value {
-                Some(value) => batch.put(key, value),
-                None => batch.delete(key),
-            }
-        }
-        batch
+        self.overlay.into_batch()
     }
 }

@@ -42,9 +42,13 @@ use record::Record;
 /// proposal is retried only within its client's timeout, far below this.
 pub const APPLIED_REQUEST_RETENTION_MS: u64 = 10 * 60 * 1000;
 
-/// Old request ids forgotten per applied request: enough to keep up with
-/// any request rate (each request adds one), small enough to bound the work.
-const APPLIED_REQUEST_PRUNE_PER_ENTRY: usize = 4;
+/// Old request ids are pruned on entries whose index is a multiple of this:
+/// a scan per entry would cost more than the pruning itself.
+const APPLIED_REQUEST_PRUNE_INTERVAL: u64 = 16;
+/// Old request ids forgotten per pruning entry: four per entry on average,
+/// which keeps up with any request rate (each request adds one) while
+/// bounding the work of any one entry.
+const APPLIED_REQUEST_PRUNE_LIMIT: usize = 64;
 
 /// The result of applying one entry.
 #[derive(Debug)]
@@ -211,7 +215,17 @@ fn remember_request(ctx: &mut Context<'_>, request: RequestId) -> Result<bool, S
     if ctx.raw_get(&key)?.is_some() {
         return Ok(false);
     }
-    let cursor_key = prune_cursor_key(request.origin);
+    if ctx.index.is_multiple_of(APPLIED_REQUEST_PRUNE_INTERVAL) {
+        prune_request_ids(ctx, request.origin)?;
+    }
+    ctx.raw_put(key, ctx.ct.to_be_bytes().to_vec());
+    Ok(true)
+}
+
+/// Forgets an origin's request ids older than the retention period, resuming
+/// where the last pruning stopped.
+fn prune_request_ids(ctx: &mut Context<'_>, origin: u64) -> Result<(), StoreError> {
+    let cursor_key = prune_cursor_key(origin);
     let cursor = ctx
         .raw_get(&cursor_key)?
         .and_then(|bytes| bytes.try_into().ok())
@@ -221,11 +235,11 @@ fn remember_request(ctx: &mut Context<'_>, request: RequestId) -> Result<bool, S
     let mut expired = Vec::new();
     let mut resume_at = cursor;
     ctx.raw_scan(
-        &applied_request_key(request.origin, cursor),
-        &applied_request_key(request.origin, u64::MAX),
+        &applied_request_key(origin, cursor),
+        &applied_request_key(origin, u64::MAX),
         &mut |raw, value| {
             let applied_at = value.try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if applied_at >= horizon || expired.len() >= APPLIED_REQUEST_PRUNE_PER_ENTRY {
+            if applied_at >= horizon || expired.len() >= APPLIED_REQUEST_PRUNE_LIMIT {
                 return false;
             }
             let seq = u64::from_be_bytes(raw[9..17].try_into().expect("request key"));
@@ -240,8 +254,7 @@ fn remember_request(ctx: &mut Context<'_>, request: RequestId) -> Result<bool, S
         }
         ctx.raw_put(cursor_key, resume_at.to_be_bytes().to_vec());
     }
-    ctx.raw_put(key, ctx.ct.to_be_bytes().to_vec());
-    Ok(true)
+    Ok(())
 }
 
 /// Decodes a stored value record; exposed for fuzzing and tools.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use lockstep_engine::{encode_command, encode_header, Engine, LogEntry, Payload, Reply, RequestId};
-use lockstep_store::{Applied, NodeStore, StateBatch, StoreError};
+use lockstep_store::{Applied, NodeStore, Overlay, StateBatch, StateRead, StoreError};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadOnlyOption, StateRole, Storage};
@@ -137,6 +137,26 @@ impl<S: NodeStore> Storage for SharedStorage<S> {
     }
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<raft::eraftpb::Snapshot> {
         self.0.snapshot(request_index, to)
+    }
+}
+
+/// Entries applied but not yet written: their combined state changes and
+/// the replies waiting for that write.
+struct AppliedRun<'a> {
+    base: &'a dyn StateRead,
+    overlay: Overlay<'a>,
+    last: Option<Applied>,
+    replies: Vec<(u64, Reply)>,
+}
+
+impl<'a> AppliedRun<'a> {
+    fn new(base: &'a dyn StateRead) -> Self {
+        AppliedRun {
+            base,
+            overlay: Overlay::new(base),
+            last: None,
+            replies: Vec::new(),
+        }
     }
 }
 
@@ -485,9 +505,9 @@ impl<S: NodeStore> Driver<S> {
     /// One Ready round. The order of steps is raft-rs's contract and is
     /// critical for safety; do not reorder:
     /// 1. send messages (a leader may send before persisting),
-    /// 2. install a snapshot, 3. apply committed entries,
-    /// 4. persist entries and hard state (synced),
-    /// 5. send persisted messages, 6. advance and handle the light ready.
+    /// 2. install a snapshot, 3. persist entries and hard state (synced),
+    /// 4. send persisted messages, 5. advance, 6. apply the committed
+    ///    entries of both the Ready and the light ready.
     fn round(&mut self) -> Result<(), NodeError> {
         self.issue_reads();
         if self.raw.has_ready() {
@@ -517,8 +537,9 @@ impl<S: NodeStore> Driver<S> {
                         .extend(reads.into_iter().map(|read| (read_state.index, read)));
                 }
             }
-            let committed = ready.take_committed_entries();
-            self.apply_entries(committed)?;
+            // Committed entries in a Ready are already persisted; applying
+            // them after this round's append lets one write cover both sets.
+            let mut committed = ready.take_committed_entries();
             let hard_state = ready.hs().cloned();
             self.store.append(ready.entries(), hard_state.as_ref())?;
             if !ready.persisted_messages().is_empty() {
@@ -531,7 +552,7 @@ impl<S: NodeStore> Driver<S> {
             }
             let messages = light.take_messages();
             self.send_messages(messages);
-            let committed = light.take_committed_entries();
+            committed.extend(light.take_committed_entries());
             self.apply_entries(committed)?;
             self.raw.advance_apply();
             self.maybe_compact()?;
@@ -574,38 +595,60 @@ impl<S: NodeStore> Driver<S> {
         }
     }
 
+    /// Applies committed entries. The state changes of a run of entries go
+    /// to the store as one write (with the last entry's position), and the
+    /// replies are released only after it, so a client never sees a reply
+    /// its next read could miss.
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        let store = self.store.clone();
+        let mut run = AppliedRun::new(&*store);
         for entry in entries {
             let position = Applied {
                 index: entry.index,
                 term: entry.term,
             };
-            if position.index <= self.store.applied().index {
+            if position.index <= store.applied().index {
                 continue;
             }
             match entry.get_entry_type() {
                 EntryType::EntryNormal => {
-                    let outcome = self.engine.apply(&*self.store, entry.index, &entry.data)?;
-                    self.store.apply(&outcome.batch, position)?;
+                    let outcome = self.engine.apply(&run.overlay, entry.index, &entry.data)?;
+                    run.overlay.extend(outcome.batch);
+                    run.last = Some(position);
                     self.applied_ct = outcome.ct;
                     if let (Some(request), Some(reply)) = (outcome.request, outcome.reply) {
                         if request.origin == self.config.id {
-                            if let Some(proposal) = self.pending.proposals.remove(&request.seq) {
-                                let _ = proposal.reply.send(Ok(reply));
-                            }
+                            run.replies.push((request.seq, reply));
                         }
                     }
                 }
                 EntryType::EntryConfChange => {
+                    self.finish_run(&mut run)?;
                     let change = ConfChange::parse_from_bytes(&entry.data)
                         .map_err(|err| NodeError::Raft(raft::Error::CodecError(err)))?;
                     self.apply_conf_change(&change, position)?;
                 }
                 EntryType::EntryConfChangeV2 => {
+                    self.finish_run(&mut run)?;
                     let change = ConfChangeV2::parse_from_bytes(&entry.data)
                         .map_err(|err| NodeError::Raft(raft::Error::CodecError(err)))?;
                     self.apply_conf_change(&change, position)?;
                 }
+            }
+        }
+        self.finish_run(&mut run)
+    }
+
+    /// Writes a run's state changes and answers its proposals.
+    fn finish_run(&mut self, run: &mut AppliedRun<'_>) -> Result<(), NodeError> {
+        let Some(position) = run.last.take() else {
+            return Ok(());
+        };
+        let overlay = std::mem::replace(&mut run.overlay, Overlay::new(run.base));
+        self.store.apply(&overlay.into_batch(), position)?;
+        for (seq, reply) in run.replies.drain(..) {
+            if let Some(proposal) = self.pending.proposals.remove(&seq) {
+                let _ = proposal.reply.send(Ok(reply));
             }
         }
         Ok(())

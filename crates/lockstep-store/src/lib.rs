@@ -12,15 +12,18 @@
 //! engine's job), read clocks, or know about the network or Redis.
 
 mod backend;
+mod entry_cache;
 mod error;
 mod keys;
 mod mem;
+mod overlay;
 mod rocks;
 mod snapshot;
 mod store;
 
 pub use error::StoreError;
 pub use mem::MemBackend;
+pub use overlay::Overlay;
 pub use rocks::RocksBackend;
 pub use store::Store;
 
@@ -95,7 +98,8 @@ pub trait StateRead {
 ///   which also makes every earlier apply durable (one write-ahead log).
 pub trait NodeStore: raft::Storage + StateRead + Send + Sync + 'static {
     /// Appends entries (replacing any conflicting suffix) and optionally a new
-    /// hard state in one write, synced unless only the commit index changed.
+    /// hard state in one synced write. A hard state that differs only in its
+    /// commit index is kept in memory and written with the next one.
     fn append(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), StoreError>;
 
     /// Writes an applied entry's state changes and its position atomically.
@@ -114,8 +118,8 @@ pub trait NodeStore: raft::Storage + StateRead + Send + Sync + 'static {
 
     fn conf_state(&self) -> ConfState;
 
-    /// Records a newer commit index without syncing: the commit index can
-    /// always be learned again, and a later synced write carries it along.
+    /// Records a newer commit index in memory: the commit index can always be
+    /// learned again, and the next hard state write carries it along.
     fn set_commit(&self, commit: u64) -> Result<(), StoreError>;
 
     /// Counts node starts; a node stamps it into its request ids so ids stay

@@ -1,8 +1,8 @@
 use std::path::Path;
 
 use rocksdb::{
-    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode,
-    MultiThreaded, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, Direction,
+    IteratorMode, MultiThreaded, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::backend::{Backend, Family, View, Visitor, WriteOp};
@@ -33,7 +33,7 @@ impl RocksBackend {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let families = [CF_LOG, CF_RAFT, CF_STATE, CF_META]
             .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
         let db = Db::open_cf_descriptors(&options, path, families)?;
         Ok(Self { db })
     }
@@ -43,6 +43,22 @@ impl RocksBackend {
             .cf_handle(cf_name(family))
             .expect("column families are created at open")
     }
+}
+
+/// Most keyspace reads on the write path look up keys that do not exist
+/// (new request ids, new keys): bloom filters answer those without walking
+/// the memtable's skiplist or reading table blocks.
+fn family_options(name: &str) -> Options {
+    let mut options = Options::default();
+    if name == CF_STATE {
+        options.set_memtable_whole_key_filtering(true);
+        options.set_memtable_prefix_bloom_ratio(0.1);
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_whole_key_filtering(true);
+        options.set_block_based_table_factory(&table);
+    }
+    options
 }
 
 fn scan_iter<'a>(

@@ -12,6 +12,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::backend::{Backend, Family, View, WriteOp};
+use crate::entry_cache::EntryCache;
 use crate::keys::{
     decode_pair, decode_u64, encode_pair, log_key, APPLIED_KEY, BOOT_EPOCH_KEY, CONF_STATE_KEY,
     HARD_STATE_KEY, TRUNCATED_KEY,
@@ -19,7 +20,7 @@ use crate::keys::{
 use crate::snapshot::{decode_snapshot_data, encode_snapshot_data, Pairs};
 use crate::{Applied, NodeStore, StateBatch, StateOp, StateRead, StoreError};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Cached {
     hard_state: HardState,
     conf_state: ConfState,
@@ -27,6 +28,7 @@ struct Cached {
     truncated: (u64, u64),
     last_index: u64,
     applied: Applied,
+    tail: EntryCache,
 }
 
 pub struct Store<B: Backend> {
@@ -125,6 +127,9 @@ impl<B: Backend> raft::Storage for Store<B> {
             high <= last + 1,
             "entries high {high} beyond last index {last} + 1"
         );
+        if let Some(entries) = self.cached().tail.range(low, high, max_size) {
+            return Ok(entries);
+        }
         let mut entries = Vec::new();
         let mut size = 0u64;
         let mut failure = None;
@@ -177,6 +182,9 @@ impl<B: Backend> raft::Storage for Store<B> {
         }
         if index > last {
             return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        if let Some(entry) = self.cached().tail.get(index) {
+            return Ok(entry.term);
         }
         match self.read_entry(index)? {
             Some(entry) => Ok(entry.term),
@@ -276,17 +284,20 @@ impl<B: Backend> NodeStore for Store<B> {
                 hard_state.write_to_bytes()?,
             ));
         }
-        if ops.is_empty() {
-            return Ok(());
-        }
-        // Term and vote must be durable before raft acts on them; a commit
-        // index alone can always be learned again, so it rides unsynced
-        // (the next synced write carries it).
+        // Term and vote must be durable before raft acts on them. A commit
+        // index alone can always be learned again (and is raised to the
+        // applied index at start), so it is only written along with them.
         let vote_changed = hard_state.is_some_and(|hs| {
             hs.term != cached.hard_state.term || hs.vote != cached.hard_state.vote
         });
-        let sync = !entries.is_empty() || vote_changed;
-        self.backend.write(ops, sync)?;
+        if entries.is_empty() && !vote_changed {
+            if let Some(hard_state) = hard_state {
+                cached.hard_state = hard_state.clone();
+            }
+            return Ok(());
+        }
+        self.backend.write(ops, true)?;
+        cached.tail.append(entries);
         cached.last_index = new_last;
         if let Some(hard_state) = hard_state {
             cached.hard_state = hard_state.clone();
@@ -356,6 +367,7 @@ impl<B: Backend> NodeStore for Store<B> {
             ),
         ];
         self.backend.write(ops, true)?;
+        cached.tail.compact(index);
         cached.truncated = (index, term);
         Ok(())
     }
@@ -407,6 +419,7 @@ impl<B: Backend> NodeStore for Store<B> {
         ));
         self.backend.write(ops, true)?;
         cached.truncated = (metadata.index, metadata.term);
+        cached.tail.clear();
         cached.last_index = metadata.index;
         cached.conf_state = metadata.get_conf_state().clone();
         cached.hard_state = hard_state;
@@ -437,20 +450,7 @@ impl<B: Backend> NodeStore for Store<B> {
 
     fn set_commit(&self, commit: u64) -> Result<(), StoreError> {
         let mut cached = self.cached();
-        if commit <= cached.hard_state.commit {
-            return Ok(());
-        }
-        let mut hard_state = cached.hard_state.clone();
-        hard_state.commit = commit;
-        self.backend.write(
-            vec![WriteOp::Put(
-                Family::Raft,
-                HARD_STATE_KEY.to_vec(),
-                hard_state.write_to_bytes()?,
-            )],
-            false,
-        )?;
-        cached.hard_state = hard_state;
+        cached.hard_state.commit = cached.hard_state.commit.max(commit);
         Ok(())
     }
 

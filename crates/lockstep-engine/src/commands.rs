@@ -12,7 +12,8 @@ use crate::context::Context;
 use crate::glob::glob_match;
 use crate::layout::{self, prefix_end, SCAN_ORDER, VALUE};
 use crate::record::{Record, ValueType};
-use crate::spec::{self, CommandSpec};
+use crate::script::{self, ScriptCommand};
+use crate::spec::{self, Access, CommandSpec};
 use crate::Reply;
 
 /// When a SET-family or EXPIRE-family command wants the key to expire.
@@ -106,6 +107,16 @@ pub enum Command {
     DbSize,
     FlushAll,
     Fence(Bytes),
+    Time,
+    Script(ScriptCommand),
+}
+
+/// Whether a parsed command goes through the log.
+pub fn access(command: &Command, spec: &CommandSpec) -> Access {
+    match command {
+        Command::Script(script) => script.access(),
+        _ => spec.access,
+    }
 }
 
 /// Largest relative or absolute expiry accepted, in ms: far enough for any
@@ -202,6 +213,10 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
             Command::FlushAll
         }
         "fence" => Command::Fence(args[0].clone()),
+        "time" => Command::Time,
+        "eval" | "eval_ro" | "evalsha" | "evalsha_ro" | "script" => {
+            Command::Script(script::parse(spec.name, args)?)
+        }
         other => unreachable!("command {other} is in the table but not parsed"),
     };
     Ok((command, spec))
@@ -722,6 +737,12 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
             Some(record) => Reply::Integer(record.created as i64),
             None => Reply::Nil,
         },
+        // Inside scripts: the entry's cluster time, the same on every node.
+        Command::Time => Reply::Array(vec![
+            Reply::Bulk(Bytes::from((ctx.ct / 1000).to_string())),
+            Reply::Bulk(Bytes::from((ctx.ct % 1000 * 1000).to_string())),
+        ]),
+        Command::Script(script) => script::execute(ctx, script)?,
     })
 }
 

@@ -107,6 +107,15 @@ impl<'a> Context<'a> {
         self.store(key, record)
     }
 
+    /// The writes so far, to go back to with [`Context::restore`].
+    pub fn checkpoint(&self) -> Overlay<'a> {
+        self.overlay.clone()
+    }
+
+    pub fn restore(&mut self, checkpoint: Overlay<'a>) {
+        self.overlay = checkpoint;
+    }
+
     pub fn into_batch(self) -> StateBatch {
         self.overlay.into_batch()
     }

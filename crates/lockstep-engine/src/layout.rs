@@ -16,6 +16,8 @@ pub const APPLIED_REQUEST: u8 = b'd';
 /// `P origin:u64` -> seq:u64: where forgetting old request ids resumes, so
 /// the scan never walks the deletions it already made.
 pub const PRUNE_CURSOR: u8 = b'p';
+/// `S sha1-hex` -> script body: the replicated script cache.
+pub const SCRIPT: u8 = b's';
 /// `mct` -> cluster time of the last applied entry (engine metadata).
 pub const META_CLUSTER_TIME: &[u8] = b"mct";
 
@@ -39,6 +41,13 @@ pub fn scan_order_key(key: &[u8]) -> Vec<u8> {
     out.push(SCAN_ORDER);
     out.extend_from_slice(&key_hash(key).to_be_bytes());
     out.extend_from_slice(key);
+    out
+}
+
+pub fn script_key(sha: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sha.len() + 1);
+    out.push(SCRIPT);
+    out.extend_from_slice(sha.as_bytes());
     out
 }
 

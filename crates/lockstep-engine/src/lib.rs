@@ -20,15 +20,17 @@ mod glob;
 mod layout;
 mod record;
 mod reply;
+mod script;
 mod spec;
 
-pub use commands::{parse, unknown_command, Command};
+pub use commands::{access, parse, unknown_command, Command};
 pub use entry::{
     decode_command, encode_command, encode_header, DecodeError, ExpireCandidate, LogEntry, Payload,
     RequestId,
 };
 pub use glob::glob_match;
 pub use reply::Reply;
+pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};
 pub use spec::{lookup, Access, CommandSpec, COMMANDS};
 
 use bytes::Bytes;
@@ -155,7 +157,7 @@ impl Engine {
     ) -> Result<Reply, StoreError> {
         match commands::parse(argv) {
             Ok((command, spec)) => {
-                if spec.access != Access::Read {
+                if commands::access(&command, spec) != Access::Read {
                     return Ok(Reply::error(format!(
                         "ERR '{}' is not a read-only command",
                         spec.name

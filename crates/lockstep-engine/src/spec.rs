@@ -96,6 +96,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("flushall", -1, Write, 0, 0, 0),
     spec("flushdb", -1, Write, 0, 0, 0),
     spec("fence", 2, Read, 1, 1, 1),
+    spec("time", 1, Read, 0, 0, 0),
+    spec("eval", -3, Write, 0, 0, 0),
+    spec("evalsha", -3, Write, 0, 0, 0),
+    spec("eval_ro", -3, Read, 0, 0, 0),
+    spec("evalsha_ro", -3, Read, 0, 0, 0),
+    spec("script", -2, Write, 0, 0, 0),
 ];
 
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {

@@ -1,95 +1,11 @@
 //! Engine semantics driven only by (command, cluster time) sequences, the
 //! way every replica sees them.
 
-use bytes::Bytes;
-use lockstep_engine::{Engine, ExpireCandidate, LogEntry, Payload, Reply, RequestId};
-use lockstep_store::{Applied, MemStore, NodeStore};
+mod common;
 
-struct Replica {
-    store: MemStore,
-    engine: Engine,
-    index: u64,
-    seq: u64,
-}
-
-fn argv(command: &str) -> Vec<Bytes> {
-    command
-        .split_whitespace()
-        .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-        .collect()
-}
-
-impl Replica {
-    fn new() -> Self {
-        Replica {
-            store: MemStore::in_memory(),
-            engine: Engine::new(),
-            index: 0,
-            seq: 0,
-        }
-    }
-
-    fn apply_entry(&mut self, entry: &LogEntry) -> Option<Reply> {
-        self.index += 1;
-        let outcome = self
-            .engine
-            .apply(&self.store, self.index, &entry.encode())
-            .unwrap();
-        self.store
-            .apply(
-                &outcome.batch,
-                Applied {
-                    index: self.index,
-                    term: 1,
-                },
-            )
-            .unwrap();
-        outcome.reply
-    }
-
-    /// Applies `command` as a log entry stamped with cluster time `ct`.
-    fn write(&mut self, ct: u64, command: &str) -> Reply {
-        self.seq += 1;
-        let entry = LogEntry {
-            request: RequestId {
-                origin: 1,
-                seq: self.seq,
-            },
-            ct,
-            payload: Payload::Command(argv(command)),
-        };
-        self.apply_entry(&entry).expect("commands get replies")
-    }
-
-    fn read(&self, ct: u64, command: &str) -> Reply {
-        self.engine.read(&self.store, ct, &argv(command)).unwrap()
-    }
-
-    fn expire_pass(&mut self, ct: u64) -> usize {
-        let candidates: Vec<ExpireCandidate> = self
-            .engine
-            .expired_candidates(&self.store, ct, 100)
-            .unwrap();
-        let found = candidates.len();
-        self.apply_entry(&LogEntry {
-            request: RequestId { origin: 0, seq: 0 },
-            ct,
-            payload: Payload::Expire(candidates),
-        });
-        found
-    }
-}
-
-fn bulk(text: &str) -> Reply {
-    Reply::bulk(Bytes::copy_from_slice(text.as_bytes()))
-}
-
-fn err(reply: &Reply) -> &str {
-    match reply {
-        Reply::Error(text) => text,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
+use common::{argv, bulk, err, Replica};
+use lockstep_engine::{Engine, LogEntry, Payload, Reply, RequestId};
+use lockstep_store::NodeStore;
 
 #[test]
 fn set_nx_px_is_a_lock_that_expires_at_cluster_time() {

@@ -128,7 +128,7 @@ impl Session {
     async fn engine_command(&self, argv: &[Bytes]) -> Reply {
         // Validate before touching the log: a bad command never costs an entry.
         let access = match lockstep_engine::parse(argv) {
-            Ok((_, spec)) => spec.access,
+            Ok((command, spec)) => lockstep_engine::access(&command, spec),
             Err(reply) => return reply,
         };
         let node = &self.context.node;

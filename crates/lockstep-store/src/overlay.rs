@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::{StateBatch, StateOp, StateRead, StoreError};
 
+#[derive(Clone)]
 pub struct Overlay<'a> {
     base: &'a dyn StateRead,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,

@@ -1,0 +1,280 @@
+//! The embedded Lua 5.1 VM scripts run in, and the limits that make every
+//! run end the same way on every node.
+//!
+//! A VM is kept per thread and reused; its sandbox (see `prelude.lua`)
+//! gives each run fresh globals, so runs cannot see each other. Two limits
+//! bound a run, both counted the same way on every node:
+//! - an instruction budget, counted by a hook every [`HOOK_EVERY`]
+//!   instructions, reset at the start of each run;
+//! - a memory cap on what the run allocates. A reused VM's allocation
+//!   figures depend a little on what earlier runs left behind (interned
+//!   strings), so a run that comes anywhere near the cap is thrown away and
+//!   run again in a brand-new VM, whose figures are identical everywhere.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use mlua::{
+    chunk::ChunkMode, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
+    VmState,
+};
+
+use super::host;
+
+/// Instructions one script may execute: a few tenths of a second of work,
+/// so a runaway script cannot stall the log for long.
+pub const INSTRUCTION_BUDGET: u64 = 20_000_000;
+/// Bytes one script may allocate in all (garbage is not collected while a
+/// script runs, which keeps the figure the same on every node).
+pub const MEMORY_CAP: usize = 64 << 20;
+const HOOK_EVERY: u32 = 1000;
+/// A reused VM is trusted with runs that allocate less than this; anything
+/// more is decided by a fresh VM.
+const TRUSTED_ALLOCATION: usize = MEMORY_CAP / 2;
+/// Garbage left by a run above this is collected at once.
+const COLLECT_AFTER: usize = 1 << 20;
+
+pub const BUDGET_EXCEEDED: &str = "ERR Script exceeded the instruction limit of every node";
+pub const MEMORY_EXCEEDED: &str = "ERR Script exceeded the memory limit of every node";
+
+/// The backend of `redis.call` (raise = true) and `redis.pcall`: returns
+/// whether the command succeeded and its reply as a Lua value.
+pub type Dispatch<'a> = dyn FnMut(&Lua, bool, MultiValue) -> mlua::Result<(bool, Value)> + 'a;
+
+/// Why a run stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abort {
+    Budget,
+    Memory,
+}
+
+pub struct Vm {
+    lua: Lua,
+    new_env: Function,
+    state: Rc<RunState>,
+}
+
+/// Per-run state the host functions share with the VM.
+#[derive(Default)]
+pub struct RunState {
+    pub abort: Cell<Option<Abort>>,
+    pub random: Cell<u64>,
+    pub instructions: Cell<u64>,
+    /// The VM's memory limit during the run (0 outside runs).
+    pub memory_limit: Cell<usize>,
+}
+
+impl RunState {
+    fn reset(&self) {
+        self.abort.set(None);
+        self.random.set(host::RANDOM_SEED);
+        self.instructions.set(0);
+        self.memory_limit.set(0);
+    }
+}
+
+/// What a run produced.
+pub enum Outcome {
+    /// The script's return value, or the error it raised.
+    Finished(Result<Value, Value>),
+    /// The script failed to compile.
+    Compile(String),
+    Aborted(Abort),
+}
+
+thread_local! {
+    static SHARED: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+impl Vm {
+    pub fn new() -> mlua::Result<Vm> {
+        let lua = Lua::new_with(
+            StdLib::STRING | StdLib::TABLE | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        let state = Rc::new(RunState::default());
+        let globals = lua.globals();
+        for name in [
+            "dofile",
+            "loadfile",
+            "load",
+            "loadstring",
+            "require",
+            "module",
+            "collectgarbage",
+            "gcinfo",
+            "getfenv",
+            "setfenv",
+            "newproxy",
+            "print",
+            "coroutine",
+        ] {
+            globals.raw_set(name, Value::Nil)?;
+        }
+        let host_table = host::table(&lua, state.clone())?;
+        let new_env: Function = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("=prelude")
+            .call(host_table)?;
+        Ok(Vm {
+            lua,
+            new_env,
+            state,
+        })
+    }
+
+    /// Runs `f` with this thread's shared VM, creating it on first use.
+    pub fn with_shared<R>(f: impl FnOnce(&Vm) -> R) -> R {
+        SHARED.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(Vm::new().expect("the script VM starts"));
+            }
+            f(slot.as_ref().expect("created above"))
+        })
+    }
+
+    /// Checks that `body` compiles, as SCRIPT LOAD must.
+    pub fn compile(&self, body: &[u8]) -> Result<(), String> {
+        self.lua
+            .load(body)
+            .set_name("@user_script")
+            .set_mode(ChunkMode::Text)
+            .into_function()
+            .map(|_| ())
+            .map_err(|err| compile_message(&err))
+    }
+
+    /// Compiles and runs `body` with `dispatch` as the redis.call backend.
+    /// Returns the outcome and whether it can be trusted (see module docs).
+    pub fn run(
+        &self,
+        body: &[u8],
+        keys: &[bytes::Bytes],
+        argv: &[bytes::Bytes],
+        dispatch: &mut Dispatch<'_>,
+    ) -> (Outcome, bool) {
+        let lua = &self.lua;
+        self.state.reset();
+        let budget_state = self.state.clone();
+        let hooked = lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            move |_, _| {
+                let used = budget_state.instructions.get() + u64::from(HOOK_EVERY);
+                budget_state.instructions.set(used);
+                if used > INSTRUCTION_BUDGET || budget_state.abort.get().is_some() {
+                    budget_state
+                        .abort
+                        .set(Some(budget_state.abort.get().unwrap_or(Abort::Budget)));
+                    return Err(mlua::Error::runtime(BUDGET_EXCEEDED));
+                }
+                Ok(VmState::Continue)
+            },
+        );
+        if hooked.is_err() {
+            return (Outcome::Aborted(Abort::Memory), false);
+        }
+        lua.gc_stop();
+        let start = lua.used_memory();
+        let _ = lua.set_memory_limit(start + MEMORY_CAP);
+        self.state.memory_limit.set(start + MEMORY_CAP);
+        let outcome = self.run_limited(body, keys, argv, dispatch);
+        let allocated = lua.used_memory().saturating_sub(start);
+        let _ = lua.set_memory_limit(0);
+        self.state.memory_limit.set(0);
+        lua.remove_hook();
+        lua.gc_restart();
+        if allocated > COLLECT_AFTER {
+            let _ = lua.gc_collect();
+        }
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err) if is_memory_error(&err) => Outcome::Aborted(Abort::Memory),
+            Err(err) => Outcome::Finished(Err(Value::String(
+                lua.create_string(format!("ERR {err}"))
+                    .unwrap_or_else(|_| lua.create_string("ERR script failed").expect("tiny")),
+            ))),
+        };
+        let outcome = match (outcome, self.state.abort.get()) {
+            (_, Some(abort)) => Outcome::Aborted(abort),
+            (Outcome::Finished(Err(Value::String(message))), None)
+                if message.as_bytes().ends_with(b"not enough memory") =>
+            {
+                Outcome::Aborted(Abort::Memory)
+            }
+            (outcome, None) => outcome,
+        };
+        let trusted =
+            allocated < TRUSTED_ALLOCATION && !matches!(outcome, Outcome::Aborted(Abort::Memory));
+        (outcome, trusted)
+    }
+
+    fn run_limited(
+        &self,
+        body: &[u8],
+        keys: &[bytes::Bytes],
+        argv: &[bytes::Bytes],
+        dispatch: &mut Dispatch<'_>,
+    ) -> mlua::Result<Outcome> {
+        let lua = &self.lua;
+        let function = match lua
+            .load(body)
+            .set_name("@user_script")
+            .set_mode(ChunkMode::Text)
+            .into_function()
+        {
+            Ok(function) => function,
+            Err(err) if is_memory_error(&err) => return Ok(Outcome::Aborted(Abort::Memory)),
+            Err(err) => return Ok(Outcome::Compile(compile_message(&err))),
+        };
+        let keys = sequence(lua, keys)?;
+        let argv = sequence(lua, argv)?;
+        lua.scope(|scope| {
+            let dispatch = scope.create_function_mut(move |lua, args: MultiValue| {
+                let mut args = args.into_iter();
+                let raise = matches!(args.next(), Some(Value::Boolean(true)));
+                dispatch(lua, raise, args.collect())
+            })?;
+            let env: Table = self.new_env.call((dispatch, keys, argv))?;
+            function.set_environment(env)?;
+            let pcall: Function = lua.globals().raw_get("pcall")?;
+            let results: MultiValue = pcall.call(function)?;
+            let mut results = results.into_iter();
+            let ok = matches!(results.next(), Some(Value::Boolean(true)));
+            let value = results.next().unwrap_or(Value::Nil);
+            Ok(Outcome::Finished(if ok { Ok(value) } else { Err(value) }))
+        })
+    }
+}
+
+fn sequence(lua: &Lua, items: &[bytes::Bytes]) -> mlua::Result<Table> {
+    let table = lua.create_table_with_capacity(items.len(), 0)?;
+    for (at, item) in items.iter().enumerate() {
+        table.raw_set(at + 1, lua.create_string(item)?)?;
+    }
+    Ok(table)
+}
+
+fn is_memory_error(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
+}
+
+fn compile_message(err: &mlua::Error) -> String {
+    let text = match err {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    format!(
+        "ERR Error compiling script (new function): {}",
+        one_line(&text)
+    )
+}
+
+/// Error replies are single lines.
+pub fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}

@@ -1,0 +1,114 @@
+//! A single replica driven by (command, cluster time) sequences.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use lockstep_engine::{Engine, ExpireCandidate, LogEntry, Payload, Reply, RequestId};
+use lockstep_store::{Applied, MemStore, NodeStore};
+
+pub struct Replica {
+    pub store: MemStore,
+    pub engine: Engine,
+    pub index: u64,
+    seq: u64,
+}
+
+pub fn argv(command: &str) -> Vec<Bytes> {
+    command
+        .split_whitespace()
+        .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+        .collect()
+}
+
+impl Replica {
+    pub fn new() -> Self {
+        Replica {
+            store: MemStore::in_memory(),
+            engine: Engine::new(),
+            index: 0,
+            seq: 0,
+        }
+    }
+
+    pub fn apply_entry(&mut self, entry: &LogEntry) -> Option<Reply> {
+        self.index += 1;
+        let outcome = self
+            .engine
+            .apply(&self.store, self.index, &entry.encode())
+            .unwrap();
+        self.store
+            .apply(
+                &outcome.batch,
+                Applied {
+                    index: self.index,
+                    term: 1,
+                },
+            )
+            .unwrap();
+        outcome.reply
+    }
+
+    /// Applies `command` as a log entry stamped with cluster time `ct`.
+    pub fn write(&mut self, ct: u64, command: &str) -> Reply {
+        self.write_argv(ct, argv(command))
+    }
+
+    /// Applies an argument vector (arguments may contain spaces).
+    pub fn write_args(&mut self, ct: u64, args: &[&str]) -> Reply {
+        self.write_argv(
+            ct,
+            args.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect(),
+        )
+    }
+
+    pub fn read_args(&self, ct: u64, args: &[&str]) -> Reply {
+        let args: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        self.engine.read(&self.store, ct, &args).unwrap()
+    }
+
+    pub fn write_argv(&mut self, ct: u64, command: Vec<Bytes>) -> Reply {
+        self.seq += 1;
+        let entry = LogEntry {
+            request: RequestId {
+                origin: 1,
+                seq: self.seq,
+            },
+            ct,
+            payload: Payload::Command(command),
+        };
+        self.apply_entry(&entry).expect("commands get replies")
+    }
+
+    pub fn read(&self, ct: u64, command: &str) -> Reply {
+        self.engine.read(&self.store, ct, &argv(command)).unwrap()
+    }
+
+    pub fn expire_pass(&mut self, ct: u64) -> usize {
+        let candidates: Vec<ExpireCandidate> = self
+            .engine
+            .expired_candidates(&self.store, ct, 100)
+            .unwrap();
+        let found = candidates.len();
+        self.apply_entry(&LogEntry {
+            request: RequestId { origin: 0, seq: 0 },
+            ct,
+            payload: Payload::Expire(candidates),
+        });
+        found
+    }
+}
+
+pub fn bulk(text: &str) -> Reply {
+    Reply::bulk(Bytes::copy_from_slice(text.as_bytes()))
+}
+
+pub fn err(reply: &Reply) -> &str {
+    match reply {
+        Reply::Error(text) => text,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

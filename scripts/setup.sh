@@ -17,6 +17,15 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# redis-py, for the tests that run real Python lock clients.
+if ! python3 -c 'import redis' >/dev/null 2>&1; then
+  echo "installing: redis-py"
+  if ! python3 -m pip install --quiet --disable-pip-version-check 'redis>=5,<7' 2>/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-redis >/dev/null
+  fi
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust from your distribution or rustup" >&2
   exit 1

@@ -25,11 +25,70 @@ pub enum Expiry {
     At(i64),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetCondition {
     Always,
     IfAbsent,
     IfPresent,
+    /// The key exists and holds exactly this value (Redis 8.4 / Valkey IFEQ).
+    IfEqual(Bytes),
+    /// The key is absent or holds another value (IFNE).
+    IfNotEqual(Bytes),
+    /// The key exists and its value's DIGEST is this (IFDEQ).
+    IfDigestEqual(Bytes),
+    /// The key is absent or its value's DIGEST is another (IFDNE).
+    IfDigestNotEqual(Bytes),
+}
+
+impl SetCondition {
+    /// Whether a write may go ahead given the key's current string value;
+    /// `Err` when the key holds another type and the condition compares.
+    fn allows(&self, current: Option<&Record>) -> Result<bool, Reply> {
+        let value = match (self, current) {
+            (SetCondition::Always, _) => return Ok(true),
+            (SetCondition::IfAbsent, current) => return Ok(current.is_none()),
+            (SetCondition::IfPresent, current) => return Ok(current.is_some()),
+            (_, None) => None,
+            (_, Some(record)) => Some(string_body(record)?),
+        };
+        Ok(match self {
+            SetCondition::IfEqual(expected) => value == Some(expected),
+            SetCondition::IfNotEqual(expected) => value != Some(expected),
+            SetCondition::IfDigestEqual(expected) => {
+                value.is_some_and(|value| is(expected, &digest(value)))
+            }
+            SetCondition::IfDigestNotEqual(expected) => {
+                value.is_none_or(|value| !is(expected, &digest(value)))
+            }
+            _ => unreachable!("handled above"),
+        })
+    }
+}
+
+/// DIGEST: XXH3-64 of the value, as 16 lowercase hex digits.
+pub fn digest(value: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(value))
+}
+
+/// Parses an IFEQ / IFNE / IFDEQ / IFDNE option and its value.
+fn compare_option(option: &[u8], value: &Bytes) -> Option<SetCondition> {
+    if is(option, "ifeq") {
+        Some(SetCondition::IfEqual(value.clone()))
+    } else if is(option, "ifne") {
+        Some(SetCondition::IfNotEqual(value.clone()))
+    } else if is(option, "ifdeq") {
+        Some(SetCondition::IfDigestEqual(value.clone()))
+    } else if is(option, "ifdne") {
+        Some(SetCondition::IfDigestNotEqual(value.clone()))
+    } else {
+        None
+    }
+}
+
+fn is_compare_option(arg: &[u8]) -> bool {
+    ["ifeq", "ifne", "ifdeq", "ifdne"]
+        .iter()
+        .any(|option| is(arg, option))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +168,16 @@ pub enum Command {
     Fence(Bytes),
     Time,
     Script(ScriptCommand),
+    /// DELEX / DELIFEQ: delete one key if the condition holds.
+    DelIf(Bytes, SetCondition),
+    Digest(Bytes),
+    /// PEXPIREIFEQ key value ms: extend a lock's TTL only while it holds
+    /// the caller's token.
+    PExpireIfEqual {
+        key: Bytes,
+        value: Bytes,
+        millis: i64,
+    },
 }
 
 /// Whether a parsed command goes through the log.
@@ -214,6 +283,27 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         }
         "fence" => Command::Fence(args[0].clone()),
         "time" => Command::Time,
+        "delifeq" => Command::DelIf(args[0].clone(), SetCondition::IfEqual(args[1].clone())),
+        "delex" => match &args[1..] {
+            [] => Command::DelIf(args[0].clone(), SetCondition::Always),
+            [option, value] => Command::DelIf(
+                args[0].clone(),
+                compare_option(option, value).ok_or_else(Reply::syntax_error)?,
+            ),
+            _ => return Err(Reply::syntax_error()),
+        },
+        "digest" => Command::Digest(args[0].clone()),
+        "pexpireifeq" => {
+            let millis = integer(&args[2])?;
+            if millis <= 0 || millis > MAX_EXPIRE_MS {
+                return Err(Reply::invalid_expire(spec.name));
+            }
+            Command::PExpireIfEqual {
+                key: args[0].clone(),
+                value: args[1].clone(),
+                millis,
+            }
+        }
         "eval" | "eval_ro" | "evalsha" | "evalsha_ro" | "script" => {
             Command::Script(script::parse(spec.name, args)?)
         }
@@ -280,10 +370,14 @@ fn parse_set(args: &[Bytes]) -> Result<Command, Reply> {
     let mut pending_expiry: Option<(&Bytes, &Bytes)> = None;
     let mut rest = Args::new(&args[2..]);
     while let Some(option) = rest.next() {
-        if is(option, "nx") && condition != SetCondition::IfPresent {
+        let unconditional = condition == SetCondition::Always;
+        if is(option, "nx") && (unconditional || condition == SetCondition::IfAbsent) {
             condition = SetCondition::IfAbsent;
-        } else if is(option, "xx") && condition != SetCondition::IfAbsent {
+        } else if is(option, "xx") && (unconditional || condition == SetCondition::IfPresent) {
             condition = SetCondition::IfPresent;
+        } else if is_compare_option(option) && unconditional {
+            let value = rest.value()?;
+            condition = compare_option(option, value).expect("checked option");
         } else if is(option, "get") {
             get = true;
         } else if is(option, "keepttl") && !ttl_given {
@@ -455,10 +549,9 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
                 },
                 _ => Reply::Nil,
             };
-            let allowed = match condition {
-                SetCondition::Always => true,
-                SetCondition::IfAbsent => existing.is_none(),
-                SetCondition::IfPresent => existing.is_some(),
+            let allowed = match condition.allows(existing.as_ref()) {
+                Ok(allowed) => allowed,
+                Err(reply) => return Ok(reply),
             };
             if allowed {
                 let expire_at = match ttl {
@@ -743,6 +836,37 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
             Reply::Bulk(Bytes::from((ctx.ct % 1000 * 1000).to_string())),
         ]),
         Command::Script(script) => script::execute(ctx, script)?,
+        Command::DelIf(key, condition) => {
+            let existing = ctx.record(&key)?;
+            if existing.is_none() {
+                return Ok(Reply::Integer(0));
+            }
+            match condition.allows(existing.as_ref()) {
+                Ok(true) => Reply::Integer(ctx.remove(&key)? as i64),
+                Ok(false) => Reply::Integer(0),
+                Err(reply) => reply,
+            }
+        }
+        Command::Digest(key) => match ctx.record(&key)? {
+            None => Reply::Nil,
+            Some(record) => match string_body(&record) {
+                Ok(body) => Reply::Bulk(Bytes::from(digest(body))),
+                Err(reply) => reply,
+            },
+        },
+        Command::PExpireIfEqual { key, value, millis } => match ctx.record(&key)? {
+            Some(mut record) => match string_body(&record) {
+                Ok(body) if *body == value => {
+                    record.expire_at = Some(ctx.ct.saturating_add(millis as u64));
+                    record.modified = ctx.index;
+                    ctx.store(&key, record)?;
+                    Reply::Integer(1)
+                }
+                Ok(_) => Reply::Integer(0),
+                Err(reply) => reply,
+            },
+            None => Reply::Integer(0),
+        },
     })
 }
 

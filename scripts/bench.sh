@@ -2,7 +2,8 @@
 # Benchmarks a 3-node lockstep cluster beside a single durable Redis
 # (appendonly yes, appendfsync always) on this machine, same workloads, same
 # client: redis-benchmark with 50 clients. Prints ops/s and p50/p99 latency
-# side by side with the lockstep/Redis throughput ratio.
+# side by side with the lockstep/Redis throughput ratio. The lock workloads
+# compare a plain DEL release with the EVALSHA compare-and-delete release.
 #
 #   scripts/bench.sh [requests per workload, default 100000]
 #
@@ -45,11 +46,18 @@ measure() {
     | tail -n 1 | tr -d '"' | awk -F, '{print $2, $5, $7}'
 }
 
+# The compare-and-delete release every Lua-based lock client sends.
+release='if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end'
+sha=$(redis-cli -p "$port" SCRIPT LOAD "$release")
+redis-cli -p "$redis_port" SCRIPT LOAD "$release" >/dev/null
+
 workloads=(
   "SET|-t set -d 16"
   "GET|-t get -d 16"
   "lock acquire (SET NX PX)|SET lock:__rand_int__ token NX PX 30000"
   "lock release (DEL)|DEL lock:__rand_int__"
+  "lock acquire again|SET lock:__rand_int__ token NX PX 30000"
+  "lock release (EVALSHA)|EVALSHA $sha 1 lock:__rand_int__ token"
 )
 
 echo "lockstep: 3 nodes, clients on the $target (port $port); redis: appendfsync always"

@@ -14,6 +14,7 @@ use crate::layout::{self, prefix_end, SCAN_ORDER, VALUE};
 use crate::record::{Record, ValueType};
 use crate::script::{self, ScriptCommand};
 use crate::spec::{self, Access, CommandSpec};
+use crate::transaction::{self, Transaction};
 use crate::Reply;
 
 /// When a SET-family or EXPIRE-family command wants the key to expire.
@@ -168,6 +169,10 @@ pub enum Command {
     Fence(Bytes),
     Time,
     Script(ScriptCommand),
+    /// A whole MULTI/EXEC transaction (see `transaction`).
+    Exec(Transaction),
+    /// The versions of keys, for WATCH (internal: the server keeps them).
+    Watch(Vec<Bytes>),
     /// DELEX / DELIFEQ: delete one key if the condition holds.
     DelIf(Bytes, SetCondition),
     Digest(Bytes),
@@ -283,6 +288,8 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         }
         "fence" => Command::Fence(args[0].clone()),
         "time" => Command::Time,
+        "exec" => Command::Exec(transaction::parse_exec(args)?),
+        "watch" => Command::Watch(args.to_vec()),
         "delifeq" => Command::DelIf(args[0].clone(), SetCondition::IfEqual(args[1].clone())),
         "delex" => match &args[1..] {
             [] => Command::DelIf(args[0].clone(), SetCondition::Always),
@@ -836,6 +843,14 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
             Reply::Bulk(Bytes::from((ctx.ct % 1000 * 1000).to_string())),
         ]),
         Command::Script(script) => script::execute(ctx, script)?,
+        Command::Exec(tx) => transaction::execute(ctx, tx)?,
+        Command::Watch(keys) => {
+            let mut versions = Vec::with_capacity(keys.len());
+            for key in keys {
+                versions.push(Reply::Integer(transaction::version(ctx, &key)? as i64));
+            }
+            Reply::Array(versions)
+        }
         Command::DelIf(key, condition) => {
             let existing = ctx.record(&key)?;
             if existing.is_none() {

@@ -22,6 +22,7 @@ mod record;
 mod reply;
 mod script;
 mod spec;
+mod transaction;
 
 pub use commands::{access, parse, unknown_command, Command};
 pub use entry::{
@@ -32,6 +33,7 @@ pub use glob::glob_match;
 pub use reply::Reply;
 pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};
 pub use spec::{lookup, Access, CommandSpec, COMMANDS};
+pub use transaction::encode_exec;
 
 use bytes::Bytes;
 use lockstep_store::{StateBatch, StateRead, StoreError};

@@ -97,6 +97,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("flushdb", -1, Write, 0, 0, 0),
     spec("fence", 2, Read, 1, 1, 1),
     spec("time", 1, Read, 0, 0, 0),
+    spec("exec", -1, Write, 0, 0, 0),
+    spec("watch", -2, Read, 1, -1, 1),
     spec("delifeq", 3, Write, 1, 1, 1),
     spec("delex", -2, Write, 1, 1, 1),
     spec("digest", 2, Read, 1, 1, 1),

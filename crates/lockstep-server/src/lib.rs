@@ -17,6 +17,7 @@ mod info;
 mod limits;
 mod server;
 mod session;
+mod transaction;
 
 pub use codec::{ProtocolError, RequestDecoder};
 pub use limits::Limits;

@@ -9,6 +9,7 @@ use lockstep_raft::{ProposeError, Role};
 
 use crate::encode::Protocol;
 use crate::info;
+use crate::transaction::TransactionState;
 use crate::ServerContext;
 
 /// Version reported to clients that gate features on Redis's version.
@@ -19,6 +20,7 @@ pub struct Session {
     protocol: Protocol,
     /// READONLY: serve reads from local applied state, without ReadIndex.
     stale_reads: bool,
+    transaction: TransactionState,
     context: Arc<ServerContext>,
 }
 
@@ -51,6 +53,7 @@ impl Session {
             id,
             protocol: Protocol::Resp2,
             stale_reads: false,
+            transaction: TransactionState::default(),
             context,
         }
     }
@@ -70,8 +73,37 @@ impl Session {
             client.last_active = std::time::Instant::now();
         });
         let args = &argv[1..];
+        if self.transaction.in_multi()
+            && !matches!(
+                name.as_str(),
+                "exec" | "discard" | "multi" | "watch" | "quit"
+            )
+        {
+            let invalid = lockstep_engine::parse(&argv).err();
+            return (self.transaction.queue(argv, invalid), false);
+        }
         let reply = match name.as_str() {
             "quit" => return (Reply::ok(), true),
+            "multi" => match args {
+                [] => self.transaction.multi(),
+                _ => Reply::wrong_arity("multi"),
+            },
+            "discard" => match args {
+                [] => self.transaction.discard(),
+                _ => Reply::wrong_arity("discard"),
+            },
+            "exec" => match args {
+                [] => match self.transaction.exec() {
+                    Ok(exec) => self.engine_command(&exec).await,
+                    Err(reply) => reply,
+                },
+                _ => Reply::wrong_arity("exec"),
+            },
+            "watch" => self.watch(&argv).await,
+            "unwatch" => match args {
+                [] => self.transaction.unwatch(),
+                _ => Reply::wrong_arity("unwatch"),
+            },
             "ping" => match args {
                 [] => Reply::Status("PONG".into()),
                 [message] => Reply::Bulk(message.clone()),
@@ -123,6 +155,20 @@ impl Session {
             _ => self.engine_command(&argv).await,
         };
         (reply, false)
+    }
+
+    async fn watch(&mut self, argv: &[Bytes]) -> Reply {
+        if argv.len() < 2 {
+            return Reply::wrong_arity("watch");
+        }
+        if let Err(reply) = self.transaction.can_watch() {
+            return reply;
+        }
+        // The versions are read linearizably; EXEC compares them at apply.
+        match self.engine_command(argv).await {
+            Reply::Array(versions) => self.transaction.watch(&argv[1..], &versions),
+            other => other,
+        }
     }
 
     async fn engine_command(&self, argv: &[Bytes]) -> Reply {

@@ -277,7 +277,7 @@ fn run_in(
         }
         Ok((true, convert::to_lua(lua, reply)?))
     };
-    let (outcome, trusted) = vm.run(body, keys, argv, &mut dispatch);
+    let (outcome, trusted) = vm.run(sha, body, keys, argv, &mut dispatch);
     if let Some(err) = storage_failure {
         return Err(err);
     }
@@ -358,7 +358,10 @@ fn call(ctx: &mut Context<'_>, argv: &[Bytes], read_only: bool) -> Result<Reply,
             });
         }
     };
-    if matches!(command, Command::Script(_)) {
+    if matches!(
+        command,
+        Command::Script(_) | Command::Exec(_) | Command::Watch(_)
+    ) {
         return Ok(Reply::error(
             "ERR This Redis command is not allowed from script",
         ));

@@ -52,7 +52,19 @@ pub struct Vm {
     lua: Lua,
     new_env: Function,
     state: Rc<RunState>,
+    compiled: RefCell<Compiled>,
 }
+
+/// Compiled scripts by sha, bounded so what it keeps alive stays far below
+/// the allocation a reused VM is trusted with.
+#[derive(Default)]
+struct Compiled {
+    functions: std::collections::HashMap<String, Function>,
+    body_bytes: usize,
+}
+
+const COMPILED_MAX_SCRIPTS: usize = 1024;
+const COMPILED_MAX_BYTES: usize = 4 << 20;
 
 /// Per-run state the host functions share with the VM.
 #[derive(Default)]
@@ -120,6 +132,7 @@ impl Vm {
             lua,
             new_env,
             state,
+            compiled: RefCell::new(Compiled::default()),
         })
     }
 
@@ -149,6 +162,7 @@ impl Vm {
     /// Returns the outcome and whether it can be trusted (see module docs).
     pub fn run(
         &self,
+        sha: &str,
         body: &[u8],
         keys: &[bytes::Bytes],
         argv: &[bytes::Bytes],
@@ -178,7 +192,7 @@ impl Vm {
         let start = lua.used_memory();
         let _ = lua.set_memory_limit(start + MEMORY_CAP);
         self.state.memory_limit.set(start + MEMORY_CAP);
-        let outcome = self.run_limited(body, keys, argv, dispatch);
+        let outcome = self.run_limited(sha, body, keys, argv, dispatch);
         let allocated = lua.used_memory().saturating_sub(start);
         let _ = lua.set_memory_limit(0);
         self.state.memory_limit.set(0);
@@ -211,21 +225,29 @@ impl Vm {
 
     fn run_limited(
         &self,
+        sha: &str,
         body: &[u8],
         keys: &[bytes::Bytes],
         argv: &[bytes::Bytes],
         dispatch: &mut Dispatch<'_>,
     ) -> mlua::Result<Outcome> {
         let lua = &self.lua;
-        let function = match lua
-            .load(body)
-            .set_name("@user_script")
-            .set_mode(ChunkMode::Text)
-            .into_function()
-        {
-            Ok(function) => function,
-            Err(err) if is_memory_error(&err) => return Ok(Outcome::Aborted(Abort::Memory)),
-            Err(err) => return Ok(Outcome::Compile(compile_message(&err))),
+        let cached = self.compiled.borrow().functions.get(sha).cloned();
+        let function = match cached {
+            Some(function) => function,
+            None => match lua
+                .load(body)
+                .set_name("@user_script")
+                .set_mode(ChunkMode::Text)
+                .into_function()
+            {
+                Ok(function) => {
+                    self.remember(sha, body.len(), &function);
+                    function
+                }
+                Err(err) if is_memory_error(&err) => return Ok(Outcome::Aborted(Abort::Memory)),
+                Err(err) => return Ok(Outcome::Compile(compile_message(&err))),
+            },
         };
         let keys = sequence(lua, keys)?;
         let argv = sequence(lua, argv)?;
@@ -244,6 +266,22 @@ impl Vm {
             let value = results.next().unwrap_or(Value::Nil);
             Ok(Outcome::Finished(if ok { Ok(value) } else { Err(value) }))
         })
+    }
+}
+
+impl Vm {
+    fn remember(&self, sha: &str, body_len: usize, function: &Function) {
+        let mut compiled = self.compiled.borrow_mut();
+        if compiled.functions.len() >= COMPILED_MAX_SCRIPTS
+            || compiled.body_bytes + body_len > COMPILED_MAX_BYTES
+        {
+            compiled.functions.clear();
+            compiled.body_bytes = 0;
+        }
+        if body_len <= COMPILED_MAX_BYTES {
+            compiled.body_bytes += body_len;
+            compiled.functions.insert(sha.to_string(), function.clone());
+        }
     }
 }
 

@@ -7,12 +7,11 @@ local raw_pcall, raw_xpcall, raw_tostring = pcall, xpcall, tostring
 local error, type, select, setmetatable, getmetatable, rawget =
   error, type, select, setmetatable, getmetatable, rawget
 
-local function readonly(t)
-  return setmetatable({}, {
-    __index = t,
-    __newindex = function() error("Attempt to modify a readonly table", 2) end,
-    __metatable = false,
-  })
+local function refuse_write() error("Attempt to modify a readonly table", 2) end
+
+-- A protected metatable making an empty table a read-only view of `t`.
+local function readonly_view_of(t)
+  return { __index = t, __newindex = refuse_write, __metatable = false }
 end
 
 -- Addresses differ between nodes; a script must not see them.
@@ -67,40 +66,49 @@ local env_mt = {
     end
     return value
   end,
-  __newindex = function() error("Attempt to modify a readonly table", 2) end,
+  __newindex = refuse_write,
   __metatable = false,
 }
 
+-- The backend of redis.call for the run in progress; set per run.
+local dispatch = nil
+
+local redis = {
+  call = function(...)
+    local ok, result = dispatch(true, ...)
+    if not ok then error(result, 0) end
+    return result
+  end,
+  pcall = function(...)
+    local _, result = dispatch(false, ...)
+    return result
+  end,
+  error_reply = function(message) return { err = message } end,
+  status_reply = function(message) return { ok = message } end,
+  sha1hex = host.sha1hex,
+  log = function() end,
+  setresp = function() end,
+  set_repl = function() end,
+  replicate_commands = function() return true end,
+  breakpoint = function() return false end,
+  debug = function() end,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REPL_NONE = 0, REPL_SLAVE = 1, REPL_REPLICA = 1, REPL_AOF = 2, REPL_ALL = 3,
+}
+libraries.redis = redis
+local views = {}
+for name, library in pairs(libraries) do
+  views[name] = readonly_view_of(library)
+end
+
 -- One run's globals: fresh read-only views of the libraries (so rawset on
--- them cannot leak into later runs), the redis table, KEYS and ARGV.
-return function(dispatch, keys, argv)
+-- them cannot leak into later runs), KEYS and ARGV.
+return function(run_dispatch, keys, argv)
+  dispatch = run_dispatch
   local env = {}
-  for name, library in pairs(libraries) do
-    env[name] = readonly(library)
+  for name, view in pairs(views) do
+    env[name] = setmetatable({}, view)
   end
-  local redis = {
-    call = function(...)
-      local ok, result = dispatch(true, ...)
-      if not ok then error(result, 0) end
-      return result
-    end,
-    pcall = function(...)
-      local _, result = dispatch(false, ...)
-      return result
-    end,
-    error_reply = function(message) return { err = message } end,
-    status_reply = function(message) return { ok = message } end,
-    sha1hex = host.sha1hex,
-    log = function() end,
-    setresp = function() end,
-    set_repl = function() end,
-    replicate_commands = function() return true end,
-    breakpoint = function() return false end,
-    debug = function() end,
-    LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
-    REPL_NONE = 0, REPL_SLAVE = 1, REPL_REPLICA = 1, REPL_AOF = 2, REPL_ALL = 3,
-  }
-  env.redis = readonly(redis)
   env.KEYS = keys
   env.ARGV = argv
   env._G = env

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use lockstep_store::StoreError;
 
 use crate::args::{integer, is, Args};
+use crate::collections::{self, CollectionCommand};
 use crate::context::Context;
 use crate::glob::glob_match;
 use crate::layout::{self, prefix_end, SCAN_ORDER, VALUE};
@@ -173,6 +174,8 @@ pub enum Command {
     Exec(Transaction),
     /// The versions of keys, for WATCH (internal: the server keeps them).
     Watch(Vec<Bytes>),
+    /// Hash, list, set and sorted set commands.
+    Collection(CollectionCommand),
     /// DELEX / DELIFEQ: delete one key if the condition holds.
     DelIf(Bytes, SetCondition),
     Digest(Bytes),
@@ -289,6 +292,9 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         "fence" => Command::Fence(args[0].clone()),
         "time" => Command::Time,
         "exec" => Command::Exec(transaction::parse_exec(args)?),
+        name if collections::NAMES.contains(&name) => {
+            Command::Collection(collections::parse(spec.name, args)?)
+        }
         "watch" => Command::Watch(args.to_vec()),
         "delifeq" => Command::DelIf(args[0].clone(), SetCondition::IfEqual(args[1].clone())),
         "delex" => match &args[1..] {
@@ -525,6 +531,7 @@ fn resolve(ctx: &Context<'_>, expiry: Expiry) -> i64 {
 fn string_body(record: &Record) -> Result<&Bytes, Reply> {
     match record.value_type {
         ValueType::String => Ok(&record.body),
+        _ => Err(Reply::wrong_type()),
     }
 }
 
@@ -844,6 +851,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         ]),
         Command::Script(script) => script::execute(ctx, script)?,
         Command::Exec(tx) => transaction::execute(ctx, tx)?,
+        Command::Collection(command) => collections::execute(ctx, command)?,
         Command::Watch(keys) => {
             let mut versions = Vec::with_capacity(keys.len());
             for key in keys {

@@ -13,6 +13,7 @@
 //! or RocksDB.
 
 mod args;
+mod collections;
 mod commands;
 mod context;
 mod entry;

@@ -14,18 +14,30 @@ const HEADER_LEN: usize = 26;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueType {
     String,
+    Hash,
+    List,
+    Set,
+    SortedSet,
 }
 
 impl ValueType {
     fn code(self) -> u8 {
         match self {
             ValueType::String => 0,
+            ValueType::Hash => 1,
+            ValueType::List => 2,
+            ValueType::Set => 3,
+            ValueType::SortedSet => 4,
         }
     }
 
     fn from_code(code: u8) -> Option<Self> {
         match code {
             0 => Some(ValueType::String),
+            1 => Some(ValueType::Hash),
+            2 => Some(ValueType::List),
+            3 => Some(ValueType::Set),
+            4 => Some(ValueType::SortedSet),
             _ => None,
         }
     }
@@ -33,6 +45,10 @@ impl ValueType {
     pub fn name(self) -> &'static str {
         match self {
             ValueType::String => "string",
+            ValueType::Hash => "hash",
+            ValueType::List => "list",
+            ValueType::Set => "set",
+            ValueType::SortedSet => "zset",
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct Session {
     /// READONLY: serve reads from local applied state, without ReadIndex.
     stale_reads: bool,
     transaction: TransactionState,
+    /// Applied index when this connection's last write was answered: WAIT
+    /// counts the nodes known to hold at least this much of the log.
+    last_write_index: u64,
     context: Arc<ServerContext>,
 }
 
@@ -54,6 +57,7 @@ impl Session {
             protocol: Protocol::Resp2,
             stale_reads: false,
             transaction: TransactionState::default(),
+            last_write_index: 0,
             context,
         }
     }
@@ -100,6 +104,7 @@ impl Session {
                 _ => Reply::wrong_arity("exec"),
             },
             "watch" => self.watch(&argv).await,
+            "wait" | "waitaof" => self.wait(&name, args).await,
             "unwatch" => match args {
                 [] => self.transaction.unwatch(),
                 _ => Reply::wrong_arity("unwatch"),
@@ -171,7 +176,62 @@ impl Session {
         }
     }
 
-    async fn engine_command(&self, argv: &[Bytes]) -> Reply {
+    /// WAIT numreplicas timeout / WAITAOF numlocal numreplicas timeout.
+    async fn wait(&self, name: &str, args: &[Bytes]) -> Reply {
+        let expected = if name == "wait" { 2 } else { 3 };
+        if args.len() != expected {
+            return Reply::wrong_arity(name);
+        }
+        let mut numbers = Vec::with_capacity(expected);
+        for arg in args {
+            match std::str::from_utf8(arg)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+            {
+                Some(n) => numbers.push(n),
+                None => return Reply::not_integer(),
+            }
+        }
+        let timeout = numbers[expected - 1];
+        if timeout < 0 {
+            return Reply::error("ERR timeout is negative");
+        }
+        let wanted = numbers[expected - 2].max(0) as usize;
+        let deadline = (timeout > 0)
+            .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
+        let mut holding = self.replicas_holding(self.last_write_index);
+        while holding < wanted && deadline.is_none_or(|at| std::time::Instant::now() < at) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            holding = self.replicas_holding(self.last_write_index);
+        }
+        if name == "wait" {
+            Reply::Integer(holding as i64)
+        } else {
+            // Every acknowledged write is fsynced locally before the reply.
+            Reply::Array(vec![Reply::Integer(1), Reply::Integer(holding as i64)])
+        }
+    }
+
+    /// Other nodes known to have durably stored the log up to `index`: on
+    /// the leader, peers whose matched index reached it; elsewhere, what a
+    /// commit proves (a majority stored it, so at least a majority minus
+    /// this node).
+    fn replicas_holding(&self, index: u64) -> usize {
+        let status = self.context.node.status();
+        if status.role == Role::Leader {
+            status
+                .progress
+                .iter()
+                .filter(|peer| peer.id != status.id && peer.matched >= index)
+                .count()
+        } else if status.commit_index >= index && !status.voters.is_empty() {
+            status.voters.len() / 2
+        } else {
+            0
+        }
+    }
+
+    async fn engine_command(&mut self, argv: &[Bytes]) -> Reply {
         // Validate before touching the log: a bad command never costs an entry.
         let access = match lockstep_engine::parse(argv) {
             Ok((command, spec)) => lockstep_engine::access(&command, spec),
@@ -179,7 +239,11 @@ impl Session {
         };
         let node = &self.context.node;
         let result = match access {
-            Access::Write => node.propose(argv).await,
+            Access::Write => {
+                let result = node.propose(argv).await;
+                self.last_write_index = node.status().applied_index;
+                result
+            }
             Access::Read if self.stale_reads => Ok(node.read_local(argv)),
             Access::Read => node.read(argv).await,
         };

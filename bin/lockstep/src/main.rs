@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use lockstep_raft::Node;
-use lockstep_server::{serve, ServerContext};
+use lockstep_server::{serve, PubSub, ServerContext};
 use lockstep_store::RocksStore;
 use slog::{info, o, Drain, Logger};
 
@@ -63,11 +63,14 @@ async fn run(settings: Settings, log: Logger) -> Result<()> {
         "peer_listen" => %settings.peer_listen,
         "data_dir" => %settings.data_dir.display(),
         "voters" => ?settings.node.peers.keys().collect::<Vec<_>>());
+    let pubsub = Arc::new(PubSub::default());
+    let subscribers = pubsub.clone();
     let (node, raft_thread) = Node::start(
         settings.node.clone(),
         store,
         peer_listener,
         &tokio::runtime::Handle::current(),
+        Arc::new(move |event| subscribers.deliver(event)),
         &log,
     )
     .context("starting the replication core")?;
@@ -75,6 +78,7 @@ async fn run(settings: Settings, log: Logger) -> Result<()> {
         node.clone(),
         settings.limits.clone(),
         settings.client_addrs.clone(),
+        pubsub,
         log.new(o!("component" => "server")),
     ));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -174,6 +174,12 @@ pub enum Command {
     Exec(Transaction),
     /// The versions of keys, for WATCH (internal: the server keeps them).
     Watch(Vec<Bytes>),
+    /// PUBLISH / SPUBLISH: delivered by every node to its own subscribers.
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+        sharded: bool,
+    },
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
     /// DELEX / DELIFEQ: delete one key if the condition holds.
@@ -292,6 +298,11 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         "fence" => Command::Fence(args[0].clone()),
         "time" => Command::Time,
         "exec" => Command::Exec(transaction::parse_exec(args)?),
+        "publish" | "spublish" => Command::Publish {
+            channel: args[0].clone(),
+            message: args[1].clone(),
+            sharded: spec.name == "spublish",
+        },
         name if collections::NAMES.contains(&name) => {
             Command::Collection(collections::parse(spec.name, args)?)
         }
@@ -851,6 +862,15 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         ]),
         Command::Script(script) => script::execute(ctx, script)?,
         Command::Exec(tx) => transaction::execute(ctx, tx)?,
+        Command::Publish {
+            channel,
+            message,
+            sharded,
+        } => {
+            ctx.publish(channel, message, sharded);
+            // The node replaces this with its local receiver count.
+            Reply::Integer(0)
+        }
         Command::Collection(command) => collections::execute(ctx, command)?,
         Command::Watch(keys) => {
             let mut versions = Vec::with_capacity(keys.len());

@@ -6,9 +6,18 @@ use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
 use crate::layout::{expiry_key, scan_order_key, value_key};
 use crate::record::Record;
+use crate::Event;
+
+#[derive(Clone)]
+pub struct Checkpoint<'a> {
+    overlay: Overlay<'a>,
+    events: usize,
+}
 
 pub struct Context<'a> {
     overlay: Overlay<'a>,
+    /// What the entry makes happen outside the keyspace (published messages).
+    events: Vec<Event>,
     /// Log index of the entry being applied; 0 on the read path.
     pub index: u64,
     /// Cluster time at which expiry is evaluated.
@@ -19,6 +28,7 @@ impl<'a> Context<'a> {
     pub fn new(state: &'a dyn StateRead, index: u64, ct: u64) -> Self {
         Context {
             overlay: Overlay::new(state),
+            events: Vec::new(),
             index,
             ct,
         }
@@ -107,16 +117,29 @@ impl<'a> Context<'a> {
         self.store(key, record)
     }
 
-    /// The writes so far, to go back to with [`Context::restore`].
-    pub fn checkpoint(&self) -> Overlay<'a> {
-        self.overlay.clone()
+    /// The effects so far, to go back to with [`Context::restore`].
+    pub fn checkpoint(&self) -> Checkpoint<'a> {
+        Checkpoint {
+            overlay: self.overlay.clone(),
+            events: self.events.len(),
+        }
     }
 
-    pub fn restore(&mut self, checkpoint: Overlay<'a>) {
-        self.overlay = checkpoint;
+    pub fn restore(&mut self, checkpoint: Checkpoint<'a>) {
+        self.overlay = checkpoint.overlay;
+        self.events.truncate(checkpoint.events);
     }
 
-    pub fn into_batch(self) -> StateBatch {
-        self.overlay.into_batch()
+    pub fn publish(&mut self, channel: Bytes, message: Bytes, sharded: bool) {
+        self.events.push(Event::Publish {
+            channel,
+            message,
+            sharded,
+        });
+    }
+
+    /// The state changes as one batch, and the events.
+    pub fn finish(self) -> (StateBatch, Vec<Event>) {
+        (self.overlay.into_batch(), self.events)
     }
 }

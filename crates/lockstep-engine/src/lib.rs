@@ -59,6 +59,11 @@ const APPLIED_REQUEST_PRUNE_LIMIT: usize = 64;
 #[derive(Debug)]
 pub struct Applied {
     pub batch: StateBatch,
+    /// Messages to deliver to this node's subscribers, in order.
+    pub events: Vec<Event>,
+    /// The reply is the number of local subscribers that received the
+    /// entry's messages (PUBLISH): only the node can count them.
+    pub reply_counts_deliveries: bool,
     /// The reply for the entry's client, or `None` for entries without one
     /// (leader-made entries, no-ops, duplicates of an applied request).
     pub reply: Option<Reply>,
@@ -66,6 +71,17 @@ pub struct Applied {
     pub ct: u64,
     /// The request the entry carried, if any.
     pub request: Option<RequestId>,
+}
+
+/// An effect of an applied entry outside the keyspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// PUBLISH (or SPUBLISH when sharded), also from inside scripts.
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+        sharded: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -99,6 +115,8 @@ impl Engine {
         if data.is_empty() {
             return Ok(Applied {
                 batch: StateBatch::default(),
+                events: Vec::new(),
+                reply_counts_deliveries: false,
                 reply: None,
                 ct: previous_ct,
                 request: None,
@@ -109,6 +127,8 @@ impl Engine {
             Err(err) => {
                 return Ok(Applied {
                     batch: StateBatch::default(),
+                    events: Vec::new(),
+                    reply_counts_deliveries: false,
                     reply: Some(Reply::error(format!("ERR undecodable log entry: {err}"))),
                     ct: previous_ct,
                     request: None,
@@ -120,13 +140,17 @@ impl Engine {
         let ct = previous_ct.max(entry.ct);
         let mut ctx = Context::new(state, index, ct);
         ctx.raw_put(META_CLUSTER_TIME.to_vec(), ct.to_be_bytes().to_vec());
+        let mut reply_counts_deliveries = false;
         let reply = match entry.payload {
             Payload::Command(argv) => {
                 if entry.request.origin != 0 && !remember_request(&mut ctx, entry.request)? {
                     None
                 } else {
                     Some(match commands::parse(&argv) {
-                        Ok((command, _)) => commands::execute(&mut ctx, command)?,
+                        Ok((command, _)) => {
+                            reply_counts_deliveries = matches!(command, Command::Publish { .. });
+                            commands::execute(&mut ctx, command)?
+                        }
                         Err(reply) => reply,
                     })
                 }
@@ -143,8 +167,11 @@ impl Engine {
                 None
             }
         };
+        let (batch, events) = ctx.finish();
         Ok(Applied {
-            batch: ctx.into_batch(),
+            batch,
+            events,
+            reply_counts_deliveries,
             reply,
             ct,
             request: Some(entry.request),

@@ -17,6 +17,10 @@ pub enum Reply {
     /// A map in RESP3, a flat array of pairs in RESP2.
     Map(Vec<(Reply, Reply)>),
     Double(f64),
+    /// Out-of-band data (pub/sub messages): a push in RESP3, an array in RESP2.
+    Push(Vec<Reply>),
+    /// Several replies sent one after another (SUBSCRIBE to many channels).
+    Sequence(Vec<Reply>),
 }
 
 impl Reply {

@@ -98,6 +98,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("fence", 2, Read, 1, 1, 1),
     spec("time", 1, Read, 0, 0, 0),
     spec("exec", -1, Write, 0, 0, 0),
+    spec("publish", 3, Write, 0, 0, 0),
+    spec("spublish", 3, Write, 1, 1, 1),
     spec("hset", -4, Write, 1, 1, 1),
     spec("hmset", -4, Write, 1, 1, 1),
     spec("hsetnx", 4, Write, 1, 1, 1),

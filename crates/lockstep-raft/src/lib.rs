@@ -23,5 +23,5 @@ mod transport;
 
 pub use config::NodeConfig;
 pub use error::{NodeError, ProposeError};
-pub use node::{Node, NodeHandle};
+pub use node::{EventSink, Node, NodeHandle};
 pub use status::{NodeStatus, PeerProgress, Role};

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use lockstep_engine::{encode_command, encode_header, Engine, LogEntry, Payload, Reply, RequestId};
+use lockstep_engine::{
+    encode_command, encode_header, Engine, Event as AppliedEvent, LogEntry, Payload, Reply,
+    RequestId,
+};
 use lockstep_store::{Applied, NodeStore, Overlay, StateBatch, StateRead, StoreError};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
@@ -146,8 +149,20 @@ struct AppliedRun<'a> {
     base: &'a dyn StateRead,
     overlay: Overlay<'a>,
     last: Option<Applied>,
-    replies: Vec<(u64, Reply)>,
+    effects: Vec<Effects>,
 }
+
+/// What one applied entry does beyond the keyspace, released after the
+/// run's write: events for local subscribers and the reply to our client.
+struct Effects {
+    events: Vec<AppliedEvent>,
+    /// (sequence, reply, whether the reply is the local delivery count).
+    reply: Option<(u64, Reply, bool)>,
+}
+
+/// Delivers an applied entry's event to this node's subscribers; returns
+/// how many received it.
+pub type EventSink = Arc<dyn Fn(&AppliedEvent) -> usize + Send + Sync>;
 
 impl<'a> AppliedRun<'a> {
     fn new(base: &'a dyn StateRead) -> Self {
@@ -155,7 +170,7 @@ impl<'a> AppliedRun<'a> {
             base,
             overlay: Overlay::new(base),
             last: None,
-            replies: Vec::new(),
+            effects: Vec::new(),
         }
     }
 }
@@ -170,6 +185,7 @@ impl Node {
         store: Arc<S>,
         peer_listener: tokio::net::TcpListener,
         runtime: &tokio::runtime::Handle,
+        sink: EventSink,
         log: &Logger,
     ) -> Result<(NodeHandle, JoinHandle<()>), NodeError> {
         let log = log.new(o!("component" => "raft"));
@@ -254,6 +270,7 @@ impl Node {
             last_stamp_at: Instant::now(),
             expiry_in_flight: None,
             applied_ct: cluster_time,
+            sink,
             config,
             log,
         };
@@ -281,6 +298,7 @@ struct Driver<S: NodeStore> {
     /// Index of the leader's expiry entry not yet applied.
     expiry_in_flight: Option<(u64, Instant)>,
     applied_ct: u64,
+    sink: EventSink,
     config: NodeConfig,
     log: Logger,
 }
@@ -616,10 +634,17 @@ impl<S: NodeStore> Driver<S> {
                     run.overlay.extend(outcome.batch);
                     run.last = Some(position);
                     self.applied_ct = outcome.ct;
-                    if let (Some(request), Some(reply)) = (outcome.request, outcome.reply) {
-                        if request.origin == self.config.id {
-                            run.replies.push((request.seq, reply));
+                    let reply = match (outcome.request, outcome.reply) {
+                        (Some(request), Some(reply)) if request.origin == self.config.id => {
+                            Some((request.seq, reply, outcome.reply_counts_deliveries))
                         }
+                        _ => None,
+                    };
+                    if reply.is_some() || !outcome.events.is_empty() {
+                        run.effects.push(Effects {
+                            events: outcome.events,
+                            reply,
+                        });
                     }
                 }
                 EntryType::EntryConfChange => {
@@ -646,9 +671,17 @@ impl<S: NodeStore> Driver<S> {
         };
         let overlay = std::mem::replace(&mut run.overlay, Overlay::new(run.base));
         self.store.apply(&overlay.into_batch(), position)?;
-        for (seq, reply) in run.replies.drain(..) {
-            if let Some(proposal) = self.pending.proposals.remove(&seq) {
-                let _ = proposal.reply.send(Ok(reply));
+        for effects in run.effects.drain(..) {
+            let delivered: usize = effects.events.iter().map(|event| (self.sink)(event)).sum();
+            if let Some((seq, reply, counts_deliveries)) = effects.reply {
+                let reply = if counts_deliveries {
+                    Reply::Integer(delivered as i64)
+                } else {
+                    reply
+                };
+                if let Some(proposal) = self.pending.proposals.remove(&seq) {
+                    let _ = proposal.reply.send(Ok(reply));
+                }
             }
         }
         Ok(())

@@ -42,6 +42,9 @@ pub async fn run(
     }
     let id = context.clients.register(remote, local);
     let mut session = Session::new(id, context.clone());
+    let (mut messages, overflowed) = session
+        .take_messages()
+        .expect("a new session has its message receiver");
     let mut frames = FramedRead::new(reader, RequestDecoder::new(context.limits.clone()));
     let mut out = BytesMut::with_capacity(4096);
     let mut ready = None;
@@ -58,6 +61,14 @@ pub async fn run(
                 }
                 tokio::select! {
                     next = frames.next() => next,
+                    Some(message) = messages.recv() => {
+                        if overflowed.load(std::sync::atomic::Ordering::Relaxed) {
+                            debug!(context.log, "closing subscriber that fell behind"; "client" => id);
+                            break;
+                        }
+                        encode(session.protocol(), &message, &mut out);
+                        continue;
+                    }
                     _ = shutdown.changed() => break,
                 }
             }

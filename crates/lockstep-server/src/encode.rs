@@ -37,6 +37,9 @@ fn to_resp2(reply: &Reply) -> Frame2 {
                 .collect(),
         ),
         Reply::Double(value) => Frame2::BulkString(Bytes::from(format_double(*value))),
+        Reply::Push(items) | Reply::Sequence(items) => {
+            Frame2::Array(items.iter().map(to_resp2).collect())
+        }
     }
 }
 
@@ -85,11 +88,26 @@ fn to_resp3(reply: &Reply) -> Frame3 {
             data: *value,
             attributes: None,
         },
+        Reply::Push(items) => Frame3::Push {
+            data: items.iter().map(to_resp3).collect(),
+            attributes: None,
+        },
+        Reply::Sequence(items) => Frame3::Array {
+            data: items.iter().map(to_resp3).collect(),
+            attributes: None,
+        },
     }
 }
 
-/// Appends `reply` to `out` in the connection's protocol.
+/// Appends `reply` to `out` in the connection's protocol; a sequence is
+/// several frames one after another.
 pub fn encode(protocol: Protocol, reply: &Reply, out: &mut BytesMut) {
+    if let Reply::Sequence(replies) = reply {
+        for reply in replies {
+            encode(protocol, reply, out);
+        }
+        return;
+    }
     let result = match protocol {
         Protocol::Resp2 => {
             redis_protocol::resp2::encode::extend_encode(out, &to_resp2(reply), false).map(|_| ())

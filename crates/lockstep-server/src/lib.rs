@@ -15,10 +15,13 @@ mod connection;
 mod encode;
 mod info;
 mod limits;
+mod pubsub;
 mod server;
 mod session;
+mod subscriptions;
 mod transaction;
 
 pub use codec::{ProtocolError, RequestDecoder};
 pub use limits::Limits;
+pub use pubsub::PubSub;
 pub use server::{serve, ServerContext};

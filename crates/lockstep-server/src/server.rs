@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::clients::Clients;
 use crate::connection;
+use crate::pubsub::PubSub;
 use crate::Limits;
 
 /// Everything connections share.
@@ -20,6 +21,8 @@ pub struct ServerContext {
     pub limits: Limits,
     /// Client (RESP) address of every node, for ROLE and INFO.
     pub client_addrs: BTreeMap<u64, SocketAddr>,
+    /// This node's subscribers.
+    pub pubsub: Arc<PubSub>,
     pub started: Instant,
     pub(crate) clients: Clients,
     pub log: Logger,
@@ -30,12 +33,14 @@ impl ServerContext {
         node: NodeHandle,
         limits: Limits,
         client_addrs: BTreeMap<u64, SocketAddr>,
+        pubsub: Arc<PubSub>,
         log: Logger,
     ) -> Self {
         ServerContext {
             node,
             limits,
             client_addrs,
+            pubsub,
             started: Instant::now(),
             clients: Clients::default(),
             log,

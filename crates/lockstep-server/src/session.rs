@@ -9,6 +9,8 @@ use lockstep_raft::{ProposeError, Role};
 
 use crate::encode::Protocol;
 use crate::info;
+use crate::pubsub::Kind;
+use crate::subscriptions::{pubsub_command, Subscriptions};
 use crate::transaction::TransactionState;
 use crate::ServerContext;
 
@@ -24,6 +26,7 @@ pub struct Session {
     /// Applied index when this connection's last write was answered: WAIT
     /// counts the nodes known to hold at least this much of the log.
     last_write_index: u64,
+    subscriptions: Subscriptions,
     context: Arc<ServerContext>,
 }
 
@@ -58,8 +61,21 @@ impl Session {
             stale_reads: false,
             transaction: TransactionState::default(),
             last_write_index: 0,
+            subscriptions: Subscriptions::new(id, context.pubsub.clone()),
             context,
         }
+    }
+
+    /// Where this connection's pub/sub messages arrive, and the flag set
+    /// when it fell too far behind (taken once, by the connection).
+    pub fn take_messages(
+        &mut self,
+    ) -> Option<(
+        tokio::sync::mpsc::Receiver<Reply>,
+        Arc<std::sync::atomic::AtomicBool>,
+    )> {
+        let receiver = self.subscriptions.take_receiver()?;
+        Some((receiver, self.subscriptions.overflowed()))
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -86,8 +102,45 @@ impl Session {
             let invalid = lockstep_engine::parse(&argv).err();
             return (self.transaction.queue(argv, invalid), false);
         }
+        let subscribe_family = matches!(
+            name.as_str(),
+            "subscribe"
+                | "unsubscribe"
+                | "psubscribe"
+                | "punsubscribe"
+                | "ssubscribe"
+                | "sunsubscribe"
+        );
+        if self.subscriptions.active()
+            && self.protocol == Protocol::Resp2
+            && !subscribe_family
+            && !matches!(name.as_str(), "ping" | "quit" | "reset")
+        {
+            return (
+                Reply::error(format!(
+                    "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+                )),
+                false,
+            );
+        }
         let reply = match name.as_str() {
             "quit" => return (Reply::ok(), true),
+            "ping" if self.subscriptions.active() && self.protocol == Protocol::Resp2 => {
+                Reply::Array(vec![
+                    Reply::bulk("pong"),
+                    Reply::Bulk(args.first().cloned().unwrap_or_default()),
+                ])
+            }
+            "subscribe" | "psubscribe" | "ssubscribe" if args.is_empty() => {
+                Reply::wrong_arity(&name)
+            }
+            "subscribe" => self.subscriptions.subscribe(Kind::Channel, args),
+            "psubscribe" => self.subscriptions.subscribe(Kind::Pattern, args),
+            "ssubscribe" => self.subscriptions.subscribe(Kind::Shard, args),
+            "unsubscribe" => self.subscriptions.unsubscribe(Kind::Channel, args),
+            "punsubscribe" => self.subscriptions.unsubscribe(Kind::Pattern, args),
+            "sunsubscribe" => self.subscriptions.unsubscribe(Kind::Shard, args),
+            "pubsub" => pubsub_command(&self.context.pubsub, args),
             "multi" => match args {
                 [] => self.transaction.multi(),
                 _ => Reply::wrong_arity("multi"),

@@ -59,7 +59,7 @@ pub fn to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
         Reply::Integer(n) => Value::Integer(n),
         Reply::Bulk(data) => Value::String(lua.create_string(&data)?),
         Reply::Nil | Reply::NilArray => Value::Boolean(false),
-        Reply::Array(items) => {
+        Reply::Array(items) | Reply::Push(items) | Reply::Sequence(items) => {
             let table = lua.create_table_with_capacity(items.len(), 0)?;
             for (at, item) in items.into_iter().enumerate() {
                 table.raw_set(at + 1, to_lua(lua, item)?)?;

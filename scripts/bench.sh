@@ -59,6 +59,10 @@ workloads=(
   "lock acquire again|SET lock:__rand_int__ token NX PX 30000"
   "lock release (EVALSHA)|EVALSHA $sha 1 lock:__rand_int__ token"
 )
+native_workloads=(
+  "LOCK.TRY|LOCK.TRY nlock:__rand_int__ owner 30000"
+  "LOCK.RELEASE|LOCK.RELEASE nlock:__rand_int__ owner"
+)
 
 echo "lockstep: 3 nodes, clients on the $target (port $port); redis: appendfsync always"
 echo "requests per workload: $requests, clients: $clients, cores: $(nproc)"
@@ -73,3 +77,17 @@ for spec in "${workloads[@]}"; do
   ratio=$(awk -v a="$l_rps" -v b="$r_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
   printf '%-26s %12s %9s %9s   %12s %9s %9s   %7s\n' "$name" "$l_rps" "$l_p50" "$l_p99" "$r_rps" "$r_p50" "$r_p99" "$ratio"
 done
+
+echo
+echo "native locks, uncontended (lockstep only)"
+for spec in "${native_workloads[@]}"; do
+  name=${spec%%|*}
+  args=${spec#*|}
+  # shellcheck disable=SC2086
+  read -r l_rps l_p50 l_p99 <<< "$(measure "$port" $args)"
+  printf '%-26s %12s %9s %9s\n' "$name" "$l_rps" "$l_p50" "$l_p99"
+done
+
+echo
+echo "native locks, contended: 64 clients on one lock, spread over the 3 nodes"
+python3 "$repo/scripts/lock_contention.py" 7001,7002,7003 64 10

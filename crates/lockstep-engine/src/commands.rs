@@ -12,6 +12,7 @@ use crate::collections::{self, CollectionCommand};
 use crate::context::Context;
 use crate::glob::glob_match;
 use crate::layout::{self, prefix_end, SCAN_ORDER, VALUE};
+use crate::locks::{self, LockCommand};
 use crate::record::{Record, ValueType};
 use crate::script::{self, ScriptCommand};
 use crate::spec::{self, Access, CommandSpec};
@@ -180,6 +181,8 @@ pub enum Command {
         message: Bytes,
         sharded: bool,
     },
+    /// LOCK.ACQUIRE / TRY / RELEASE / EXTEND / CANCEL / INFO.
+    Lock(LockCommand),
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
     /// DELEX / DELIFEQ: delete one key if the condition holds.
@@ -298,6 +301,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         "fence" => Command::Fence(args[0].clone()),
         "time" => Command::Time,
         "exec" => Command::Exec(transaction::parse_exec(args)?),
+        name if name.starts_with("lock.") => Command::Lock(locks::parse(name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),
             message: args[1].clone(),
@@ -872,6 +876,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
             Reply::Integer(0)
         }
         Command::Collection(command) => collections::execute(ctx, command)?,
+        Command::Lock(command) => locks::execute(ctx, command)?,
         Command::Watch(keys) => {
             let mut versions = Vec::with_capacity(keys.len());
             for key in keys {

@@ -6,18 +6,31 @@ use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
 use crate::layout::{expiry_key, scan_order_key, value_key};
 use crate::record::Record;
-use crate::Event;
+use crate::{Event, Reply, RequestId};
 
 #[derive(Clone)]
 pub struct Checkpoint<'a> {
     overlay: Overlay<'a>,
     events: usize,
+    deferred: usize,
+}
+
+pub struct Finished {
+    pub batch: StateBatch,
+    pub events: Vec<Event>,
+    pub deferred: Vec<(RequestId, Reply)>,
+    pub parked: bool,
 }
 
 pub struct Context<'a> {
     overlay: Overlay<'a>,
     /// What the entry makes happen outside the keyspace (published messages).
     events: Vec<Event>,
+    /// Replies this entry gives to earlier, parked requests.
+    deferred: Vec<(RequestId, Reply)>,
+    /// The entry's request, while a top-level command may park it.
+    park_request: Option<RequestId>,
+    parked: bool,
     /// Log index of the entry being applied; 0 on the read path.
     pub index: u64,
     /// Cluster time at which expiry is evaluated.
@@ -29,6 +42,9 @@ impl<'a> Context<'a> {
         Context {
             overlay: Overlay::new(state),
             events: Vec::new(),
+            deferred: Vec::new(),
+            park_request: None,
+            parked: false,
             index,
             ct,
         }
@@ -122,12 +138,37 @@ impl<'a> Context<'a> {
         Checkpoint {
             overlay: self.overlay.clone(),
             events: self.events.len(),
+            deferred: self.deferred.len(),
         }
     }
 
     pub fn restore(&mut self, checkpoint: Checkpoint<'a>) {
         self.overlay = checkpoint.overlay;
         self.events.truncate(checkpoint.events);
+        self.deferred.truncate(checkpoint.deferred);
+    }
+
+    /// Lets the top-level command of this entry park it (reply later).
+    pub fn allow_parking(&mut self, request: RequestId) {
+        self.park_request = Some(request);
+    }
+
+    /// Scripts and transactions cannot wait: their commands never park.
+    pub fn forbid_parking(&mut self) {
+        self.park_request = None;
+    }
+
+    pub fn parkable_request(&self) -> Option<RequestId> {
+        self.park_request
+    }
+
+    /// This entry's request gets its reply from a later entry.
+    pub fn park(&mut self) {
+        self.parked = true;
+    }
+
+    pub fn defer_reply(&mut self, request: RequestId, reply: Reply) {
+        self.deferred.push((request, reply));
     }
 
     pub fn publish(&mut self, channel: Bytes, message: Bytes, sharded: bool) {
@@ -138,8 +179,13 @@ impl<'a> Context<'a> {
         });
     }
 
-    /// The state changes as one batch, and the events.
-    pub fn finish(self) -> (StateBatch, Vec<Event>) {
-        (self.overlay.into_batch(), self.events)
+    /// Everything the entry did.
+    pub fn finish(self) -> Finished {
+        Finished {
+            batch: self.overlay.into_batch(),
+            events: self.events,
+            deferred: self.deferred,
+            parked: self.parked,
+        }
     }
 }

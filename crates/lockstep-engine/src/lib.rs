@@ -19,6 +19,7 @@ mod context;
 mod entry;
 mod glob;
 mod layout;
+mod locks;
 mod record;
 mod reply;
 mod script;
@@ -64,6 +65,10 @@ pub struct Applied {
     /// The reply is the number of local subscribers that received the
     /// entry's messages (PUBLISH): only the node can count them.
     pub reply_counts_deliveries: bool,
+    /// Replies to earlier requests that were parked (lock waiters).
+    pub deferred: Vec<(RequestId, Reply)>,
+    /// The entry's request waits: a later entry replies to it.
+    pub parked: bool,
     /// The reply for the entry's client, or `None` for entries without one
     /// (leader-made entries, no-ops, duplicates of an applied request).
     pub reply: Option<Reply>,
@@ -117,6 +122,8 @@ impl Engine {
                 batch: StateBatch::default(),
                 events: Vec::new(),
                 reply_counts_deliveries: false,
+                deferred: Vec::new(),
+                parked: false,
                 reply: None,
                 ct: previous_ct,
                 request: None,
@@ -129,6 +136,8 @@ impl Engine {
                     batch: StateBatch::default(),
                     events: Vec::new(),
                     reply_counts_deliveries: false,
+                    deferred: Vec::new(),
+                    parked: false,
                     reply: Some(Reply::error(format!("ERR undecodable log entry: {err}"))),
                     ct: previous_ct,
                     request: None,
@@ -149,6 +158,7 @@ impl Engine {
                     Some(match commands::parse(&argv) {
                         Ok((command, _)) => {
                             reply_counts_deliveries = matches!(command, Command::Publish { .. });
+                            ctx.allow_parking(entry.request);
                             commands::execute(&mut ctx, command)?
                         }
                         Err(reply) => reply,
@@ -161,16 +171,27 @@ impl Engine {
                         record.modified == candidate.modified && !record.is_live_at(ct)
                     });
                     if still_expired {
-                        ctx.remove(&candidate.key)?;
+                        let is_lock = ctx
+                            .record_any(&candidate.key)?
+                            .is_some_and(|record| record.value_type == record::ValueType::Lock);
+                        if is_lock {
+                            locks::settle_expired(&mut ctx, &candidate.key)?;
+                        } else {
+                            ctx.remove(&candidate.key)?;
+                        }
                     }
                 }
                 None
             }
         };
-        let (batch, events) = ctx.finish();
+        let finished = ctx.finish();
+        // A parked request is answered by a later entry, not by this one.
+        let reply = if finished.parked { None } else { reply };
         Ok(Applied {
-            batch,
-            events,
+            batch: finished.batch,
+            events: finished.events,
+            deferred: finished.deferred,
+            parked: finished.parked,
             reply_counts_deliveries,
             reply,
             ct,

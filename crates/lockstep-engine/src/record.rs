@@ -18,6 +18,8 @@ pub enum ValueType {
     List,
     Set,
     SortedSet,
+    /// A native lock or semaphore (see `locks`).
+    Lock,
 }
 
 impl ValueType {
@@ -28,6 +30,7 @@ impl ValueType {
             ValueType::List => 2,
             ValueType::Set => 3,
             ValueType::SortedSet => 4,
+            ValueType::Lock => 5,
         }
     }
 
@@ -38,6 +41,7 @@ impl ValueType {
             2 => Some(ValueType::List),
             3 => Some(ValueType::Set),
             4 => Some(ValueType::SortedSet),
+            5 => Some(ValueType::Lock),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl ValueType {
             ValueType::List => "list",
             ValueType::Set => "set",
             ValueType::SortedSet => "zset",
+            ValueType::Lock => "lock",
         }
     }
 }

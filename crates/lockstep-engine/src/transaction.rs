@@ -79,6 +79,7 @@ pub fn version(ctx: &Context<'_>, key: &[u8]) -> Result<u64, StoreError> {
 }
 
 pub fn execute(ctx: &mut Context<'_>, transaction: Transaction) -> Result<Reply, StoreError> {
+    ctx.forbid_parking();
     for (key, watched) in &transaction.watches {
         if version(ctx, key)? != *watched {
             return Ok(Reply::NilArray);

@@ -7,9 +7,16 @@ use lockstep_store::MemStore;
 
 fn apply(store: &MemStore, index: u64, argv: &[&str]) -> lockstep_engine::Applied {
     let entry = LogEntry {
-        request: RequestId { origin: 1, seq: index },
+        request: RequestId {
+            origin: 1,
+            seq: index,
+        },
         ct: 1000,
-        payload: Payload::Command(argv.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()),
+        payload: Payload::Command(
+            argv.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect(),
+        ),
     };
     Engine::new().apply(store, index, &entry.encode()).unwrap()
 }
@@ -34,11 +41,20 @@ fn publish_from_commands_scripts_and_transactions() {
 
     let script = "redis.call('publish', 'a', '1') redis.call('publish', 'b', '2') return 0";
     let outcome = apply(&store, 3, &["EVAL", script, "0"]);
-    assert_eq!(outcome.events, vec![publish("a", "1", false), publish("b", "2", false)]);
-    assert!(!outcome.reply_counts_deliveries, "a script's reply is its own");
+    assert_eq!(
+        outcome.events,
+        vec![publish("a", "1", false), publish("b", "2", false)]
+    );
+    assert!(
+        !outcome.reply_counts_deliveries,
+        "a script's reply is its own"
+    );
     assert_eq!(outcome.reply, Some(Reply::Integer(0)));
 
     let runaway = "redis.call('publish', 'a', 'lost') while true do end";
     let outcome = apply(&store, 4, &["EVAL", runaway, "0"]);
-    assert!(outcome.events.is_empty(), "an aborted script publishes nothing");
+    assert!(
+        outcome.events.is_empty(),
+        "an aborted script publishes nothing"
+    );
 }

@@ -40,6 +40,9 @@ pub(crate) enum Event {
     Propose {
         body: Bytes,
         reply: crate::pending::ProposalReply,
+        /// How long the client waits beyond the node's request timeout
+        /// (a lock wait).
+        extra_wait: Duration,
     },
     Read {
         reply: crate::pending::ReadReply,
@@ -62,10 +65,21 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Replicates `argv` and returns its reply once applied on this node.
     pub async fn propose(&self, argv: &[Bytes]) -> Result<Reply, ProposeError> {
+        self.propose_waiting(argv, Duration::ZERO).await
+    }
+
+    /// Like [`NodeHandle::propose`] for a command whose reply may come from
+    /// a later entry (a lock wait of up to `extra_wait`).
+    pub async fn propose_waiting(
+        &self,
+        argv: &[Bytes],
+        extra_wait: Duration,
+    ) -> Result<Reply, ProposeError> {
         let (reply, answer) = oneshot::channel();
         self.send(Event::Propose {
             body: Bytes::from(encode_command(argv)),
             reply,
+            extra_wait,
         })?;
         answer.await.map_err(|_| ProposeError::Stopped)?
     }
@@ -156,6 +170,8 @@ struct AppliedRun<'a> {
 /// run's write: events for local subscribers and the reply to our client.
 struct Effects {
     events: Vec<AppliedEvent>,
+    /// Replies this entry gives to our parked requests, by sequence.
+    deferred: Vec<(u64, Reply)>,
     /// (sequence, reply, whether the reply is the local delivery count).
     reply: Option<(u64, Reply, bool)>,
 }
@@ -349,7 +365,11 @@ impl<S: NodeStore> Driver<S> {
     /// Handles one event; false means stop.
     fn handle(&mut self, event: Event) -> bool {
         match event {
-            Event::Propose { body, reply } => {
+            Event::Propose {
+                body,
+                reply,
+                extra_wait,
+            } => {
                 if self.pending.len() >= self.config.max_pending_requests {
                     let _ = reply.send(Err(ProposeError::Busy));
                     return true;
@@ -361,8 +381,9 @@ impl<S: NodeStore> Driver<S> {
                     PendingProposal {
                         body,
                         reply,
-                        deadline: Instant::now() + self.config.request_timeout,
+                        deadline: Instant::now() + self.config.request_timeout + extra_wait,
                         submission: None,
+                        parked: false,
                     },
                 );
                 self.submit(seq);
@@ -398,7 +419,13 @@ impl<S: NodeStore> Driver<S> {
     fn submit(&mut self, seq: u64) {
         let leader = self.raw.raft.leader_id;
         let term = self.raw.raft.term;
-        let Some(body) = self.pending.proposals.get(&seq).map(|p| p.body.clone()) else {
+        let Some(body) = self
+            .pending
+            .proposals
+            .get(&seq)
+            .filter(|p| !p.parked)
+            .map(|p| p.body.clone())
+        else {
             return;
         };
         let request = RequestId {
@@ -454,7 +481,7 @@ impl<S: NodeStore> Driver<S> {
             .pending
             .proposals
             .iter()
-            .filter(|(_, p)| p.submission.is_none_or(|s| now - s.at >= RESUBMIT_AFTER))
+            .filter(|(_, p)| !p.parked && p.submission.is_none_or(|s| now - s.at >= RESUBMIT_AFTER))
             .map(|(&seq, _)| seq)
             .collect();
         for seq in stale {
@@ -640,9 +667,21 @@ impl<S: NodeStore> Driver<S> {
                         }
                         _ => None,
                     };
-                    if reply.is_some() || !outcome.events.is_empty() {
+                    if outcome.parked {
+                        if let Some(request) = outcome.request {
+                            self.park(request);
+                        }
+                    }
+                    let deferred: Vec<(u64, Reply)> = outcome
+                        .deferred
+                        .into_iter()
+                        .filter(|(request, _)| request.origin == self.config.id)
+                        .map(|(request, reply)| (request.seq, reply))
+                        .collect();
+                    if reply.is_some() || !outcome.events.is_empty() || !deferred.is_empty() {
                         run.effects.push(Effects {
                             events: outcome.events,
+                            deferred,
                             reply,
                         });
                     }
@@ -664,6 +703,16 @@ impl<S: NodeStore> Driver<S> {
         self.finish_run(&mut run)
     }
 
+    /// Our request applied and now waits for a later entry's reply: it must
+    /// not be sent again.
+    fn park(&mut self, request: RequestId) {
+        if request.origin == self.config.id {
+            if let Some(proposal) = self.pending.proposals.get_mut(&request.seq) {
+                proposal.parked = true;
+            }
+        }
+    }
+
     /// Writes a run's state changes and answers its proposals.
     fn finish_run(&mut self, run: &mut AppliedRun<'_>) -> Result<(), NodeError> {
         let Some(position) = run.last.take() else {
@@ -679,6 +728,11 @@ impl<S: NodeStore> Driver<S> {
                 } else {
                     reply
                 };
+                if let Some(proposal) = self.pending.proposals.remove(&seq) {
+                    let _ = proposal.reply.send(Ok(reply));
+                }
+            }
+            for (seq, reply) in effects.deferred {
                 if let Some(proposal) = self.pending.proposals.remove(&seq) {
                     let _ = proposal.reply.send(Ok(reply));
                 }

@@ -25,6 +25,8 @@ pub struct PendingProposal {
     pub reply: ProposalReply,
     pub deadline: Instant,
     pub submission: Option<Submission>,
+    /// Applied, waiting for a later entry's reply (a lock wait).
+    pub parked: bool,
 }
 
 impl PendingProposal {

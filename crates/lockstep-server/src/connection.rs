@@ -87,7 +87,23 @@ pub async fn run(
                 break;
             }
         };
-        let (reply, close) = session.execute(argv).await;
+        let (reply, close) = match lock_waiter(&argv) {
+            None => session.execute(argv).await,
+            Some((name, owner)) => {
+                // A client that leaves while waiting for a lock leaves the queue.
+                let finished = tokio::select! {
+                    result = session.execute(argv) => Some(result),
+                    _ = peer_closed(frames.get_mut()) => None,
+                };
+                match finished {
+                    Some(result) => result,
+                    None => {
+                        session.cancel_lock_wait(name, owner).await;
+                        break;
+                    }
+                }
+            }
+        };
         encode(session.protocol(), &reply, &mut out);
         if close {
             break;
@@ -105,4 +121,24 @@ pub async fn run(
         let _ = writer.write_all(&out).await;
     }
     context.clients.unregister(id);
+}
+
+/// The lock name and owner of a LOCK.ACQUIRE that may wait.
+fn lock_waiter(argv: &[bytes::Bytes]) -> Option<(bytes::Bytes, bytes::Bytes)> {
+    let waits = argv.len() > 4
+        && argv[0].eq_ignore_ascii_case(b"lock.acquire")
+        && argv[4..]
+            .iter()
+            .any(|arg| arg.eq_ignore_ascii_case(b"wait"));
+    waits.then(|| (argv[1].clone(), argv[2].clone()))
+}
+
+/// Resolves when the client has closed its side of the connection; never
+/// if it sends more data instead (that is read after the reply).
+async fn peer_closed(reader: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut byte = [0u8; 1];
+    match reader.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending::<()>().await,
+    }
 }

@@ -38,6 +38,19 @@ fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
 
+/// How long LOCK.ACQUIRE ... WAIT ms may keep its client waiting.
+fn lock_wait(argv: &[Bytes]) -> std::time::Duration {
+    if !is(&argv[0], "lock.acquire") {
+        return std::time::Duration::ZERO;
+    }
+    argv.windows(2)
+        .skip(3)
+        .find(|pair| is(&pair[0], "wait"))
+        .and_then(|pair| std::str::from_utf8(&pair[1]).ok()?.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis)
+        .unwrap_or_default()
+}
+
 pub fn propose_error(err: ProposeError, timeout_secs: u64) -> Reply {
     match err {
         ProposeError::NoLeader => Reply::error(format!(
@@ -229,6 +242,15 @@ impl Session {
         }
     }
 
+    /// Takes a departed client out of a lock's queue (or releases the lock
+    /// if it was granted as the client left).
+    pub async fn cancel_lock_wait(&mut self, name: Bytes, owner: Bytes) {
+        let argv = [Bytes::from_static(b"LOCK.CANCEL"), name, owner];
+        if let Err(err) = self.context.node.propose(&argv).await {
+            slog::warn!(self.context.log, "could not cancel a lock wait"; "error" => %err);
+        }
+    }
+
     /// WAIT numreplicas timeout / WAITAOF numlocal numreplicas timeout.
     async fn wait(&self, name: &str, args: &[Bytes]) -> Reply {
         let expected = if name == "wait" { 2 } else { 3 };
@@ -293,7 +315,7 @@ impl Session {
         let node = &self.context.node;
         let result = match access {
             Access::Write => {
-                let result = node.propose(argv).await;
+                let result = node.propose_waiting(argv, lock_wait(argv)).await;
                 self.last_write_index = node.status().applied_index;
                 result
             }

@@ -226,6 +226,7 @@ fn run(
     argv: &[Bytes],
     read_only: bool,
 ) -> Result<Reply, StoreError> {
+    ctx.forbid_parking();
     let checkpoint = ctx.checkpoint();
     let (reply, trusted) = Vm::with_shared(|vm| run_in(vm, ctx, sha, body, keys, argv, read_only))?;
     if trusted {

@@ -30,6 +30,24 @@ impl Replica {
     }
 
     pub fn apply_entry(&mut self, entry: &LogEntry) -> Option<Reply> {
+        self.apply_outcome(entry).reply
+    }
+
+    /// Applies a command and returns everything the entry did.
+    pub fn apply_command(&mut self, ct: u64, command: &str) -> lockstep_engine::Applied {
+        self.seq += 1;
+        let entry = LogEntry {
+            request: RequestId {
+                origin: 1,
+                seq: self.seq,
+            },
+            ct,
+            payload: Payload::Command(argv(command)),
+        };
+        self.apply_outcome(&entry)
+    }
+
+    pub fn apply_outcome(&mut self, entry: &LogEntry) -> lockstep_engine::Applied {
         self.index += 1;
         let outcome = self
             .engine
@@ -44,7 +62,7 @@ impl Replica {
                 },
             )
             .unwrap();
-        outcome.reply
+        outcome
     }
 
     /// Applies `command` as a log entry stamped with cluster time `ct`.

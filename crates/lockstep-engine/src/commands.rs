@@ -8,6 +8,7 @@ use bytes::Bytes;
 use lockstep_store::StoreError;
 
 use crate::args::{integer, is, Args};
+use crate::collections::blocking::{self, BlockingPop};
 use crate::collections::{self, CollectionCommand};
 use crate::context::Context;
 use crate::glob::glob_match;
@@ -181,6 +182,14 @@ pub enum Command {
         message: Bytes,
         sharded: bool,
     },
+    /// BLPOP / BRPOP / BLMOVE / BRPOPLPUSH; with a wait id (BLOCK.WAIT)
+    /// when the server lets it wait.
+    Blocking {
+        id: Option<Bytes>,
+        pop: BlockingPop,
+    },
+    /// BLOCK.CANCEL id: the wait's timeout passed or its client left.
+    BlockCancel(Bytes),
     /// LOCK.ACQUIRE / TRY / RELEASE / EXTEND / CANCEL / INFO.
     Lock(LockCommand),
     /// Hash, list, set and sorted set commands.
@@ -301,6 +310,15 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         "fence" => Command::Fence(args[0].clone()),
         "time" => Command::Time,
         "exec" => Command::Exec(transaction::parse_exec(args)?),
+        "blpop" | "brpop" | "blmove" | "brpoplpush" => Command::Blocking {
+            id: None,
+            pop: blocking::parse(spec.name, args)?.0,
+        },
+        "block.wait" => {
+            let (id, pop) = blocking::parse_wait(args)?;
+            Command::Blocking { id: Some(id), pop }
+        }
+        "block.cancel" => Command::BlockCancel(args[0].clone()),
         name if name.starts_with("lock.") => Command::Lock(locks::parse(name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),
@@ -877,6 +895,8 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         }
         Command::Collection(command) => collections::execute(ctx, command)?,
         Command::Lock(command) => locks::execute(ctx, command)?,
+        Command::Blocking { id, pop } => blocking::failure_reply(blocking::execute(ctx, id, pop))?,
+        Command::BlockCancel(id) => blocking::cancel(ctx, &id)?,
         Command::Watch(keys) => {
             let mut versions = Vec::with_capacity(keys.len());
             for key in keys {

@@ -37,6 +37,14 @@ pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};
 pub use spec::{lookup, Access, CommandSpec, COMMANDS};
 pub use transaction::encode_exec;
 
+/// A blocking pop's timeout in ms (0: forever), for the server's timer.
+pub fn blocking_timeout_ms(argv: &[Bytes]) -> Option<u64> {
+    let name = String::from_utf8_lossy(argv.first()?).to_ascii_lowercase();
+    matches!(name.as_str(), "blpop" | "brpop" | "blmove" | "brpoplpush")
+        .then(|| collections::blocking::timeout_ms(argv.last()?).ok())
+        .flatten()
+}
+
 use bytes::Bytes;
 use lockstep_store::{StateBatch, StateRead, StoreError};
 

@@ -87,22 +87,21 @@ pub async fn run(
                 break;
             }
         };
-        let (reply, close) = match lock_waiter(&argv) {
-            None => session.execute(argv).await,
-            Some((name, owner)) => {
-                // A client that leaves while waiting for a lock leaves the queue.
-                let finished = tokio::select! {
-                    result = session.execute(argv) => Some(result),
-                    _ = peer_closed(frames.get_mut()) => None,
-                };
-                match finished {
-                    Some(result) => result,
-                    None => {
-                        session.cancel_lock_wait(name, owner).await;
-                        break;
-                    }
+        let (reply, close) = if crate::session::may_wait(&argv) {
+            // A client that leaves while waiting leaves the queue.
+            let finished = tokio::select! {
+                result = session.execute(argv) => Some(result),
+                _ = peer_closed(frames.get_mut()) => None,
+            };
+            match finished {
+                Some(result) => result,
+                None => {
+                    session.cancel_wait().await;
+                    break;
                 }
             }
+        } else {
+            session.execute(argv).await
         };
         encode(session.protocol(), &reply, &mut out);
         if close {
@@ -121,16 +120,6 @@ pub async fn run(
         let _ = writer.write_all(&out).await;
     }
     context.clients.unregister(id);
-}
-
-/// The lock name and owner of a LOCK.ACQUIRE that may wait.
-fn lock_waiter(argv: &[bytes::Bytes]) -> Option<(bytes::Bytes, bytes::Bytes)> {
-    let waits = argv.len() > 4
-        && argv[0].eq_ignore_ascii_case(b"lock.acquire")
-        && argv[4..]
-            .iter()
-            .any(|arg| arg.eq_ignore_ascii_case(b"wait"));
-    waits.then(|| (argv[1].clone(), argv[2].clone()))
 }
 
 /// Resolves when the client has closed its side of the connection; never

@@ -27,6 +27,10 @@ pub struct Session {
     /// counts the nodes known to hold at least this much of the log.
     last_write_index: u64,
     subscriptions: Subscriptions,
+    /// The command that ends the wait in progress (BLOCK.CANCEL or
+    /// LOCK.CANCEL), sent if the client leaves while waiting.
+    pending_cancel: Option<Vec<Bytes>>,
+    waits_started: u64,
     context: Arc<ServerContext>,
 }
 
@@ -36,6 +40,15 @@ fn is(arg: &[u8], name: &str) -> bool {
 
 fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
+}
+
+/// A wait without a timeout (BLPOP k 0) keeps its proposal this long.
+const FOREVER: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Whether a command may keep its client waiting (a blocking pop or a
+/// lock wait): the connection then watches for the client leaving.
+pub fn may_wait(argv: &[Bytes]) -> bool {
+    lockstep_engine::blocking_timeout_ms(argv).is_some() || !lock_wait(argv).is_zero()
 }
 
 /// How long LOCK.ACQUIRE ... WAIT ms may keep its client waiting.
@@ -75,6 +88,8 @@ impl Session {
             transaction: TransactionState::default(),
             last_write_index: 0,
             subscriptions: Subscriptions::new(id, context.pubsub.clone()),
+            pending_cancel: None,
+            waits_started: 0,
             context,
         }
     }
@@ -242,13 +257,56 @@ impl Session {
         }
     }
 
-    /// Takes a departed client out of a lock's queue (or releases the lock
-    /// if it was granted as the client left).
-    pub async fn cancel_lock_wait(&mut self, name: Bytes, owner: Bytes) {
-        let argv = [Bytes::from_static(b"LOCK.CANCEL"), name, owner];
-        if let Err(err) = self.context.node.propose(&argv).await {
-            slog::warn!(self.context.log, "could not cancel a lock wait"; "error" => %err);
+    /// Ends the wait of a client that left: takes it out of a lock's or a
+    /// list's queue (or releases a lock granted as it left).
+    pub async fn cancel_wait(&mut self) {
+        let Some(cancel) = self.pending_cancel.take() else {
+            return;
+        };
+        if let Err(err) = self.context.node.propose(&cancel).await {
+            slog::warn!(self.context.log, "could not cancel a wait"; "error" => %err);
         }
+    }
+
+    /// A blocking pop: proposed with a wait id, cancelled by this node when
+    /// its timeout passes (the cancel and a push race in the log; the first
+    /// to apply decides, on every node alike).
+    async fn blocking_pop(&mut self, argv: &[Bytes], timeout_ms: u64) -> Reply {
+        let node = self.context.node.clone();
+        self.waits_started += 1;
+        let id = Bytes::from(format!(
+            "{}-{}-{}",
+            node.status().id,
+            self.id,
+            self.waits_started
+        ));
+        let mut wrapped = vec![Bytes::from_static(b"BLOCK.WAIT"), id.clone()];
+        wrapped.extend(argv.iter().cloned());
+        let cancel = vec![Bytes::from_static(b"BLOCK.CANCEL"), id];
+        self.pending_cancel = Some(cancel.clone());
+        let extra = if timeout_ms == 0 {
+            FOREVER
+        } else {
+            std::time::Duration::from_millis(timeout_ms)
+        };
+        let proposal = node.propose_waiting(&wrapped, extra);
+        tokio::pin!(proposal);
+        let result = if timeout_ms == 0 {
+            proposal.await
+        } else {
+            tokio::select! {
+                result = &mut proposal => result,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(timeout_ms)) => {
+                    if let Err(err) = node.propose(&cancel).await {
+                        slog::warn!(self.context.log, "could not end a blocking pop"; "error" => %err);
+                    }
+                    proposal.await
+                }
+            }
+        };
+        self.pending_cancel = None;
+        self.last_write_index = node.status().applied_index;
+        result.unwrap_or_else(|err| propose_error(err, node.request_timeout().as_secs()))
     }
 
     /// WAIT numreplicas timeout / WAITAOF numlocal numreplicas timeout.
@@ -315,7 +373,20 @@ impl Session {
         let node = &self.context.node;
         let result = match access {
             Access::Write => {
-                let result = node.propose_waiting(argv, lock_wait(argv)).await;
+                if let Some(timeout_ms) = lockstep_engine::blocking_timeout_ms(argv) {
+                    return self.blocking_pop(argv, timeout_ms).await;
+                }
+                let wait = lock_wait(argv);
+                if !wait.is_zero() {
+                    self.pending_cancel = Some(vec![
+                        Bytes::from_static(b"LOCK.CANCEL"),
+                        argv[1].clone(),
+                        argv[2].clone(),
+                    ]);
+                }
+                let node = &self.context.node;
+                let result = node.propose_waiting(argv, wait).await;
+                self.pending_cancel = None;
                 self.last_write_index = node.status().applied_index;
                 result
             }

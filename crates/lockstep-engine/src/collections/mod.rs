@@ -3,6 +3,7 @@
 //! A command is validated completely by [`parse`] (arity, numbers, options)
 //! before it reaches the log; [`execute`] then reads the same arguments.
 
+pub mod blocking;
 mod stored;
 
 use std::collections::VecDeque;
@@ -247,8 +248,8 @@ fn set(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Reply> {
     })
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Side {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Side {
     Left,
     Right,
 }
@@ -312,6 +313,8 @@ fn list(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Reply> {
             }
             let len = items.len() as i64;
             save(ctx, key, record, &list)?;
+            // Blocked clients are served after the push, as in Redis.
+            blocking::serve(ctx, key)?;
             return Ok(Reply::Integer(len));
         }
         "lpop" | "rpop" => {
@@ -441,6 +444,7 @@ fn list_move(
         Side::Right => destination_list.0.push_back(item.clone()),
     }
     save(ctx, destination, destination_record, &destination_list)?;
+    blocking::serve(ctx, destination)?;
     Ok(bulk(&item))
 }
 

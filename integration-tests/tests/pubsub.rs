@@ -78,3 +78,39 @@ fn messages_reach_subscribers_on_every_node_once() -> Result<()> {
     assert!(seen.contains("-ERR Can't execute 'get'"), "{seen}");
     Ok(())
 }
+
+#[test]
+fn resp3_subscribers_get_push_frames() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    cluster.wait_for_leader(Duration::from_secs(10))?;
+    let mut raw = TcpStream::connect(cluster.node(2).client_addr)?;
+    raw.set_read_timeout(Some(Duration::from_secs(5)))?;
+    raw.write_all(b"HELLO 3\r\nSUBSCRIBE news\r\n")?;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(">3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n") {
+        let n = raw.read(&mut buf)?;
+        assert!(n > 0, "connection closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg("news")
+        .arg("hi")
+        .query(&mut cluster.client(2)?)?;
+    assert_eq!(receivers, 1);
+    seen.clear();
+    while !seen.contains(">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n") {
+        let n = raw.read(&mut buf)?;
+        assert!(n > 0, "connection closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // RESP3 connections may run other commands while subscribed.
+    raw.write_all(b"GET nothing\r\n")?;
+    seen.clear();
+    while !seen.contains("_\r\n") {
+        let n = raw.read(&mut buf)?;
+        assert!(n > 0, "connection closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    Ok(())
+}

@@ -22,7 +22,7 @@ export LOCKSTEP_CLUSTER_DIR=$work/cluster
 cleanup() {
   "$repo/scripts/cluster.sh" clean >/dev/null 2>&1 || true
   [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
 }
 trap cleanup EXIT
 

@@ -184,7 +184,7 @@ impl<'a> AppliedRun<'a> {
     fn new(base: &'a dyn StateRead) -> Self {
         AppliedRun {
             base,
-            overlay: Overlay::new(base),
+            overlay: Overlay::caching(base),
             last: None,
             effects: Vec::new(),
         }
@@ -718,7 +718,7 @@ impl<S: NodeStore> Driver<S> {
         let Some(position) = run.last.take() else {
             return Ok(());
         };
-        let overlay = std::mem::replace(&mut run.overlay, Overlay::new(run.base));
+        let overlay = std::mem::replace(&mut run.overlay, Overlay::caching(run.base));
         self.store.apply(&overlay.into_batch(), position)?;
         for effects in run.effects.drain(..) {
             let delivered: usize = effects.events.iter().map(|event| (self.sink)(event)).sum();

@@ -102,15 +102,21 @@ for name, library in pairs(libraries) do
 end
 
 -- One run's globals: fresh read-only views of the libraries (so rawset on
--- them cannot leak into later runs), KEYS and ARGV.
+-- them cannot leak into later runs), KEYS and ARGV. One constructor, so the
+-- table is allocated at its final size.
 return function(run_dispatch, keys, argv)
   dispatch = run_dispatch
-  local env = {}
-  for name, view in pairs(views) do
-    env[name] = setmetatable({}, view)
-  end
-  env.KEYS = keys
-  env.ARGV = argv
+  local env = {
+    string = setmetatable({}, views.string),
+    table = setmetatable({}, views.table),
+    math = setmetatable({}, views.math),
+    cjson = setmetatable({}, views.cjson),
+    bit = setmetatable({}, views.bit),
+    redis = setmetatable({}, views.redis),
+    KEYS = keys,
+    ARGV = argv,
+    _G = false,
+  }
   env._G = env
   return setmetatable(env, env_mt)
 end

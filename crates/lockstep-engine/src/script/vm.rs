@@ -31,8 +31,9 @@ const HOOK_EVERY: u32 = 1000;
 /// A reused VM is trusted with runs that allocate less than this; anything
 /// more is decided by a fresh VM.
 const TRUSTED_ALLOCATION: usize = MEMORY_CAP / 2;
-/// Garbage left by a run above this is collected at once.
-const COLLECT_AFTER: usize = 1 << 20;
+/// Garbage the VM may gather before a full collection, at least: the
+/// collector never runs by itself (see `collect_if_due`).
+const GARBAGE_ALLOWANCE: usize = 256 << 10;
 
 pub const BUDGET_EXCEEDED: &str = "ERR Script exceeded the instruction limit of every node";
 pub const MEMORY_EXCEEDED: &str = "ERR Script exceeded the memory limit of every node";
@@ -52,6 +53,8 @@ pub struct Vm {
     lua: Lua,
     new_env: Function,
     state: Rc<RunState>,
+    /// Heap in use after the last full collection.
+    live_after_collect: Cell<usize>,
     compiled: RefCell<Compiled>,
 }
 
@@ -74,6 +77,8 @@ pub struct RunState {
     pub instructions: Cell<u64>,
     /// The VM's memory limit during the run (0 outside runs).
     pub memory_limit: Cell<usize>,
+    /// Memory in use when the script started (0 if it never started).
+    pub memory_start: Cell<usize>,
 }
 
 impl RunState {
@@ -82,6 +87,7 @@ impl RunState {
         self.random.set(host::RANDOM_SEED);
         self.instructions.set(0);
         self.memory_limit.set(0);
+        self.memory_start.set(0);
     }
 }
 
@@ -128,10 +134,15 @@ impl Vm {
             .load(include_str!("prelude.lua"))
             .set_name("=prelude")
             .call(host_table)?;
+        // Collection is manual: memory use during a run must not depend on
+        // when this node's collector last ran, and a stop-the-world
+        // collection now and then is cheaper than stepping after every run.
+        lua.gc_stop();
         Ok(Vm {
             lua,
             new_env,
             state,
+            live_after_collect: Cell::new(0),
             compiled: RefCell::new(Compiled::default()),
         })
     }
@@ -149,6 +160,7 @@ impl Vm {
 
     /// Checks that `body` compiles, as SCRIPT LOAD must.
     pub fn compile(&self, body: &[u8]) -> Result<(), String> {
+        self.collect_if_due();
         self.lua
             .load(body)
             .set_name("@user_script")
@@ -171,7 +183,9 @@ impl Vm {
         let lua = &self.lua;
         self.state.reset();
         let budget_state = self.state.clone();
-        let hooked = lua.set_hook(
+        // Setting the hook also restarts Lua's instruction counter, so every
+        // run is counted from zero on every node.
+        let hooked = lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
             move |_, _| {
                 let used = budget_state.instructions.get() + u64::from(HOOK_EVERY);
@@ -188,19 +202,21 @@ impl Vm {
         if hooked.is_err() {
             return (Outcome::Aborted(Abort::Memory), false);
         }
-        lua.gc_stop();
-        let start = lua.used_memory();
-        let _ = lua.set_memory_limit(start + MEMORY_CAP);
-        self.state.memory_limit.set(start + MEMORY_CAP);
         let outcome = self.run_limited(sha, body, keys, argv, dispatch);
-        let allocated = lua.used_memory().saturating_sub(start);
+        // The limit is armed just before the script starts (see
+        // run_limited): with a limit set, every allocation the host makes
+        // through mlua goes through a protected call, which is slow.
+        let start = self.state.memory_start.get();
+        let allocated = if start == 0 {
+            0
+        } else {
+            lua.used_memory().saturating_sub(start)
+        };
         let _ = lua.set_memory_limit(0);
         self.state.memory_limit.set(0);
-        lua.remove_hook();
-        lua.gc_restart();
-        if allocated > COLLECT_AFTER {
-            let _ = lua.gc_collect();
-        }
+        self.state.memory_start.set(0);
+        lua.remove_global_hook();
+        self.collect_if_due();
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(err) if is_memory_error(&err) => Outcome::Aborted(Abort::Memory),
@@ -260,6 +276,10 @@ impl Vm {
             let env: Table = self.new_env.call((dispatch, keys, argv))?;
             function.set_environment(env)?;
             let pcall: Function = lua.globals().raw_get("pcall")?;
+            let start = lua.used_memory();
+            self.state.memory_start.set(start);
+            self.state.memory_limit.set(start + MEMORY_CAP);
+            let _ = lua.set_memory_limit(start + MEMORY_CAP);
             let results: MultiValue = pcall.call(function)?;
             let mut results = results.into_iter();
             let ok = matches!(results.next(), Some(Value::Boolean(true)));
@@ -270,6 +290,18 @@ impl Vm {
 }
 
 impl Vm {
+    /// Collects all garbage once it outgrows the live heap (and the
+    /// allowance), so collection costs stay proportional to garbage.
+    fn collect_if_due(&self) {
+        let live = self.live_after_collect.get();
+        if self.lua.used_memory() > live + live.max(GARBAGE_ALLOWANCE) {
+            let _ = self.lua.gc_collect();
+            // A full collection re-arms Lua's automatic collector.
+            self.lua.gc_stop();
+            self.live_after_collect.set(self.lua.used_memory());
+        }
+    }
+
     fn remember(&self, sha: &str, body_len: usize, function: &Function) {
         let mut compiled = self.compiled.borrow_mut();
         if compiled.functions.len() >= COMPILED_MAX_SCRIPTS

@@ -1,9 +1,16 @@
 //! A harness that runs real `lockstep` processes on loopback for end-to-end
-//! tests: start a cluster, kill -9 / stop / restart nodes, find the leader,
-//! and talk to nodes with the `redis` client library.
+//! tests: start a cluster, kill -9 / stop / pause / restart nodes, cut peer
+//! links through proxies, find the leader, and talk to nodes with the
+//! `redis` client library. `faults` runs workloads under nemeses and judges
+//! the histories.
+
+pub mod faults;
+pub mod proxy;
+
+use std::collections::BTreeMap;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,11 +22,19 @@ pub fn lockstep_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/lockstep
-    exe.parent()
-        .and_then(Path::parent)
+    // Tests live in target/<profile>/deps, binaries in target/<profile>.
+    exe.ancestors()
+        .skip(1)
+        .take(2)
         .map(|dir| dir.join("lockstep"))
-        .expect("target directory layout")
+        .find(|candidate| candidate.is_file())
+        .expect("the lockstep binary next to this executable (cargo build -p lockstep)")
+}
+
+/// `lockstep-unsafe`: the server with the negative-control switches, built
+/// by `cargo build -p lockstep --features unsafe-test-switches`.
+pub fn lockstep_unsafe_binary() -> PathBuf {
+    lockstep_binary().with_file_name("lockstep-unsafe")
 }
 
 /// Reserves a free loopback port by binding and releasing it.
@@ -40,6 +55,10 @@ pub struct NodeProcess {
 
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
+    /// Proxies for peer traffic by (dialling node, dialled node), when the
+    /// cluster was started with them.
+    links: BTreeMap<(u64, u64), proxy::Link>,
+    binary: PathBuf,
     extra_args: Vec<String>,
     _dir: tempfile::TempDir,
 }
@@ -50,6 +69,21 @@ impl Cluster {
     }
 
     pub fn start_with(size: usize, extra_args: &[&str]) -> Result<Cluster> {
+        Self::start_inner(size, extra_args, false, lockstep_binary())
+    }
+
+    /// A cluster of `binary` processes whose peer traffic goes through a
+    /// proxy per direction, so links can be cut.
+    pub fn start_proxied(size: usize, extra_args: &[&str], binary: PathBuf) -> Result<Cluster> {
+        Self::start_inner(size, extra_args, true, binary)
+    }
+
+    fn start_inner(
+        size: usize,
+        extra_args: &[&str],
+        proxied: bool,
+        binary: PathBuf,
+    ) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let nodes: Vec<NodeProcess> = (1..=size as u64)
             .map(|id| NodeProcess {
@@ -60,8 +94,20 @@ impl Cluster {
                 child: None,
             })
             .collect();
+        let mut links = BTreeMap::new();
+        if proxied {
+            for from in &nodes {
+                for to in &nodes {
+                    if from.id != to.id {
+                        links.insert((from.id, to.id), proxy::Link::start(to.peer_addr)?);
+                    }
+                }
+            }
+        }
         let mut cluster = Cluster {
             nodes,
+            links,
+            binary,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
         };
@@ -89,16 +135,28 @@ impl Cluster {
     }
 
     pub fn spawn(&mut self, id: u64) -> Result<()> {
-        let peers = self.list(|node| node.peer_addr);
+        let peers = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let addr = match self.links.get(&(id, node.id)) {
+                    Some(link) => link.listen,
+                    None => node.peer_addr,
+                };
+                format!("{}={addr}", node.id)
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         let clients = self.list(|node| node.client_addr);
         let extra = self.extra_args.clone();
+        let binary = self.binary.clone();
         let node = self.node_mut(id);
         std::fs::create_dir_all(&node.data_dir)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(node.data_dir.join("node.log"))?;
-        let child = Command::new(lockstep_binary())
+        let child = Command::new(&binary)
             .arg("--id")
             .arg(id.to_string())
             .arg("--listen")
@@ -115,7 +173,7 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", lockstep_binary().display()))?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         node.child = Some(child);
         wait_for_port(node.client_addr, Duration::from_secs(20))
     }
@@ -152,6 +210,55 @@ impl Cluster {
         Ok(())
     }
 
+    /// SIGSTOP: the process freezes with its sockets open.
+    pub fn pause(&mut self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&mut self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&mut self, id: u64, signal: i32) {
+        if let Some(child) = self.node_mut(id).child.as_ref() {
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
+    /// Cuts peer traffic from `from` to `to` (one way).
+    pub fn cut(&self, from: u64, to: u64) {
+        if let Some(link) = self.links.get(&(from, to)) {
+            link.cut();
+        }
+    }
+
+    /// Cuts every link to and from `id`.
+    pub fn isolate(&self, id: u64) {
+        for (&(from, to), link) in &self.links {
+            if from == id || to == id {
+                link.cut();
+            }
+        }
+    }
+
+    /// Mends every cut link.
+    pub fn heal(&self) {
+        for link in self.links.values() {
+            link.mend();
+        }
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|node| node.id).collect()
+    }
+
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|node| node.client_addr).collect()
+    }
+
     pub fn is_running(&mut self, id: u64) -> bool {
         match self.node_mut(id).child.as_mut() {
             Some(child) => child.try_wait().map(|s| s.is_none()).unwrap_or(false),
@@ -164,7 +271,9 @@ impl Cluster {
     }
 
     pub fn info_field(&self, id: u64, field: &str) -> Option<String> {
-        let mut con = self.client(id).ok()?;
+        // Short timeouts: the node may be paused or cut off.
+        let mut con =
+            connect_with_timeout(self.node(id).client_addr, Duration::from_secs(2)).ok()?;
         let info: String = redis::cmd("INFO").arg("raft").query(&mut con).ok()?;
         info.lines()
             .find_map(|line| line.strip_prefix(&format!("{field}:")))
@@ -220,6 +329,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
+                unsafe {
+                    libc::kill(child.id() as i32, libc::SIGCONT);
+                }
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -232,6 +344,15 @@ pub fn connect(addr: SocketAddr) -> Result<redis::Connection> {
     let con = client.get_connection_with_timeout(Duration::from_secs(5))?;
     con.set_read_timeout(Some(Duration::from_secs(15)))?;
     con.set_write_timeout(Some(Duration::from_secs(5)))?;
+    Ok(con)
+}
+
+/// A connection whose connect, reads and writes each give up after `timeout`.
+pub fn connect_with_timeout(addr: SocketAddr, timeout: Duration) -> Result<redis::Connection> {
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let con = client.get_connection_with_timeout(timeout)?;
+    con.set_read_timeout(Some(timeout))?;
+    con.set_write_timeout(Some(timeout))?;
     Ok(con)
 }
 

@@ -70,6 +70,9 @@ pub struct Cli {
     /// Log level: critical, error, warning, info, debug, trace.
     #[arg(long)]
     pub log_level: Option<String>,
+    #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+    #[command(flatten)]
+    pub switches: crate::switches::TestSwitches,
 }
 
 /// The TOML file: the same keys as the flags, with underscores.
@@ -103,6 +106,8 @@ pub struct Settings {
     pub node: NodeConfig,
     pub limits: Limits,
     pub log_level: slog::Level,
+    #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+    pub switches: crate::switches::TestSwitches,
 }
 
 fn parse_addr_map(text: &str, what: &str) -> Result<BTreeMap<u64, SocketAddr>> {
@@ -214,6 +219,8 @@ impl Settings {
             node,
             limits,
             log_level,
+            #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+            switches: cli.switches.clone(),
         })
     }
 }

@@ -9,7 +9,7 @@
 //! deterministic. Unknown outcomes return at infinity, so they never bound
 //! another operation and need not be linearized at all.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use crate::history::{Model, Operation};
 
@@ -141,32 +141,31 @@ pub fn linearizable<M: Model>(
     search(model, ops, max_steps, "")
 }
 
-/// Splits the history by `key_of` and checks each part on its own; the
-/// first failing key decides the verdict.
+/// Checks each key's history on its own (linearizability is
+/// compositional). A violation on any key decides the verdict; otherwise a
+/// key the search gave up on makes it inconclusive.
 pub fn linearizable_per_key<M, K>(
     model: &M,
-    ops: &[Operation<M::Input, M::Output>],
-    key_of: impl Fn(&Operation<M::Input, M::Output>) -> K,
+    parts: impl IntoIterator<Item = (K, Vec<Operation<M::Input, M::Output>>)>,
     max_steps_per_key: u64,
 ) -> Verdict
 where
     M: Model,
-    M::Input: Clone,
-    M::Output: Clone,
-    K: Ord + std::fmt::Debug,
+    K: std::fmt::Display,
 {
-    type History<M> = Vec<Operation<<M as Model>::Input, <M as Model>::Output>>;
-    let mut parts: BTreeMap<K, History<M>> = BTreeMap::new();
-    for op in ops {
-        parts.entry(key_of(op)).or_default().push(op.clone());
-    }
+    let mut verdict = Verdict::Linearizable;
     for (key, part) in parts {
-        let verdict = search(model, &part, max_steps_per_key, &format!("{key:?}"));
-        if !verdict.is_linearizable() {
-            return verdict;
+        match search(model, &part, max_steps_per_key, &key.to_string()) {
+            Verdict::Linearizable => {}
+            violation @ Verdict::Violation { .. } => return violation,
+            inconclusive => {
+                if verdict.is_linearizable() {
+                    verdict = inconclusive;
+                }
+            }
         }
     }
-    Verdict::Linearizable
+    verdict
 }
 
 fn search<M: Model>(

@@ -258,17 +258,11 @@ fn keys_are_checked_apart_and_the_failing_one_is_named() {
         (1, read(2, 20, 30, Some(1))),
         (2, read(2, 20, 30, Some(4))),
     ];
-    let ops: Vec<Op> = history.iter().map(|(_, op)| op.clone()).collect();
-    let verdict = linearizable_per_key(
-        &model,
-        &ops,
-        |op| match &op.input {
-            Command::Write { value: 5, .. } => 2,
-            Command::Read if op.output() == Some(&Reply::Value(Some(4))) => 2,
-            _ => 1,
-        },
-        STEPS,
-    );
+    let mut parts: std::collections::BTreeMap<u64, Vec<Op>> = Default::default();
+    for (key, op) in history {
+        parts.entry(key).or_default().push(op);
+    }
+    let verdict = linearizable_per_key(&model, parts, STEPS);
     assert_eq!(
         verdict,
         Verdict::Violation {

@@ -170,6 +170,9 @@ pub enum Command {
     DbSize,
     FlushAll,
     Fence(Bytes),
+    /// DEBUG DIGEST: a hash of everything the engine stores, to compare
+    /// replicas at the same applied index.
+    StateDigest,
     Time,
     Script(ScriptCommand),
     /// A whole MULTI/EXEC transaction (see `transaction`).
@@ -308,6 +311,14 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
             Command::FlushAll
         }
         "fence" => Command::Fence(args[0].clone()),
+        "debug" => {
+            if !is(&args[0], "digest") || args.len() != 1 {
+                return Err(Reply::error(
+                    "ERR DEBUG subcommand not supported; lockstep has DEBUG DIGEST only",
+                ));
+            }
+            Command::StateDigest
+        }
         "time" => Command::Time,
         "exec" => Command::Exec(transaction::parse_exec(args)?),
         "blpop" | "brpop" | "blmove" | "brpoplpush" => Command::Blocking {
@@ -872,6 +883,17 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
                 ctx.raw_delete(key);
             }
             Reply::ok()
+        }
+        Command::StateDigest => {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            ctx.raw_scan(&[], &[0xff], &mut |key, value| {
+                for part in [key, value] {
+                    hasher.update(&(part.len() as u64).to_be_bytes());
+                    hasher.update(part);
+                }
+                true
+            })?;
+            Reply::Bulk(Bytes::from(format!("{:032x}", hasher.digest128())))
         }
         Command::Fence(key) => match ctx.record(&key)? {
             Some(record) => Reply::Integer(record.created as i64),

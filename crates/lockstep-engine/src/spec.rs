@@ -96,6 +96,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("flushall", -1, Write, 0, 0, 0),
     spec("flushdb", -1, Write, 0, 0, 0),
     spec("fence", 2, Read, 1, 1, 1),
+    spec("debug", -2, Read, 0, 0, 0),
     spec("time", 1, Read, 0, 0, 0),
     spec("exec", -1, Write, 0, 0, 0),
     spec("publish", 3, Write, 0, 0, 0),

@@ -331,3 +331,22 @@ fn old_request_ids_are_forgotten_after_retention() {
     assert_eq!(count_ids(&r), 20);
     assert_eq!(r.read(later + 50, "GET n"), bulk("60"));
 }
+
+#[test]
+fn debug_digest_names_the_whole_state() {
+    let mut a = Replica::new();
+    let mut b = Replica::new();
+    for r in [&mut a, &mut b] {
+        r.write(1, "SET k v PX 1000");
+        r.write(2, "RPUSH q x y");
+    }
+    let digest = |r: &Replica| match r.read(3, "DEBUG DIGEST") {
+        Reply::Bulk(hex) => String::from_utf8(hex.to_vec()).unwrap(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(digest(&a).len(), 32);
+    b.write(4, "SET k w");
+    assert_ne!(digest(&a), digest(&b));
+    assert!(matches!(a.read(5, "DEBUG SLEEP 0"), Reply::Error(_)));
+}

@@ -60,6 +60,9 @@ pub struct NodeHandle {
     status: Arc<RwLock<NodeStatus>>,
     reader: Arc<Reader>,
     request_timeout: Duration,
+    /// A negative control for the fault tests: reads skip ReadIndex and
+    /// may be stale. Only a debug build with the test switches can set it.
+    barrier_free_reads: bool,
 }
 
 impl NodeHandle {
@@ -94,7 +97,9 @@ impl NodeHandle {
 
     /// A linearizable read of a read-only command.
     pub async fn read(&self, argv: &[Bytes]) -> Result<Reply, ProposeError> {
-        self.read_barrier().await?;
+        if !self.barrier_free_reads {
+            self.read_barrier().await?;
+        }
         Ok(self.read_local(argv))
     }
 
@@ -108,6 +113,13 @@ impl NodeHandle {
 
     pub fn status(&self) -> NodeStatus {
         self.status.read().expect("status lock").clone()
+    }
+
+    /// Serves reads from local state without ReadIndex: stale reads on
+    /// purpose, so the fault tests can prove they would see them.
+    #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+    pub fn serve_reads_without_read_index(&mut self) {
+        self.barrier_free_reads = true;
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -269,6 +281,7 @@ impl Node {
             status: status.clone(),
             reader,
             request_timeout: config.request_timeout,
+            barrier_free_reads: false,
         };
         let cluster_time = store.read_view(|state, _| Engine::cluster_time(state))?;
         let mut driver = Driver {

@@ -14,6 +14,9 @@ type Db = DBWithThreadMode<MultiThreaded>;
 /// RocksDB with one column family per [`Family`].
 pub struct RocksBackend {
     db: Db,
+    /// Writes skip the write-ahead log (test switch, see `open_volatile`).
+    #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+    volatile: bool,
 }
 
 fn cf_name(family: Family) -> &'static str {
@@ -35,7 +38,11 @@ impl RocksBackend {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
         let db = Db::open_cf_descriptors(&options, path, families)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+            volatile: false,
+        })
     }
 
     fn cf(&self, family: Family) -> std::sync::Arc<BoundColumnFamily<'_>> {
@@ -110,6 +117,11 @@ impl Backend for RocksBackend {
         }
         let mut options = WriteOptions::default();
         options.set_sync(sync);
+        #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+        if self.volatile {
+            options.set_sync(false);
+            options.disable_wal(true);
+        }
         self.db.write_opt(batch, &options)?;
         Ok(())
     }
@@ -156,5 +168,14 @@ impl Store<RocksBackend> {
     /// Opens (creating if needed) the RocksDB store in `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Store::with_backend(RocksBackend::open(path)?)
+    }
+
+    /// Opens the store with no write-ahead log: what a crash takes away
+    /// was never durable. A negative control for the fault tests only.
+    #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+    pub fn open_volatile(path: &Path) -> Result<Self, StoreError> {
+        let mut backend = RocksBackend::open(path)?;
+        backend.volatile = true;
+        Store::with_backend(backend)
     }
 }

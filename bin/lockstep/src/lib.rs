@@ -1,0 +1,127 @@
+//! The lockstep server: parses configuration, opens the store, starts the
+//! replication core and the RESP server, and shuts down on SIGTERM/SIGINT.
+//! The `lockstep` binary is [`main`]; so is `lockstep-unsafe`, built with
+//! the test switches (see `switches`).
+
+mod config;
+#[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+mod switches;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use lockstep_raft::Node;
+use lockstep_server::{serve, PubSub, ServerContext};
+use lockstep_store::RocksStore;
+use slog::{info, o, Drain, Logger};
+
+use config::{Cli, Settings};
+
+fn logger(settings: &Settings) -> Logger {
+    let decorator = slog_term::PlainDecorator::new(std::io::stderr());
+    let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    let drain = slog_async::Async::new(drain)
+        .chan_size(65_536)
+        .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
+        .build()
+        .fuse();
+    let drain = slog::LevelFilter::new(drain, settings.log_level).fuse();
+    Logger::root(drain, o!("node" => settings.id))
+}
+
+/// Runs a node with the command line's configuration until a signal.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::resolve(cli)?;
+    let log = logger(&settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lockstep-io")
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(run(settings, log.clone()));
+    if let Err(err) = &result {
+        slog::crit!(log, "lockstep stopped with an error"; "error" => format!("{err:#}"));
+    }
+    drop(log);
+    // Give the async logger a moment to drain before the process exits.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    result
+}
+
+async fn run(settings: Settings, log: Logger) -> Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let store = Arc::new(
+        open_store(&settings)
+            .with_context(|| format!("opening store in {}", settings.data_dir.display()))?,
+    );
+    let peer_listener = tokio::net::TcpListener::bind(settings.peer_listen)
+        .await
+        .with_context(|| format!("binding peer address {}", settings.peer_listen))?;
+    let client_listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding client address {}", settings.listen))?;
+    info!(log, "starting";
+        "listen" => %settings.listen,
+        "peer_listen" => %settings.peer_listen,
+        "data_dir" => %settings.data_dir.display(),
+        "voters" => ?settings.node.peers.keys().collect::<Vec<_>>());
+    let pubsub = Arc::new(PubSub::default());
+    let subscribers = pubsub.clone();
+    let (node, raft_thread) = Node::start(
+        settings.node.clone(),
+        store,
+        peer_listener,
+        &tokio::runtime::Handle::current(),
+        Arc::new(move |event| subscribers.deliver(event)),
+        &log,
+    )
+    .context("starting the replication core")?;
+    #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+    let node = settings.switches.apply(node);
+    let context = Arc::new(ServerContext::new(
+        node.clone(),
+        settings.limits.clone(),
+        settings.client_addrs.clone(),
+        pubsub,
+        log.new(o!("component" => "server")),
+    ));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(client_listener, context, shutdown_rx));
+
+    wait_for_signal().await?;
+    info!(log, "shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    node.stop();
+    tokio::task::spawn_blocking(move || raft_thread.join())
+        .await
+        .ok();
+    info!(log, "stopped");
+    Ok(())
+}
+
+#[cfg(not(all(feature = "unsafe-test-switches", debug_assertions)))]
+fn open_store(settings: &Settings) -> Result<RocksStore> {
+    Ok(RocksStore::open(&settings.data_dir.join("store"))?)
+}
+
+#[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+fn open_store(settings: &Settings) -> Result<RocksStore> {
+    settings
+        .switches
+        .open_store(&settings.data_dir.join("store"))
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

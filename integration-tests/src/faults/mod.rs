@@ -1,0 +1,344 @@
+//! Real processes under faults: a cluster behind peer-link proxies, clients
+//! running the register, lock and queue workloads, a nemesis, and then the
+//! verdicts: linearizability per key, fencing tokens, queue deliveries and
+//! replica convergence.
+
+mod client;
+pub mod nemesis;
+pub mod workloads;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use lockstep_check::fencing::{check_tokens, Grant};
+use lockstep_check::queue::check_queue;
+use lockstep_check::register::Register;
+use lockstep_check::{linearizable_per_key, Verdict};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use client::{Client, Clock};
+pub use nemesis::{Nemesis, NemesisLog, Schedule};
+use workloads::{Histories, Shared};
+
+/// Search steps the checker may spend on one key.
+const CHECK_STEPS_PER_KEY: u64 = 20_000_000;
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub nodes: usize,
+    pub nemesis: Nemesis,
+    pub duration: Duration,
+    pub seed: u64,
+    pub register_clients: usize,
+    pub lock_clients: usize,
+    pub queue_producers: usize,
+    pub queue_consumers: usize,
+    /// Extra `lockstep` flags (the negative controls use this).
+    pub node_args: Vec<String>,
+    /// Run `lockstep-unsafe` (the negative controls' switches).
+    pub unsafe_binary: bool,
+    /// Negative control: lock clients "acquire" with SET PX, no NX.
+    pub locks_without_nx: bool,
+}
+
+impl Scenario {
+    pub fn new(nemesis: Nemesis, duration: Duration, seed: u64) -> Scenario {
+        Scenario {
+            nodes: 3,
+            nemesis,
+            duration,
+            seed,
+            register_clients: 4,
+            lock_clients: 4,
+            queue_producers: 2,
+            queue_consumers: 2,
+            node_args: Vec::new(),
+            unsafe_binary: false,
+            locks_without_nx: false,
+        }
+    }
+}
+
+/// What a run found. `passed` is the verdict; the rest explains it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub scenario: String,
+    pub operations: (u64, u64, u64),
+    pub register_keys: usize,
+    pub linearizability: Verdict,
+    pub grants: usize,
+    pub token_violations: usize,
+    pub fenced_rejected: u64,
+    pub stale_accepted: usize,
+    pub queue_lost: usize,
+    pub queue_duplicated: usize,
+    pub queue_unexpected: usize,
+    pub unknown_pops: usize,
+    pub converged: Result<String, String>,
+    pub nemesis: NemesisLog,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.linearizability.is_linearizable()
+            && self.token_violations == 0
+            && self.stale_accepted == 0
+            && self.queue_duplicated == 0
+            && self.queue_unexpected == 0
+            // A pop with an unknown outcome may have taken an item away.
+            && self.queue_lost <= self.unknown_pops
+            && self.converged.is_ok()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (ok, not_sent, unknown) = self.operations;
+        writeln!(f, "scenario: {}", self.scenario)?;
+        writeln!(
+            f,
+            "operations: {ok} ok, {unknown} unknown outcome, {not_sent} not sent"
+        )?;
+        writeln!(
+            f,
+            "linearizability ({} keys): {:?}",
+            self.register_keys, self.linearizability
+        )?;
+        writeln!(
+            f,
+            "lock grants: {}, token violations: {}, stale writes fenced off: {}, stale writes accepted: {}",
+            self.grants, self.token_violations, self.fenced_rejected, self.stale_accepted
+        )?;
+        writeln!(
+            f,
+            "queue: lost {} (unknown pops {}), duplicated {}, unexpected {}",
+            self.queue_lost, self.unknown_pops, self.queue_duplicated, self.queue_unexpected
+        )?;
+        writeln!(f, "replicas: {:?}", self.converged)?;
+        writeln!(
+            f,
+            "nemesis: {} faults, {:.1}s under fault, elections {}, recoveries {}",
+            self.nemesis.faults.len(),
+            self.nemesis.fault_time.as_secs_f64(),
+            summary(&self.nemesis.elections),
+            summary(&self.nemesis.recoveries),
+        )?;
+        writeln!(f, "faults: {}", self.nemesis.faults.join(", "))?;
+        write!(
+            f,
+            "verdict: {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        )
+    }
+}
+
+/// "median m, max x" of some durations, in ms.
+pub fn summary(durations: &[Duration]) -> String {
+    if durations.is_empty() {
+        return "none".into();
+    }
+    let mut sorted = durations.to_vec();
+    sorted.sort();
+    format!(
+        "median {}ms max {}ms (n={})",
+        sorted[sorted.len() / 2].as_millis(),
+        sorted[sorted.len() - 1].as_millis(),
+        sorted.len()
+    )
+}
+
+pub fn run(scenario: &Scenario) -> Result<Report> {
+    let mut args: Vec<&str> = vec!["--request-timeout-ms", "2000"];
+    args.extend(scenario.node_args.iter().map(String::as_str));
+    let binary = if scenario.unsafe_binary {
+        crate::lockstep_unsafe_binary()
+    } else {
+        crate::lockstep_binary()
+    };
+    let mut cluster = crate::Cluster::start_proxied(scenario.nodes, &args, binary)?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20))?;
+    let release_sha: String = {
+        let mut connection = cluster.client(leader)?;
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(workloads::RELEASE_SCRIPT)
+            .query(&mut connection)?
+    };
+    let shared = Arc::new(Shared {
+        clock: Clock::start(),
+        stop: AtomicBool::new(false),
+        next_value: AtomicU64::new(1),
+        release_sha,
+        locks_without_nx: scenario.locks_without_nx,
+        histories: Mutex::new(Histories::default()),
+    });
+    let mut rng = StdRng::seed_from_u64(scenario.seed);
+    let addrs = cluster.client_addrs();
+    let mut workers = Vec::new();
+    let mut next_client = 0u64;
+    let mut client = |rng: &mut StdRng| {
+        next_client += 1;
+        Client::new(
+            next_client,
+            addrs.clone(),
+            Duration::from_secs(4),
+            StdRng::seed_from_u64(rng.gen()),
+        )
+    };
+    for _ in 0..scenario.register_clients {
+        let (shared, client) = (shared.clone(), client(&mut rng));
+        workers.push(std::thread::spawn(move || {
+            workloads::register_worker(shared, client)
+        }));
+    }
+    for _ in 0..scenario.lock_clients {
+        let (shared, client) = (shared.clone(), client(&mut rng));
+        workers.push(std::thread::spawn(move || {
+            workloads::lock_worker(shared, client)
+        }));
+    }
+    for producer in std::iter::repeat_n(true, scenario.queue_producers)
+        .chain(std::iter::repeat_n(false, scenario.queue_consumers))
+    {
+        let (shared, client) = (shared.clone(), client(&mut rng));
+        workers.push(std::thread::spawn(move || {
+            workloads::queue_worker(shared, client, producer)
+        }));
+    }
+    let until = Instant::now() + scenario.duration;
+    let nemesis_log = nemesis::run(
+        &mut cluster,
+        scenario.nemesis,
+        until,
+        &mut rng,
+        &Schedule::default(),
+    );
+    shared.stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    let nemesis_log = nemesis_log?;
+    // Every node must be up and serving before the final reads.
+    nemesis::time_to_write(&cluster, Duration::from_secs(30))
+        .context("the cluster did not serve writes after healing")?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20))?;
+    let remaining = workloads::drain_queue(&mut cluster.client(leader)?)?;
+    let converged = converge(&mut cluster, Duration::from_secs(30));
+    let mut histories = std::mem::take(&mut *shared.histories.lock().expect("histories"));
+    histories.queue.delivered.extend(remaining);
+    Ok(judge(scenario, histories, nemesis_log, converged))
+}
+
+fn judge(
+    scenario: &Scenario,
+    histories: Histories,
+    nemesis: NemesisLog,
+    converged: Result<String, String>,
+) -> Report {
+    let keys = workloads::keys(&histories);
+    let mut parts: std::collections::BTreeMap<String, Vec<workloads::RegisterOp>> =
+        Default::default();
+    for (key, op) in &histories.registers {
+        parts.entry(key.clone()).or_default().push(op.clone());
+    }
+    let linearizability = linearizable_per_key(&Register::default(), parts, CHECK_STEPS_PER_KEY);
+    let mut token_violations = 0;
+    let mut lock_names: Vec<&String> = histories.grants.iter().map(|(key, _)| key).collect();
+    lock_names.sort();
+    lock_names.dedup();
+    for name in lock_names {
+        let grants: Vec<Grant> = histories
+            .grants
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, grant)| grant.clone())
+            .collect();
+        token_violations += check_tokens(&grants).len();
+    }
+    // Tokens are log indexes, so they grow across lock names too: the
+    // resource may see every lock's grants in one sequence.
+    let stale_accepted = histories
+        .fenced
+        .accepted
+        .windows(2)
+        .filter(|pair| pair[1] < pair[0])
+        .count();
+    let queue = check_queue(&histories.queue);
+    Report {
+        scenario: format!(
+            "{} nodes, nemesis {}, {}s, seed {}",
+            scenario.nodes,
+            scenario.nemesis,
+            scenario.duration.as_secs(),
+            scenario.seed
+        ),
+        operations: (histories.ok, histories.not_sent, histories.unknown),
+        register_keys: keys.len(),
+        linearizability,
+        grants: histories.grants.len(),
+        token_violations,
+        fenced_rejected: histories.fenced.rejected,
+        stale_accepted,
+        queue_lost: queue.lost.len(),
+        queue_duplicated: queue.duplicated.len(),
+        queue_unexpected: queue.unexpected.len(),
+        unknown_pops: histories.unknown_pops,
+        converged,
+        nemesis,
+    }
+}
+
+/// Waits until every node has applied the same index and reports the same
+/// state digest there; returns the digest.
+fn converge(cluster: &mut crate::Cluster, within: Duration) -> Result<String, String> {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < within {
+        match digests(cluster) {
+            Ok(Some(digest)) => return Ok(digest),
+            Ok(None) => {}
+            Err(err) => last = err.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!(
+        "replicas did not converge within {within:?}: {last}"
+    ))
+}
+
+/// Some(digest) if all nodes agree at one applied index; None if they are
+/// still moving; an error if they disagree at the same index.
+fn digests(cluster: &mut crate::Cluster) -> Result<Option<String>> {
+    let mut seen: Option<(u64, String)> = None;
+    for id in cluster.ids() {
+        let applied = |cluster: &crate::Cluster| -> Option<u64> {
+            cluster
+                .info_field(id, "raft_applied_index")
+                .and_then(|value| value.parse().ok())
+        };
+        let before = applied(cluster);
+        let mut connection =
+            crate::connect_with_timeout(cluster.node(id).client_addr, Duration::from_secs(2))?;
+        let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut connection)?;
+        let after = applied(cluster);
+        let (Some(before), Some(after)) = (before, after) else {
+            return Ok(None);
+        };
+        if before != after {
+            return Ok(None);
+        }
+        match &seen {
+            None => seen = Some((after, digest)),
+            Some((index, _)) if *index != after => return Ok(None),
+            Some((index, expected)) if *expected != digest => {
+                bail!("node {id} digest {digest} differs from {expected} at applied index {index}")
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(seen.map(|(index, digest)| format!("{digest} at applied index {index}")))
+}

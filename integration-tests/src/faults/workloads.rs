@@ -1,0 +1,353 @@
+//! What clients do while the nemesis works, and what they record.
+//!
+//! - register: GET / SET / SET IFEQ / SET NX / DELIFEQ on a few keys; the
+//!   keys change every few seconds so each key's history stays small
+//!   enough to check exhaustively.
+//! - lock: SET NX PX + FENCE in one MULTI, a write to a fenced resource,
+//!   then the Lua compare-and-delete release, as lock libraries do.
+//! - queue: RPUSH and LPOP of unique items on one list.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockstep_check::fencing::Grant;
+use lockstep_check::queue::QueueHistory;
+use lockstep_check::register::{Command, Reply};
+use lockstep_check::Operation;
+use rand::Rng;
+
+use super::client::{Clock, Failure};
+use super::Client;
+
+pub type RegisterOp = Operation<Command, Reply>;
+
+/// The compare-and-delete release every Lua-based lock client sends.
+pub const RELEASE_SCRIPT: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// The lock's TTL: shorter than a pause, so pauses test expiry too.
+pub const LOCK_TTL_MS: u64 = 1500;
+
+const REGISTER_KEYS: u64 = 4;
+const REGISTER_KEY_PERIOD: Duration = Duration::from_secs(2);
+const LOCK_KEY_PERIOD: Duration = Duration::from_secs(5);
+
+/// Everything the clients saw.
+#[derive(Default)]
+pub struct Histories {
+    /// (key, operation) for register keys and lock keys alike.
+    pub registers: Vec<(String, RegisterOp)>,
+    /// Successful lock grants with their fencing tokens, by lock key.
+    pub grants: Vec<(String, Grant)>,
+    pub queue: QueueHistory,
+    pub unknown_pops: usize,
+    pub fenced: FencedResource,
+    /// Operations by outcome: ok, failed before sending, unknown.
+    pub ok: u64,
+    pub not_sent: u64,
+    pub unknown: u64,
+}
+
+/// A resource that accepts a write only with a token at least as large as
+/// every token it accepted before: what fencing protects.
+#[derive(Default, Clone)]
+pub struct FencedResource {
+    pub highest: u64,
+    pub accepted: Vec<u64>,
+    pub rejected: u64,
+}
+
+impl FencedResource {
+    fn write(&mut self, token: u64) {
+        if token >= self.highest {
+            self.highest = token;
+            self.accepted.push(token);
+        } else {
+            self.rejected += 1;
+        }
+    }
+}
+
+/// State shared by every worker of a run.
+pub struct Shared {
+    pub clock: Clock,
+    pub stop: AtomicBool,
+    pub next_value: AtomicU64,
+    pub release_sha: String,
+    /// Negative control: acquire without NX (every "acquire" succeeds).
+    pub locks_without_nx: bool,
+    pub histories: Mutex<Histories>,
+}
+
+impl Shared {
+    fn value(&self) -> u64 {
+        self.next_value.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::SeqCst)
+    }
+
+    fn tally<T>(&self, result: &Result<T, Failure>) {
+        let mut histories = self.histories.lock().expect("histories");
+        match result {
+            Ok(_) => histories.ok += 1,
+            Err(Failure::NotSent) => histories.not_sent += 1,
+            Err(Failure::Unknown(_)) => histories.unknown += 1,
+        }
+    }
+
+    fn record(&self, key: String, op: RegisterOp) {
+        self.histories
+            .lock()
+            .expect("histories")
+            .registers
+            .push((key, op));
+    }
+}
+
+fn finish(
+    shared: &Shared,
+    client: &Client,
+    key: String,
+    call: u64,
+    command: Command,
+    result: Result<Reply, Failure>,
+) {
+    shared.tally(&result);
+    let op = match result {
+        Ok(reply) => Operation::returned(client.id, call, shared.clock.now(), command, reply),
+        Err(Failure::NotSent) => return,
+        Err(Failure::Unknown(_)) => Operation::unknown(client.id, call, command),
+    };
+    shared.record(key, op);
+}
+
+fn parse_value(text: Option<String>) -> Option<u64> {
+    // Keys only ever hold numbers this workload wrote.
+    text.map(|text| text.parse().unwrap_or(u64::MAX))
+}
+
+pub fn register_worker(shared: Arc<Shared>, mut client: Client) {
+    let mut last_seen: Option<u64> = None;
+    while shared.running() {
+        let generation = shared.clock.elapsed().as_nanos() / REGISTER_KEY_PERIOD.as_nanos();
+        let key = format!(
+            "reg:{generation}:{}",
+            client.rng.gen_range(0..REGISTER_KEYS)
+        );
+        let value = shared.value();
+        let expected = last_seen.unwrap_or(value.saturating_sub(1));
+        let roll = client.rng.gen_range(0..100);
+        let call = shared.clock.now();
+        let (command, result) = match roll {
+            0..=39 => {
+                let result = client
+                    .query(|c| redis::cmd("GET").arg(&key).query::<Option<String>>(c))
+                    .map(parse_value);
+                if let Ok(Some(seen)) = result {
+                    last_seen = Some(seen);
+                }
+                let result = result.map(Reply::Value);
+                // A read with no reply tells nothing: leave it out.
+                if result.is_err() {
+                    shared.tally(&result);
+                    continue;
+                }
+                (Command::Read, result)
+            }
+            40..=64 => (
+                Command::Write {
+                    value,
+                    ttl_ms: None,
+                },
+                client
+                    .query(|c| redis::cmd("SET").arg(&key).arg(value).query::<String>(c))
+                    .map(|_| Reply::Done(true)),
+            ),
+            65..=79 => (
+                Command::CompareAndSet { expected, value },
+                client
+                    .query(|c| {
+                        redis::cmd("SET")
+                            .arg(&key)
+                            .arg(value)
+                            .arg("IFEQ")
+                            .arg(expected)
+                            .query::<Option<String>>(c)
+                    })
+                    .map(|ok| Reply::Done(ok.is_some())),
+            ),
+            80..=89 => (
+                Command::SetIfAbsent {
+                    value,
+                    ttl_ms: None,
+                },
+                client
+                    .query(|c| {
+                        redis::cmd("SET")
+                            .arg(&key)
+                            .arg(value)
+                            .arg("NX")
+                            .query::<Option<String>>(c)
+                    })
+                    .map(|ok| Reply::Done(ok.is_some())),
+            ),
+            _ => (
+                Command::CompareAndDelete { expected },
+                client
+                    .query(|c| {
+                        redis::cmd("DELIFEQ")
+                            .arg(&key)
+                            .arg(expected)
+                            .query::<i64>(c)
+                    })
+                    .map(|deleted| Reply::Done(deleted == 1)),
+            ),
+        };
+        finish(&shared, &client, key, call, command, result);
+    }
+}
+
+pub fn lock_worker(shared: Arc<Shared>, mut client: Client) {
+    while shared.running() {
+        let generation = shared.clock.elapsed().as_nanos() / LOCK_KEY_PERIOD.as_nanos();
+        let key = format!("lock:{generation}");
+        let value = shared.value();
+        let command = Command::SetIfAbsent {
+            value,
+            ttl_ms: Some(LOCK_TTL_MS),
+        };
+        let call = shared.clock.now();
+        let acquired = client.query(|c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic().cmd("SET").arg(&key).arg(value);
+            if !shared.locks_without_nx {
+                pipe.arg("NX");
+            }
+            pipe.arg("PX")
+                .arg(LOCK_TTL_MS)
+                .cmd("FENCE")
+                .arg(&key)
+                .query::<(Option<String>, Option<u64>)>(c)
+        });
+        let ret = shared.clock.now();
+        let granted = match &acquired {
+            Ok((Some(_), Some(token))) => {
+                let mut histories = shared.histories.lock().expect("histories");
+                histories.grants.push((
+                    key.clone(),
+                    Grant {
+                        client: client.id,
+                        call,
+                        ret,
+                        token: *token,
+                    },
+                ));
+                histories.fenced.write(*token);
+                true
+            }
+            _ => false,
+        };
+        let unknown = matches!(acquired, Err(Failure::Unknown(_)));
+        finish(
+            &shared,
+            &client,
+            key.clone(),
+            call,
+            command,
+            acquired.map(|(ok, _)| Reply::Done(ok.is_some())),
+        );
+        if !granted && !unknown {
+            client.pause(10..60);
+            continue;
+        }
+        if granted {
+            client.pause(0..50);
+        }
+        // Release, also after an unknown acquire: it may have succeeded.
+        let call = shared.clock.now();
+        let sha = shared.release_sha.clone();
+        let released = client
+            .query(|c| {
+                redis::cmd("EVALSHA")
+                    .arg(&sha)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(value)
+                    .query::<i64>(c)
+            })
+            .map(|deleted| Reply::Done(deleted == 1));
+        finish(
+            &shared,
+            &client,
+            key,
+            call,
+            Command::CompareAndDelete { expected: value },
+            released,
+        );
+    }
+}
+
+pub fn queue_worker(shared: Arc<Shared>, mut client: Client, producer: bool) {
+    while shared.running() {
+        if producer {
+            let item = shared.value();
+            let pushed =
+                client.query(|c| redis::cmd("RPUSH").arg("queue").arg(item).query::<i64>(c));
+            shared.tally(&pushed);
+            let mut histories = shared.histories.lock().expect("histories");
+            match pushed {
+                Ok(_) => {
+                    histories.queue.acknowledged.insert(item);
+                }
+                Err(Failure::Unknown(_)) => {
+                    histories.queue.unknown.insert(item);
+                }
+                Err(Failure::NotSent) => {}
+            }
+            drop(histories);
+            client.pause(0..5);
+        } else {
+            let popped =
+                client.query(|c| redis::cmd("LPOP").arg("queue").query::<Option<String>>(c));
+            shared.tally(&popped);
+            let mut histories = shared.histories.lock().expect("histories");
+            match popped {
+                Ok(Some(item)) => histories
+                    .queue
+                    .delivered
+                    .push(item.parse().unwrap_or(u64::MAX)),
+                Ok(None) => {}
+                Err(Failure::Unknown(_)) => histories.unknown_pops += 1,
+                Err(Failure::NotSent) => {}
+            }
+            drop(histories);
+            client.pause(0..5);
+        }
+    }
+}
+
+/// After the run: everything left in the queue, read on a healthy cluster.
+pub fn drain_queue(connection: &mut redis::Connection) -> anyhow::Result<Vec<u64>> {
+    let items: Vec<String> = redis::cmd("LRANGE")
+        .arg("queue")
+        .arg(0)
+        .arg(-1)
+        .query(connection)?;
+    Ok(items
+        .iter()
+        .map(|item| item.parse().unwrap_or(u64::MAX))
+        .collect())
+}
+
+/// The distinct keys of a register history.
+pub fn keys(histories: &Histories) -> BTreeSet<String> {
+    histories
+        .registers
+        .iter()
+        .map(|(key, _)| key.clone())
+        .collect()
+}

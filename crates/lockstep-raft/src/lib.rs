@@ -14,6 +14,7 @@
 
 mod clock;
 mod config;
+mod core;
 mod error;
 mod frame;
 mod node;
@@ -21,7 +22,8 @@ mod pending;
 mod status;
 mod transport;
 
+pub use crate::core::{Core, EventSink, PeerSender, SystemTime, TimeSource};
 pub use config::NodeConfig;
 pub use error::{NodeError, ProposeError};
-pub use node::{EventSink, Node, NodeHandle};
+pub use node::{Node, NodeHandle};
 pub use status::{NodeStatus, PeerProgress, Role};

@@ -41,10 +41,10 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Queues `frame` for `to`; returns false if it was dropped.
-    pub fn send(&self, to: u64, frame: &PeerFrame) -> bool {
+    /// Queues an encoded frame for `to`; returns false if it was dropped.
+    pub fn send_encoded(&self, to: u64, frame: Bytes) -> bool {
         match self.queues.get(&to) {
-            Some(queue) => queue.try_send(frame.encode()).is_ok(),
+            Some(queue) => queue.try_send(frame).is_ok(),
             None => false,
         }
     }

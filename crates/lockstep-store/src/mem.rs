@@ -13,6 +13,9 @@ struct MemTables {
     current: Tables,
     /// What survives [`MemBackend::crash`]: the state as of the last synced write.
     durable: Tables,
+    /// Writes since the last synced one, replayed onto `durable` by the
+    /// next sync (so a sync costs what was written, not the whole store).
+    unsynced: Vec<WriteOp>,
 }
 
 /// An in-memory backend that models a disk: unsynced writes are lost by
@@ -28,6 +31,7 @@ impl MemBackend {
     pub fn crash(&self) -> MemBackend {
         let mut tables = self.tables.lock().expect("mem backend lock");
         tables.current = tables.durable.clone();
+        tables.unsynced.clear();
         self.clone()
     }
 }
@@ -97,12 +101,16 @@ impl Backend for MemBackend {
     }
 
     fn write(&self, ops: Vec<WriteOp>, sync: bool) -> Result<(), StoreError> {
-        let mut tables = self.tables.lock().expect("mem backend lock");
-        for op in ops {
-            apply(&mut tables.current, op);
+        let mut guard = self.tables.lock().expect("mem backend lock");
+        let tables = &mut *guard;
+        for op in &ops {
+            apply(&mut tables.current, op.clone());
         }
+        tables.unsynced.extend(ops);
         if sync {
-            tables.durable = tables.current.clone();
+            for op in tables.unsynced.drain(..) {
+                apply(&mut tables.durable, op);
+            }
         }
         Ok(())
     }

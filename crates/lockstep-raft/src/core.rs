@@ -1,0 +1,834 @@
+//! The replication core: one raft-rs `RawNode` with its Ready handling,
+//! proposals, ReadIndex reads, apply and leadership duties.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lockstep_engine::{
+    encode_command, encode_header, Engine, Event as AppliedEvent, LogEntry, Payload, Reply,
+    RequestId,
+};
+use lockstep_store::{Applied, NodeStore, Overlay, StateBatch, StateRead, StoreError};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, ReadOnlyOption, StateRole, Storage};
+use rand::rngs::StdRng;
+use rand::Rng;
+use slog::{info, o, warn, Logger};
+use tokio::sync::oneshot;
+
+use crate::clock::LeaderClock;
+use crate::frame::PeerFrame;
+use crate::node::Event;
+use crate::pending::{Pending, PendingProposal, PendingRead, Submission};
+use crate::status::{NodeStatus, PeerProgress, Role};
+use crate::{NodeConfig, NodeError, ProposeError};
+
+/// A proposal or read not resolved after this long is sent again (safe:
+/// applied request ids are remembered, reads have no effect).
+const RESUBMIT_AFTER: Duration = Duration::from_millis(1000);
+/// Expired keys deleted per expiry entry.
+const EXPIRE_BATCH_KEYS: usize = 256;
+
+/// Where a core reads the time: the system clock in production, a
+/// simulated one (with offset and drift) in tests.
+pub trait TimeSource: Send + Sync {
+    /// Monotonic time.
+    fn now(&self) -> Instant;
+    /// Wall-clock milliseconds since the Unix epoch (only to start a new
+    /// cluster's time near the calendar).
+    fn wall_clock_ms(&self) -> u64;
+}
+
+/// The system's clocks.
+pub struct SystemTime;
+
+impl TimeSource for SystemTime {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall_clock_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as u64)
+            .unwrap_or(1)
+    }
+}
+
+/// Where a core's encoded peer frames go. `send` returns false if the
+/// frame was dropped (raft retries).
+pub trait PeerSender: Send {
+    fn send(&self, to: u64, frame: Bytes) -> bool;
+}
+
+/// raft-rs takes its storage by value; this shares ours with the apply loop.
+struct SharedStorage<S>(Arc<S>);
+
+impl<S: NodeStore> Storage for SharedStorage<S> {
+    fn initial_state(&self) -> raft::Result<raft::RaftState> {
+        self.0.initial_state()
+    }
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: raft::GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.0.entries(low, high, max_size, context)
+    }
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.0.term(idx)
+    }
+    fn first_index(&self) -> raft::Result<u64> {
+        self.0.first_index()
+    }
+    fn last_index(&self) -> raft::Result<u64> {
+        self.0.last_index()
+    }
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<raft::eraftpb::Snapshot> {
+        self.0.snapshot(request_index, to)
+    }
+}
+
+/// Entries applied but not yet written: their combined state changes and
+/// the replies waiting for that write.
+struct AppliedRun<'a> {
+    base: &'a dyn StateRead,
+    overlay: Overlay<'a>,
+    last: Option<Applied>,
+    effects: Vec<Effects>,
+}
+
+/// What one applied entry does beyond the keyspace, released after the
+/// run's write: events for local subscribers and the reply to our client.
+struct Effects {
+    events: Vec<AppliedEvent>,
+    /// Replies this entry gives to our parked requests, by sequence.
+    deferred: Vec<(u64, Reply)>,
+    /// (sequence, reply, whether the reply is the local delivery count).
+    reply: Option<(u64, Reply, bool)>,
+}
+
+/// Delivers an applied entry's event to this node's subscribers; returns
+/// how many received it.
+pub type EventSink = Arc<dyn Fn(&AppliedEvent) -> usize + Send + Sync>;
+
+impl<'a> AppliedRun<'a> {
+    fn new(base: &'a dyn StateRead) -> Self {
+        AppliedRun {
+            base,
+            overlay: Overlay::caching(base),
+            last: None,
+            effects: Vec::new(),
+        }
+    }
+}
+
+impl<S: NodeStore> Core<S> {
+    /// Opens a node's core on `store`, bootstrapping an empty store with
+    /// the configured voters.
+    pub fn open(
+        config: NodeConfig,
+        store: Arc<S>,
+        outbound: Box<dyn PeerSender>,
+        time: Arc<dyn TimeSource>,
+        sink: EventSink,
+        log: &Logger,
+    ) -> Result<Core<S>, NodeError> {
+        let log = log.new(o!("component" => "raft"));
+        if store.conf_state().voters.is_empty() && store.last_index()? == 0 {
+            let conf_state = ConfState {
+                voters: config.peers.keys().copied().collect(),
+                ..Default::default()
+            };
+            store.set_conf_state(&conf_state)?;
+            info!(log, "bootstrapped new cluster"; "voters" => ?conf_state.voters);
+        }
+        let applied = store.applied();
+        // Applied entries were committed; a crash between applying and
+        // recording the commit index must not make the log look uncommitted.
+        if store.hard_state().commit < applied.index {
+            store.set_commit(applied.index)?;
+        }
+        let boot_epoch = store.next_boot_epoch()?;
+
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied: applied.index,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_config.validate()?;
+        let raw = RawNode::new(&raft_config, SharedStorage(store.clone()), &log)?;
+
+        let status = Arc::new(RwLock::new(NodeStatus {
+            id: config.id,
+            ..NodeStatus::default()
+        }));
+        let engine = Engine::new();
+        let time_now = time.now();
+        let cluster_time = store.read_view(|state, _| Engine::cluster_time(state))?;
+        let core = Core {
+            raw,
+            store,
+            engine,
+            outbound,
+            time,
+            election_rng: None,
+            election_drawn_for: (0, StateRole::Follower),
+            pending: Pending::default(),
+            status,
+            next_seq: boot_epoch << 32,
+            next_read_ctx: 1,
+            clock: None,
+            known_leader: (0, 0),
+            last_stamp_at: time_now,
+            expiry_in_flight: None,
+            applied_ct: cluster_time,
+            sink,
+            config,
+            log,
+        };
+        core.publish_status();
+        Ok(core)
+    }
+
+    pub(crate) fn status_cell(&self) -> Arc<RwLock<NodeStatus>> {
+        self.status.clone()
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.config.request_timeout
+    }
+
+    pub(crate) fn config_max_frame(&self) -> usize {
+        self.config.max_peer_frame_bytes
+    }
+
+    pub fn log(&self) -> &Logger {
+        &self.log
+    }
+
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+}
+
+/// One node's replication core without threads, sockets or clocks of its
+/// own: events, ticks and Ready rounds are driven from outside (by the
+/// raft thread in production, by the simulation in tests), time comes from
+/// a [`TimeSource`] and peer frames leave through a [`PeerSender`].
+pub struct Core<S: NodeStore> {
+    raw: RawNode<SharedStorage<S>>,
+    store: Arc<S>,
+    engine: Engine,
+    outbound: Box<dyn PeerSender>,
+    time: Arc<dyn TimeSource>,
+    /// When set, election timeouts come from this generator instead of
+    /// raft-rs's thread-local one (deterministic simulation).
+    election_rng: Option<StdRng>,
+    /// (term, role) when the election timeout was last drawn.
+    election_drawn_for: (u64, StateRole),
+    pending: Pending,
+    status: Arc<RwLock<NodeStatus>>,
+    next_seq: u64,
+    next_read_ctx: u64,
+    clock: Option<LeaderClock>,
+    /// (leader id, term) as last seen, to notice leadership changes.
+    known_leader: (u64, u64),
+    last_stamp_at: Instant,
+    /// Index of the leader's expiry entry not yet applied.
+    expiry_in_flight: Option<(u64, Instant)>,
+    applied_ct: u64,
+    sink: EventSink,
+    config: NodeConfig,
+    log: Logger,
+}
+
+impl<S: NodeStore> Core<S> {
+    /// Proposes `argv`; the receiver gets its reply once it applied here.
+    pub fn propose(&mut self, argv: &[Bytes]) -> oneshot::Receiver<Result<Reply, ProposeError>> {
+        let (reply, answer) = oneshot::channel();
+        self.handle(Event::Propose {
+            body: Bytes::from(encode_command(argv)),
+            reply,
+            extra_wait: Duration::ZERO,
+        });
+        answer
+    }
+
+    /// A ReadIndex barrier: the receiver gets Ok once a read of this
+    /// node's state is linearizable.
+    pub fn read_barrier(&mut self) -> oneshot::Receiver<Result<(), ProposeError>> {
+        let (reply, answer) = oneshot::channel();
+        self.handle(Event::Read { reply });
+        answer
+    }
+
+    /// Reads this node's applied state (linearizable after a barrier).
+    pub fn read_local(&self, argv: &[Bytes]) -> Result<Reply, StoreError> {
+        let engine = self.engine;
+        self.store.read_view(|state, _| {
+            let ct = Engine::cluster_time(state)?;
+            engine.read(state, ct, argv)
+        })
+    }
+
+    /// Hands over a frame a peer sent; undecodable frames are dropped.
+    pub fn deliver(&mut self, frame: Bytes) {
+        match PeerFrame::decode(frame) {
+            Ok(frame) => {
+                self.handle(Event::Peer(frame));
+            }
+            Err(err) => warn!(self.log, "dropped an undecodable peer frame"; "error" => %err),
+        }
+    }
+
+    /// This node's status as of the last round.
+    pub fn status(&self) -> NodeStatus {
+        self.status.read().expect("status lock").clone()
+    }
+
+    /// Election timeouts from `rng` from now on (deterministic runs).
+    pub fn use_election_rng(&mut self, rng: StdRng) {
+        self.election_rng = Some(rng);
+        self.election_drawn_for = (u64::MAX, StateRole::Follower);
+        self.draw_election_timeout();
+    }
+
+    /// raft-rs draws a new election timeout whenever the term or role
+    /// changes; with our own generator, draw it again at those moments.
+    fn draw_election_timeout(&mut self) {
+        let Some(rng) = self.election_rng.as_mut() else {
+            return;
+        };
+        let now = (self.raw.raft.term, self.raw.raft.state);
+        if now != self.election_drawn_for {
+            self.election_drawn_for = now;
+            // raft-rs's own range when min and max are left unset.
+            let low = self.config.election_ticks;
+            let high = 2 * self.config.election_ticks;
+            self.raw
+                .raft
+                .set_randomized_election_timeout(rng.gen_range(low..high));
+        }
+    }
+
+    /// Fails every waiting request: the node is stopping.
+    pub fn shutdown(&mut self) {
+        info!(self.log, "raft thread stopping");
+        self.pending.fail_all(ProposeError::Stopped);
+    }
+
+    /// Handles one event; false means stop.
+    pub(crate) fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Propose {
+                body,
+                reply,
+                extra_wait,
+            } => {
+                if self.pending.len() >= self.config.max_pending_requests {
+                    let _ = reply.send(Err(ProposeError::Busy));
+                    return true;
+                }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending.proposals.insert(
+                    seq,
+                    PendingProposal {
+                        body,
+                        reply,
+                        deadline: self.time.now() + self.config.request_timeout + extra_wait,
+                        submission: None,
+                        parked: false,
+                    },
+                );
+                self.submit(seq);
+            }
+            Event::Read { reply } => {
+                if self.pending.len() >= self.config.max_pending_requests {
+                    let _ = reply.send(Err(ProposeError::Busy));
+                    return true;
+                }
+                self.pending.unissued_reads.push(PendingRead {
+                    reply,
+                    deadline: self.time.now() + self.config.request_timeout,
+                });
+            }
+            Event::Peer(PeerFrame::Raft(message)) => {
+                if let Err(err) = self.raw.step(*message) {
+                    warn!(self.log, "raft rejected message"; "error" => %err);
+                }
+            }
+            Event::Peer(PeerFrame::Forward { origin, seq, body }) => {
+                // Only a leader orders proposals; a stale forward is dropped
+                // and its origin sends it again to the new leader.
+                if self.raw.raft.state == StateRole::Leader {
+                    self.propose_stamped(RequestId { origin, seq }, &body);
+                }
+            }
+            Event::Stop => return false,
+        }
+        true
+    }
+
+    /// Hands an own proposal to the leader (itself or a forward).
+    fn submit(&mut self, seq: u64) {
+        let leader = self.raw.raft.leader_id;
+        let term = self.raw.raft.term;
+        let Some(body) = self
+            .pending
+            .proposals
+            .get(&seq)
+            .filter(|p| !p.parked)
+            .map(|p| p.body.clone())
+        else {
+            return;
+        };
+        let request = RequestId {
+            origin: self.config.id,
+            seq,
+        };
+        let submitted = if self.raw.raft.state == StateRole::Leader {
+            self.propose_stamped(request, &body)
+        } else if leader != 0 {
+            self.outbound.send(
+                leader,
+                PeerFrame::Forward {
+                    origin: request.origin,
+                    seq,
+                    body,
+                }
+                .encode(),
+            )
+        } else {
+            false
+        };
+        if submitted {
+            if let Some(proposal) = self.pending.proposals.get_mut(&seq) {
+                proposal.submission = Some(Submission {
+                    leader,
+                    term,
+                    at: self.time.now(),
+                });
+            }
+        }
+    }
+
+    /// As leader: stamps cluster time and appends a command entry.
+    fn propose_stamped(&mut self, request: RequestId, body: &[u8]) -> bool {
+        let Some(clock) = self.clock.as_mut() else {
+            return false;
+        };
+        let now = self.time.now();
+        let mut data = encode_header(true, request, clock.stamp(now));
+        data.extend_from_slice(body);
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) => {
+                self.last_stamp_at = now;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One raft tick, plus what is due at ticks: expiring and resubmitting
+    /// requests, and the leader's expiry and clock entries.
+    pub fn tick(&mut self) -> Result<(), NodeError> {
+        self.raw.tick();
+        self.draw_election_timeout();
+        let now = self.time.now();
+        self.on_tick(now)
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Result<(), NodeError> {
+        let leader_known = self.raw.raft.leader_id != 0;
+        self.pending.expire(now, leader_known);
+        let stale: Vec<u64> = self
+            .pending
+            .proposals
+            .iter()
+            .filter(|(_, p)| !p.parked && p.submission.is_none_or(|s| now - s.at >= RESUBMIT_AFTER))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in stale {
+            self.submit(seq);
+        }
+        let stale_reads: Vec<u64> = self
+            .pending
+            .read_batches
+            .iter()
+            .filter(|(_, (issued, _))| now - *issued >= RESUBMIT_AFTER)
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in stale_reads {
+            if let Some((_, reads)) = self.pending.read_batches.remove(&ctx) {
+                self.pending.unissued_reads.extend(reads);
+            }
+        }
+        self.leader_duties(now)?;
+        Ok(())
+    }
+
+    /// Keeps cluster time moving while keys have TTLs, and deletes expired
+    /// keys through the log (followers never expire on their own).
+    fn leader_duties(&mut self, now: Instant) -> Result<(), StoreError> {
+        if self.raw.raft.state != StateRole::Leader || !self.raw.raft.commit_to_current_term() {
+            return Ok(());
+        }
+        let applied = self.store.applied().index;
+        if let Some((index, since)) = self.expiry_in_flight {
+            if applied < index && now - since < RESUBMIT_AFTER {
+                return Ok(());
+            }
+            self.expiry_in_flight = None;
+        }
+        let Some(clock) = self.clock.as_mut() else {
+            return Ok(());
+        };
+        let ct = clock.stamp(now);
+        let engine = self.engine;
+        let (candidates, has_deadlines) = self.store.read_view(|state, _| {
+            Ok::<_, StoreError>((
+                engine.expired_candidates(state, ct, EXPIRE_BATCH_KEYS)?,
+                engine.has_deadlines(state)?,
+            ))
+        })?;
+        let clock_due = has_deadlines && now - self.last_stamp_at >= self.config.clock_interval;
+        if candidates.is_empty() && !clock_due {
+            return Ok(());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = LogEntry {
+            request: RequestId { origin: 0, seq },
+            ct,
+            payload: Payload::Expire(candidates),
+        };
+        if self.raw.propose(Vec::new(), entry.encode()).is_ok() {
+            self.last_stamp_at = now;
+            self.expiry_in_flight = Some((self.raw.raft.raft_log.last_index(), now));
+        }
+        Ok(())
+    }
+
+    /// One Ready round. The order of steps is raft-rs's contract and is
+    /// critical for safety; do not reorder:
+    /// 1. send messages (a leader may send before persisting),
+    /// 2. install a snapshot, 3. persist entries and hard state (synced),
+    /// 4. send persisted messages, 5. advance, 6. apply the committed
+    ///    entries of both the Ready and the light ready.
+    pub fn round(&mut self) -> Result<(), NodeError> {
+        self.draw_election_timeout();
+        self.issue_reads();
+        if self.raw.has_ready() {
+            let mut ready = self.raw.ready();
+            if !ready.messages().is_empty() {
+                let messages = ready.take_messages();
+                self.send_messages(messages);
+            }
+            if !ready.snapshot().is_empty() {
+                let snapshot = ready.snapshot().clone();
+                self.store.install_snapshot(&snapshot)?;
+                self.applied_ct = self
+                    .store
+                    .read_view(|state, _| Engine::cluster_time(state))?;
+                info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
+            }
+            for read_state in ready.take_read_states() {
+                let ctx = read_state
+                    .request_ctx
+                    .as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                if let Some((_, reads)) = self.pending.read_batches.remove(&ctx) {
+                    self.pending
+                        .confirmed_reads
+                        .extend(reads.into_iter().map(|read| (read_state.index, read)));
+                }
+            }
+            // Committed entries in a Ready are already persisted; applying
+            // them after this round's append lets one write cover both sets.
+            let mut committed = ready.take_committed_entries();
+            let hard_state = ready.hs().cloned();
+            self.store.append(ready.entries(), hard_state.as_ref())?;
+            if !ready.persisted_messages().is_empty() {
+                let messages = ready.take_persisted_messages();
+                self.send_messages(messages);
+            }
+            let mut light = self.raw.advance(ready);
+            if let Some(commit) = light.commit_index() {
+                self.store.set_commit(commit)?;
+            }
+            let messages = light.take_messages();
+            self.send_messages(messages);
+            committed.extend(light.take_committed_entries());
+            self.apply_entries(committed)?;
+            self.raw.advance_apply();
+            self.maybe_compact()?;
+        }
+        self.pending.release_reads(self.store.applied().index);
+        self.notice_leadership()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn issue_reads(&mut self) {
+        if self.pending.unissued_reads.is_empty() || self.raw.raft.leader_id == 0 {
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        let reads = std::mem::take(&mut self.pending.unissued_reads);
+        self.pending
+            .read_batches
+            .insert(ctx, (self.time.now(), reads));
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    fn send_messages(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            let delivered = self
+                .outbound
+                .send(to, PeerFrame::Raft(Box::new(message)).encode());
+            if is_snapshot {
+                let status = if delivered {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+            if !delivered {
+                self.raw.report_unreachable(to);
+            }
+        }
+    }
+
+    /// Applies committed entries. The state changes of a run of entries go
+    /// to the store as one write (with the last entry's position), and the
+    /// replies are released only after it, so a client never sees a reply
+    /// its next read could miss.
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        let store = self.store.clone();
+        let mut run = AppliedRun::new(&*store);
+        for entry in entries {
+            let position = Applied {
+                index: entry.index,
+                term: entry.term,
+            };
+            if position.index <= store.applied().index {
+                continue;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    let outcome = self.engine.apply(&run.overlay, entry.index, &entry.data)?;
+                    run.overlay.extend(outcome.batch);
+                    run.last = Some(position);
+                    self.applied_ct = outcome.ct;
+                    let reply = match (outcome.request, outcome.reply) {
+                        (Some(request), Some(reply)) if request.origin == self.config.id => {
+                            Some((request.seq, reply, outcome.reply_counts_deliveries))
+                        }
+                        _ => None,
+                    };
+                    if outcome.parked {
+                        if let Some(request) = outcome.request {
+                            self.park(request);
+                        }
+                    }
+                    let deferred: Vec<(u64, Reply)> = outcome
+                        .deferred
+                        .into_iter()
+                        .filter(|(request, _)| request.origin == self.config.id)
+                        .map(|(request, reply)| (request.seq, reply))
+                        .collect();
+                    if reply.is_some() || !outcome.events.is_empty() || !deferred.is_empty() {
+                        run.effects.push(Effects {
+                            events: outcome.events,
+                            deferred,
+                            reply,
+                        });
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    self.finish_run(&mut run)?;
+                    let change = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|err| NodeError::Raft(raft::Error::CodecError(err)))?;
+                    self.apply_conf_change(&change, position)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    self.finish_run(&mut run)?;
+                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .map_err(|err| NodeError::Raft(raft::Error::CodecError(err)))?;
+                    self.apply_conf_change(&change, position)?;
+                }
+            }
+        }
+        self.finish_run(&mut run)
+    }
+
+    /// Our request applied and now waits for a later entry's reply: it must
+    /// not be sent again.
+    fn park(&mut self, request: RequestId) {
+        if request.origin == self.config.id {
+            if let Some(proposal) = self.pending.proposals.get_mut(&request.seq) {
+                proposal.parked = true;
+            }
+        }
+    }
+
+    /// Writes a run's state changes and answers its proposals.
+    fn finish_run(&mut self, run: &mut AppliedRun<'_>) -> Result<(), NodeError> {
+        let Some(position) = run.last.take() else {
+            return Ok(());
+        };
+        let overlay = std::mem::replace(&mut run.overlay, Overlay::caching(run.base));
+        self.store.apply(&overlay.into_batch(), position)?;
+        for effects in run.effects.drain(..) {
+            let delivered: usize = effects.events.iter().map(|event| (self.sink)(event)).sum();
+            if let Some((seq, reply, counts_deliveries)) = effects.reply {
+                let reply = if counts_deliveries {
+                    Reply::Integer(delivered as i64)
+                } else {
+                    reply
+                };
+                if let Some(proposal) = self.pending.proposals.remove(&seq) {
+                    let _ = proposal.reply.send(Ok(reply));
+                }
+            }
+            for (seq, reply) in effects.deferred {
+                if let Some(proposal) = self.pending.proposals.remove(&seq) {
+                    let _ = proposal.reply.send(Ok(reply));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        change: &impl raft_proto::ConfChangeI,
+        position: Applied,
+    ) -> Result<(), NodeError> {
+        let conf_state = self.raw.apply_conf_change(change)?;
+        self.store.set_conf_state(&conf_state)?;
+        self.store.apply(&StateBatch::default(), position)?;
+        info!(self.log, "membership changed"; "voters" => ?conf_state.voters, "learners" => ?conf_state.learners);
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), StoreError> {
+        let applied = self.store.applied().index;
+        let first = self
+            .store
+            .first_index()
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        if applied + 1 >= first + self.config.snapshot_threshold {
+            self.store.compact(applied)?;
+            info!(self.log, "compacted log"; "through" => applied);
+        }
+        Ok(())
+    }
+
+    fn notice_leadership(&mut self) -> Result<(), NodeError> {
+        let current = (self.raw.raft.leader_id, self.raw.raft.term);
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        if is_leader && self.clock.is_none() {
+            let mut base = self.last_entry_ct()?;
+            if base == 0 {
+                // A new cluster starts its clock at wall-clock time, so that
+                // absolute deadlines (EXAT, PXAT) mean what clients expect.
+                base = self.time.wall_clock_ms().max(1);
+            }
+            self.clock = Some(LeaderClock::start(base, self.time.now()));
+            info!(self.log, "became leader"; "term" => current.1, "cluster_time_ms" => base);
+        } else if !is_leader && self.clock.is_some() {
+            self.clock = None;
+            self.expiry_in_flight = None;
+            info!(self.log, "lost leadership"; "term" => current.1, "leader" => current.0);
+        }
+        if current != self.known_leader {
+            self.known_leader = current;
+            if current.0 != 0 {
+                info!(self.log, "leader known"; "leader" => current.0, "term" => current.1);
+                let seqs: Vec<u64> = self.pending.proposals.keys().copied().collect();
+                for seq in seqs {
+                    self.submit(seq);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cluster time of the newest entry in the log that carries one, or of
+    /// the applied state if none does.
+    fn last_entry_ct(&self) -> Result<u64, NodeError> {
+        let first = self.store.first_index()?;
+        let mut index = self.store.last_index()?;
+        while index >= first {
+            let entries = self.store.entries(
+                index,
+                index + 1,
+                None,
+                raft::GetEntriesContext::empty(false),
+            )?;
+            if let Some(entry) = entries.first() {
+                if entry.get_entry_type() == EntryType::EntryNormal {
+                    if let Ok(decoded) = LogEntry::decode(&entry.data) {
+                        return Ok(decoded.ct.max(self.applied_ct));
+                    }
+                }
+            }
+            index -= 1;
+        }
+        Ok(self.applied_ct)
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Follower => Role::Follower,
+        };
+        let progress = if role == Role::Leader {
+            raft.prs()
+                .iter()
+                .map(|(&id, progress)| PeerProgress {
+                    id,
+                    matched: progress.matched,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let status = NodeStatus {
+            id: self.config.id,
+            role,
+            term: raft.term,
+            leader_id: raft.leader_id,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.store.applied().index,
+            first_index: self.store.first_index().unwrap_or(0),
+            last_index: raft.raft_log.last_index(),
+            cluster_time_ms: self.applied_ct,
+            voters: self.store.conf_state().voters,
+            progress,
+        };
+        *self.status.write().expect("status lock") = status;
+    }
+}

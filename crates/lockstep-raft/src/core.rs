@@ -56,6 +56,25 @@ impl TimeSource for SystemTime {
     }
 }
 
+/// One applied log entry, as the simulation's invariants see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedRecord {
+    pub index: u64,
+    pub term: u64,
+    /// A hash of the entry's bytes.
+    pub digest: u64,
+    /// The entry's cluster time (command and expiry entries).
+    pub cluster_time: Option<u64>,
+}
+
+fn digest_of(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same bytes give the same digest in every run.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Where a core's encoded peer frames go. `send` returns false if the
 /// frame was dropped (raft retries).
 pub trait PeerSender: Send {
@@ -184,6 +203,7 @@ impl<S: NodeStore> Core<S> {
             time,
             election_rng: None,
             election_drawn_for: (0, StateRole::Follower),
+            applied_records: None,
             pending: Pending::default(),
             status,
             next_seq: boot_epoch << 32,
@@ -237,6 +257,8 @@ pub struct Core<S: NodeStore> {
     election_rng: Option<StdRng>,
     /// (term, role) when the election timeout was last drawn.
     election_drawn_for: (u64, StateRole),
+    /// What was applied, kept only when asked (simulation invariants).
+    applied_records: Option<Vec<AppliedRecord>>,
     pending: Pending,
     status: Arc<RwLock<NodeStatus>>,
     next_seq: u64,
@@ -295,6 +317,19 @@ impl<S: NodeStore> Core<S> {
     /// This node's status as of the last round.
     pub fn status(&self) -> NodeStatus {
         self.status.read().expect("status lock").clone()
+    }
+
+    /// Keeps a record of every entry applied from now on.
+    pub fn record_applied(&mut self) {
+        self.applied_records.get_or_insert_with(Vec::new);
+    }
+
+    /// The entries applied since the last call (with `record_applied`).
+    pub fn take_applied(&mut self) -> Vec<AppliedRecord> {
+        self.applied_records
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Election timeouts from `rng` from now on (deterministic runs).
@@ -632,12 +667,21 @@ impl<S: NodeStore> Core<S> {
             if position.index <= store.applied().index {
                 continue;
             }
+            let mut record = self.applied_records.as_ref().map(|_| AppliedRecord {
+                index: entry.index,
+                term: entry.term,
+                digest: digest_of(&entry.data),
+                cluster_time: None,
+            });
             match entry.get_entry_type() {
                 EntryType::EntryNormal => {
                     let outcome = self.engine.apply(&run.overlay, entry.index, &entry.data)?;
                     run.overlay.extend(outcome.batch);
                     run.last = Some(position);
                     self.applied_ct = outcome.ct;
+                    if let Some(record) = record.as_mut() {
+                        record.cluster_time = Some(outcome.ct);
+                    }
                     let reply = match (outcome.request, outcome.reply) {
                         (Some(request), Some(reply)) if request.origin == self.config.id => {
                             Some((request.seq, reply, outcome.reply_counts_deliveries))
@@ -675,6 +719,9 @@ impl<S: NodeStore> Core<S> {
                         .map_err(|err| NodeError::Raft(raft::Error::CodecError(err)))?;
                     self.apply_conf_change(&change, position)?;
                 }
+            }
+            if let (Some(records), Some(record)) = (self.applied_records.as_mut(), record) {
+                records.push(record);
             }
         }
         self.finish_run(&mut run)

@@ -22,7 +22,7 @@ mod pending;
 mod status;
 mod transport;
 
-pub use crate::core::{Core, EventSink, PeerSender, SystemTime, TimeSource};
+pub use crate::core::{AppliedRecord, Core, EventSink, PeerSender, SystemTime, TimeSource};
 pub use config::NodeConfig;
 pub use error::{NodeError, ProposeError};
 pub use node::{Node, NodeHandle};

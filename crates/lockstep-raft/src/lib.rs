@@ -27,3 +27,13 @@ pub use config::NodeConfig;
 pub use error::{NodeError, ProposeError};
 pub use node::{Node, NodeHandle};
 pub use status::{NodeStatus, PeerProgress, Role};
+
+/// Decodes a frame as a peer would have sent it and returns the command
+/// body of a forwarded proposal. For fuzzing and tools: the transport
+/// decodes every inbound frame the same way.
+pub fn decode_peer_frame(frame: bytes::Bytes) -> Result<Option<bytes::Bytes>, String> {
+    match frame::PeerFrame::decode(frame).map_err(|err| err.to_string())? {
+        frame::PeerFrame::Raft(_) => Ok(None),
+        frame::PeerFrame::Forward { body, .. } => Ok(Some(body)),
+    }
+}

@@ -2,6 +2,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt record {what}: {detail}")]

@@ -17,6 +17,7 @@ mod error;
 mod keys;
 mod mem;
 mod overlay;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 mod snapshot;
 mod store;
@@ -24,10 +25,12 @@ mod store;
 pub use error::StoreError;
 pub use mem::MemBackend;
 pub use overlay::Overlay;
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksBackend;
 pub use store::Store;
 
 /// A node store kept in RocksDB.
+#[cfg(feature = "rocksdb")]
 pub type RocksStore = Store<RocksBackend>;
 /// A node store kept in memory, for tests and simulation.
 pub type MemStore = Store<MemBackend>;

@@ -31,6 +31,9 @@ impl Clock {
 pub enum Failure {
     /// No connection: the request was never sent, so it had no effect.
     NotSent,
+    /// The server said it did not execute the command (`-CLUSTERDOWN`):
+    /// recorded as never happening, so the checker holds lockstep to it.
+    Refused,
     /// Sent, but the reply is an error or never came: outcome unknown.
     Unknown(String),
 }
@@ -78,6 +81,9 @@ impl Client {
                 // Whatever happened, the next request starts afresh (and
                 // maybe on another node).
                 self.connection = None;
+                if err.code() == Some("CLUSTERDOWN") {
+                    return Err(Failure::Refused);
+                }
                 Err(Failure::Unknown(err.to_string()))
             }
         }

@@ -44,7 +44,8 @@ pub struct Histories {
     pub queue: QueueHistory,
     pub unknown_pops: usize,
     pub fenced: FencedResource,
-    /// Operations by outcome: ok, failed before sending, unknown.
+    /// Operations by outcome: ok, failed before sending or refused with
+    /// -CLUSTERDOWN (no effect), unknown.
     pub ok: u64,
     pub not_sent: u64,
     pub unknown: u64,
@@ -94,7 +95,7 @@ impl Shared {
         let mut histories = self.histories.lock().expect("histories");
         match result {
             Ok(_) => histories.ok += 1,
-            Err(Failure::NotSent) => histories.not_sent += 1,
+            Err(Failure::NotSent | Failure::Refused) => histories.not_sent += 1,
             Err(Failure::Unknown(_)) => histories.unknown += 1,
         }
     }
@@ -119,7 +120,7 @@ fn finish(
     shared.tally(&result);
     let op = match result {
         Ok(reply) => Operation::returned(client.id, call, shared.clock.now(), command, reply),
-        Err(Failure::NotSent) => return,
+        Err(Failure::NotSent | Failure::Refused) => return,
         Err(Failure::Unknown(_)) => Operation::unknown(client.id, call, command),
     };
     shared.record(key, op);
@@ -158,15 +159,24 @@ pub fn register_worker(shared: Arc<Shared>, mut client: Client) {
                 }
                 (Command::Read, result)
             }
-            40..=64 => (
-                Command::Write {
-                    value,
-                    ttl_ms: None,
-                },
-                client
-                    .query(|c| redis::cmd("SET").arg(&key).arg(value).query::<String>(c))
-                    .map(|_| Reply::Done(true)),
-            ),
+            40..=64 => {
+                // Some writes expire, so reads also meet expiry.
+                let ttl_ms = client
+                    .rng
+                    .gen_bool(0.2)
+                    .then(|| client.rng.gen_range(200..2000));
+                let result = client
+                    .query(|c| {
+                        let mut set = redis::cmd("SET");
+                        set.arg(&key).arg(value);
+                        if let Some(ttl) = ttl_ms {
+                            set.arg("PX").arg(ttl);
+                        }
+                        set.query::<String>(c)
+                    })
+                    .map(|_| Reply::Done(true));
+                (Command::Write { value, ttl_ms }, result)
+            }
             65..=79 => (
                 Command::CompareAndSet { expected, value },
                 client
@@ -306,7 +316,7 @@ pub fn queue_worker(shared: Arc<Shared>, mut client: Client, producer: bool) {
                 Err(Failure::Unknown(_)) => {
                     histories.queue.unknown.insert(item);
                 }
-                Err(Failure::NotSent) => {}
+                Err(Failure::NotSent | Failure::Refused) => {}
             }
             drop(histories);
             client.pause(0..5);
@@ -322,7 +332,7 @@ pub fn queue_worker(shared: Arc<Shared>, mut client: Client, producer: bool) {
                     .push(item.parse().unwrap_or(u64::MAX)),
                 Ok(None) => {}
                 Err(Failure::Unknown(_)) => histories.unknown_pops += 1,
-                Err(Failure::NotSent) => {}
+                Err(Failure::NotSent | Failure::Refused) => {}
             }
             drop(histories);
             client.pause(0..5);

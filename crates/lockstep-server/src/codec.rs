@@ -103,10 +103,19 @@ impl RequestDecoder {
             }
             return Ok(None);
         };
+        // A whole line that arrived at once is held to the same bounds as
+        // one still arriving, and to the argument limit of multibulk.
+        if newline > self.limits.max_inline_bytes {
+            return Err(invalid("too big inline request"));
+        }
         let line = src.split_to(newline + 1);
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        split_inline(line).map(Some)
+        let argv = split_inline(line)?;
+        if argv.len() > self.limits.max_args {
+            return Err(invalid("too many arguments in inline request"));
+        }
+        Ok(Some(argv))
     }
 }
 
@@ -270,6 +279,21 @@ mod tests {
             out.push(argv);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn inline_requests_keep_the_argument_and_line_limits() {
+        // Found by fuzzing: inline requests skipped the argument limit.
+        let words = "a ".repeat(17);
+        assert!(decode_all(format!("{words}\r\n").as_bytes()).is_err());
+        let words = "a ".repeat(16);
+        assert_eq!(
+            decode_all(format!("{words}\r\n").as_bytes()).unwrap()[0].len(),
+            16
+        );
+        // A too long line is refused also when it arrives whole.
+        let long = format!("ECHO {}\r\n", "x".repeat(100));
+        assert!(decode_all(long.as_bytes()).is_err());
     }
 
     #[test]

@@ -319,6 +319,14 @@ impl<S: NodeStore> Core<S> {
         self.status.read().expect("status lock").clone()
     }
 
+    /// As leader, proposes a membership change. raft-rs takes one change
+    /// at a time: while one is pending, the next is dropped. Returns
+    /// whether the change was appended to the leader's log.
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> bool {
+        self.raw.raft.state == StateRole::Leader
+            && self.raw.propose_conf_change(Vec::new(), change).is_ok()
+    }
+
     /// Keeps a record of every entry applied from now on.
     pub fn record_applied(&mut self) {
         self.applied_records.get_or_insert_with(Vec::new);

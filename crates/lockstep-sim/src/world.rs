@@ -13,6 +13,7 @@ use lockstep_check::{linearizable_per_key, Verdict};
 use lockstep_engine::Reply;
 use lockstep_raft::{Core, NodeConfig, ProposeError};
 use lockstep_store::MemStore;
+use raft::eraftpb::{ConfChange, ConfChangeType};
 use raft::Storage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -78,6 +79,8 @@ pub struct Outcome {
     pub unknown: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// Membership changes: removals proposed and re-additions completed.
+    pub membership_changes: u64,
     pub frames_sent: u64,
     pub frames_dropped: u64,
     pub highest_index: u64,
@@ -140,6 +143,9 @@ struct World {
     steps: u64,
     next_fault_ms: u64,
     heal_at_ms: Option<u64>,
+    /// A node taken out of the voters, and when to add it back.
+    removed: Option<(u64, u64)>,
+    membership_changes: u64,
 }
 
 fn node_config(config: &SimConfig, id: u64) -> NodeConfig {
@@ -202,6 +208,8 @@ impl World {
             steps: 0,
             next_fault_ms: 3_000,
             heal_at_ms: None,
+            removed: None,
+            membership_changes: 0,
         };
         for at in 0..world.nodes.len() {
             world.start_node(at);
@@ -306,7 +314,49 @@ impl World {
         Ok(())
     }
 
+    /// The leader's view of the voters, if there is a running leader.
+    fn leader_voters(&self) -> Option<(usize, Vec<u64>)> {
+        self.nodes.iter().enumerate().find_map(|(at, node)| {
+            let status = node.core.as_ref()?.status();
+            (status.role == lockstep_raft::Role::Leader).then_some((at, status.voters))
+        })
+    }
+
+    /// Proposes a membership change through the leader; true once the
+    /// leader's configuration shows it.
+    fn change_membership(&mut self, node: u64, add: bool) -> bool {
+        let Some((leader_at, voters)) = self.leader_voters() else {
+            return false;
+        };
+        if voters.contains(&node) == add {
+            return true;
+        }
+        let mut change = ConfChange::default();
+        change.set_change_type(if add {
+            ConfChangeType::AddNode
+        } else {
+            ConfChangeType::RemoveNode
+        });
+        change.node_id = node;
+        let core = self.nodes[leader_at].core.as_mut().expect("leader runs");
+        if core.propose_conf_change(change) {
+            self.note(("membership", node, add));
+        }
+        false
+    }
+
+    fn membership(&mut self, now: u64) {
+        if let Some((node, add_at)) = self.removed {
+            // Keep asking until the leader's configuration has it back.
+            if now >= add_at && self.change_membership(node, true) {
+                self.removed = None;
+                self.membership_changes += 1;
+            }
+        }
+    }
+
     fn nemesis(&mut self, now: u64) {
+        self.membership(now);
         if let Some(heal_at) = self.heal_at_ms {
             if now >= heal_at {
                 self.network.heal();
@@ -327,7 +377,7 @@ impl World {
             .map(|core| core.status())
             .find(|status| status.role == lockstep_raft::Role::Leader)
             .map(|status| status.id);
-        match self.rng.gen_range(0..5) {
+        match self.rng.gen_range(0..6) {
             0 | 1 => {
                 let down = self.nodes.iter().filter(|node| node.core.is_none()).count();
                 // Keep a majority able to come back soon; crashes beyond it
@@ -362,6 +412,20 @@ impl World {
                     }
                 }
                 self.partition_for(now, ("one-way", from));
+            }
+            5 if self.removed.is_none() => {
+                // Take a follower out of the voters, and back in later.
+                if let Some((leader_at, voters)) = self.leader_voters() {
+                    let leader = self.nodes[leader_at].id;
+                    let candidates: Vec<u64> =
+                        voters.into_iter().filter(|id| *id != leader).collect();
+                    if candidates.len() >= 2 {
+                        let node = candidates[self.rng.gen_range(0..candidates.len())];
+                        self.change_membership(node, false);
+                        self.removed = Some((node, now + self.rng.gen_range(2_000..6_000)));
+                        self.membership_changes += 1;
+                    }
+                }
             }
             4 if !self.network.is_cut() && count >= 5 => {
                 // Majority and minority.
@@ -536,12 +600,24 @@ impl World {
     }
 
     fn finish(&mut self) -> Result<(), String> {
-        // Everyone back, network healed, and time to settle.
+        // Everyone back, network healed, every node a voter again, and
+        // time to settle.
         self.network.heal();
         for at in 0..self.nodes.len() {
             if self.nodes[at].core.is_none() {
                 self.start_node(at);
             }
+        }
+        if let Some((node, _)) = self.removed {
+            let mut tries = 0;
+            while !self.change_membership(node, true) {
+                tries += 1;
+                if tries > 60_000 {
+                    return Err(format!("node {node} could not be added back"));
+                }
+                self.step()?;
+            }
+            self.removed = None;
         }
         let settle_until = self.clock.now_ms() + SETTLE_MS;
         while self.clock.now_ms() < settle_until {
@@ -691,6 +767,7 @@ pub fn run(config: SimConfig) -> Outcome {
         unknown: world.histories.unknown,
         crashes: world.crashes,
         partitions: world.partitions,
+        membership_changes: world.membership_changes,
         frames_sent: world.network.sent,
         frames_dropped: world.network.dropped,
         highest_index: world.invariants.highest_applied(),

@@ -22,7 +22,7 @@ fn check(outcome: &Outcome) {
 
 fn many(nodes: usize, first: u64, count: u64) {
     let duration = env("LOCKSTEP_SIM_MS", 60_000);
-    let mut totals = (0u64, 0u64, 0u64, 0u64);
+    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in first..first + count {
         let mut config = SimConfig::new(seed, nodes);
         config.duration_ms = duration;
@@ -32,10 +32,11 @@ fn many(nodes: usize, first: u64, count: u64) {
         totals.1 += outcome.crashes;
         totals.2 += outcome.partitions;
         totals.3 += outcome.invariant_checks;
+        totals.4 += outcome.membership_changes;
     }
     eprintln!(
-        "{count} seeds of {nodes} nodes, {duration} virtual ms each: {} operations, {} crashes, {} partitions, {} invariant checks",
-        totals.0, totals.1, totals.2, totals.3
+        "{count} seeds of {nodes} nodes, {duration} virtual ms each: {} operations, {} crashes, {} partitions, {} membership changes, {} invariant checks",
+        totals.0, totals.1, totals.2, totals.4, totals.3
     );
 }
 

@@ -5,9 +5,13 @@
 //! handful of small records rewritten on every Ready, the keyspace is what a
 //! snapshot carries, and the meta family records how far the keyspace got.
 
+#[cfg(feature = "rocksdb")]
 pub const CF_LOG: &str = "raft_log";
+#[cfg(feature = "rocksdb")]
 pub const CF_RAFT: &str = "raft_state";
+#[cfg(feature = "rocksdb")]
 pub const CF_STATE: &str = "keyspace";
+#[cfg(feature = "rocksdb")]
 pub const CF_META: &str = "meta";
 
 pub const HARD_STATE_KEY: &[u8] = b"hard_state";

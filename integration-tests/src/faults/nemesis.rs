@@ -22,8 +22,9 @@ pub enum Nemesis {
     Pause,
     /// kill -9 every node at once, then restart them all.
     KillAll,
-    /// Cut peer links: isolate the leader, isolate a random node, or cut
-    /// only the leader's outgoing traffic (one way).
+    /// Cut peer links: isolate the leader, isolate a random node, cut only
+    /// the leader's outgoing traffic (one way), or (5 nodes) put the leader
+    /// and one follower in a minority.
     Partition,
 }
 
@@ -138,10 +139,30 @@ pub fn run(
                 }
             }
             Nemesis::Partition => {
-                match (round % 3, leader) {
+                let modes = if ids.len() >= 5 { 4 } else { 3 };
+                match (round % modes, leader) {
                     (0, Some(leader)) => {
                         log.faults.push(format!("isolate leader {leader}"));
                         cluster.isolate(leader);
+                    }
+                    (3, Some(leader)) => {
+                        // The leader and one follower against the rest.
+                        let partner = **ids
+                            .iter()
+                            .filter(|id| **id != leader)
+                            .collect::<Vec<_>>()
+                            .choose(rng)
+                            .expect("followers");
+                        log.faults
+                            .push(format!("split {{{leader}, {partner}}} from the others"));
+                        for a in &ids {
+                            for b in &ids {
+                                let minority = |id: &u64| *id == leader || *id == partner;
+                                if minority(a) != minority(b) {
+                                    cluster.cut(*a, *b);
+                                }
+                            }
+                        }
                     }
                     (2, Some(leader)) => {
                         log.faults.push(format!("cut {leader} -> others (one way)"));

@@ -779,6 +779,15 @@ impl<S: NodeStore> Core<S> {
         position: Applied,
     ) -> Result<(), NodeError> {
         let conf_state = self.raw.apply_conf_change(change)?;
+        if self.raw.raft.state == StateRole::Leader && !conf_state.voters.contains(&self.config.id)
+        {
+            // A leader applying its own removal: raft-rs leaves it in
+            // charge without its own progress, and it panics at the next
+            // commit. Step down; the remaining voters elect a leader.
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, raft::INVALID_ID);
+            info!(self.log, "stepped down: removed from the voters"; "term" => term);
+        }
         self.store.set_conf_state(&conf_state)?;
         self.store.apply(&StateBatch::default(), position)?;
         info!(self.log, "membership changed"; "voters" => ?conf_state.voters, "learners" => ?conf_state.learners);

@@ -4,7 +4,7 @@
 //! engine in one thread, on in-memory stores that lose unsynced writes when
 //! a node crashes. The network drops, delays, duplicates and reorders
 //! frames and can be cut (also one way); each node's clock has its own
-//! offset and drift; followers are removed from the voters and added back
+//! offset and drift; voters (the leader too) are removed and added back
 //! (raft-rs membership changes, one at a time). Simulated clients issue register, lock and queue
 //! commands and record what they saw. One seed drives every choice, so a
 //! seed replays the same run; the trace digest shows it.

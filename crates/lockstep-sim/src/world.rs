@@ -414,12 +414,16 @@ impl World {
                 self.partition_for(now, ("one-way", from));
             }
             5 if self.removed.is_none() => {
-                // Take a follower out of the voters, and back in later.
+                // Take a voter (the leader itself half the time) out of the
+                // voters, and back in later.
                 if let Some((leader_at, voters)) = self.leader_voters() {
                     let leader = self.nodes[leader_at].id;
-                    let candidates: Vec<u64> =
-                        voters.into_iter().filter(|id| *id != leader).collect();
-                    if candidates.len() >= 2 {
+                    let candidates: Vec<u64> = if self.rng.gen_bool(0.5) {
+                        vec![leader]
+                    } else {
+                        voters.iter().copied().filter(|id| *id != leader).collect()
+                    };
+                    if voters.len() >= 3 && !candidates.is_empty() {
                         let node = candidates[self.rng.gen_range(0..candidates.len())];
                         self.change_membership(node, false);
                         self.removed = Some((node, now + self.rng.gen_range(2_000..6_000)));

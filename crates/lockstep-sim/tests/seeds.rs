@@ -70,6 +70,16 @@ fn five_node_seeds() {
     );
 }
 
+/// Regression: a leader applied its own removal from the voters; raft-rs
+/// left it in charge without its own progress and panicked at its next
+/// commit. The core now steps down.
+#[test]
+fn regression_seed_1125_a_leader_removed_from_the_voters() {
+    let outcome = run(SimConfig::new(1125, 3));
+    check(&outcome);
+    assert!(outcome.membership_changes > 0);
+}
+
 #[test]
 fn a_seed_replays_the_same_run() {
     let mut config = SimConfig::new(42, 3);

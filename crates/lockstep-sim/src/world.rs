@@ -45,6 +45,18 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// A network whose loss and delay the seed picks too: from a LAN with
+    /// 1% loss to a slow link losing 15% of frames.
+    pub fn varied(seed: u64, nodes: usize) -> SimConfig {
+        let mut config = SimConfig::new(seed, nodes);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_6574_776f_726b);
+        config.network.drop = [0.01, 0.05, 0.15][rng.gen_range(0..3)];
+        config.network.duplicate = [0.0, 0.02, 0.1][rng.gen_range(0..3)];
+        config.network.max_delay_ms = [10, 30, 150, 400][rng.gen_range(0..4)];
+        config
+    }
+
+    /// The default network: 2% loss, 2% duplicates, 1-30 ms delays.
     pub fn new(seed: u64, nodes: usize) -> SimConfig {
         SimConfig {
             seed,

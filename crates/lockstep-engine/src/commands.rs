@@ -219,7 +219,7 @@ pub fn access(command: &Command, spec: &CommandSpec) -> Access {
 
 /// Largest relative or absolute expiry accepted, in ms: far enough for any
 /// use, small enough that `ct + ttl` cannot overflow.
-const MAX_EXPIRE_MS: i64 = i64::MAX / 4;
+pub(crate) const MAX_EXPIRE_MS: i64 = i64::MAX / 4;
 
 pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
     let Some(name) = argv.first() else {

@@ -181,9 +181,19 @@ impl LockState {
             .collect::<Result<_, StoreError>>()?;
         let waiters = (0..r.u32()?)
             .map(|_| {
+                let owner = r.bytes()?;
+                let ttl = r.u64()?;
+                // Parsing never lets a larger TTL in; granting adds it to
+                // the cluster time.
+                if ttl > crate::commands::MAX_EXPIRE_MS as u64 {
+                    return Err(StoreError::Corrupt {
+                        what: "lock record",
+                        detail: "waiter ttl out of range".into(),
+                    });
+                }
                 Ok(Waiter {
-                    owner: r.bytes()?,
-                    ttl: r.u64()?,
+                    owner,
+                    ttl,
                     deadline: r.u64()?,
                     request: RequestId {
                         origin: r.u64()?,

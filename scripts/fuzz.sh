@@ -23,6 +23,8 @@ done
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}/fuzz
+# Known false leak reports (see the file).
+export LSAN_OPTIONS="suppressions=$repo/fuzz/lsan-suppressions.txt"
 
 cd "$repo/fuzz"
 for target in "${targets[@]}"; do

@@ -56,6 +56,19 @@ impl TimeSource for SystemTime {
     }
 }
 
+/// Serves a read-only command from `store`'s applied state, at the cluster
+/// time of the last applied entry.
+pub(crate) fn read_applied<S: NodeStore>(
+    store: &S,
+    engine: Engine,
+    argv: &[Bytes],
+) -> Result<Reply, StoreError> {
+    store.read_view(|state, _| {
+        let ct = Engine::cluster_time(state)?;
+        engine.read(state, ct, argv)
+    })
+}
+
 /// One applied log entry, as the simulation's invariants see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppliedRecord {
@@ -297,11 +310,7 @@ impl<S: NodeStore> Core<S> {
 
     /// Reads this node's applied state (linearizable after a barrier).
     pub fn read_local(&self, argv: &[Bytes]) -> Result<Reply, StoreError> {
-        let engine = self.engine;
-        self.store.read_view(|state, _| {
-            let ct = Engine::cluster_time(state)?;
-            engine.read(state, ct, argv)
-        })
+        read_applied(&*self.store, self.engine, argv)
     }
 
     /// Hands over a frame a peer sent; undecodable frames are dropped.

@@ -12,7 +12,7 @@ use lockstep_store::{NodeStore, StoreError};
 use slog::{crit, o, Logger};
 use tokio::sync::oneshot;
 
-use crate::core::{Core, EventSink, PeerSender, SystemTime};
+use crate::core::{read_applied, Core, EventSink, PeerSender, SystemTime};
 use crate::frame::PeerFrame;
 use crate::status::NodeStatus;
 use crate::transport::{self, Outbound};
@@ -168,13 +168,8 @@ impl Node {
             log.clone(),
         ));
         let engine = Engine::new();
-        let reader_store = store;
-        let reader: Arc<Reader> = Arc::new(move |argv: &[Bytes]| {
-            reader_store.read_view(|state, _| {
-                let ct = Engine::cluster_time(state)?;
-                engine.read(state, ct, argv)
-            })
-        });
+        let reader: Arc<Reader> =
+            Arc::new(move |argv: &[Bytes]| read_applied(&*store, engine, argv));
         let handle = NodeHandle {
             events: events_tx,
             status: core.status_cell(),

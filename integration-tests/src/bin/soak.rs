@@ -60,11 +60,8 @@ fn main() -> Result<()> {
     for (nemesis, report) in args.nemesis.iter().zip(&rows) {
         all_passed &= report.passed();
         let median = |durations: &[Duration]| {
-            let mut sorted = durations.to_vec();
-            sorted.sort();
-            sorted
-                .get(sorted.len() / 2)
-                .map(|d| format!("{}ms", d.as_millis()))
+            faults::median(durations)
+                .map(|median| format!("{}ms", median.as_millis()))
                 .unwrap_or_else(|| "-".into())
         };
         println!(

@@ -136,19 +136,24 @@ impl fmt::Display for Report {
     }
 }
 
-/// "median m, max x" of some durations, in ms.
-pub fn summary(durations: &[Duration]) -> String {
-    if durations.is_empty() {
-        return "none".into();
-    }
+/// The median of some durations (the upper one of an even count).
+pub fn median(durations: &[Duration]) -> Option<Duration> {
     let mut sorted = durations.to_vec();
     sorted.sort();
-    format!(
-        "median {}ms max {}ms (n={})",
-        sorted[sorted.len() / 2].as_millis(),
-        sorted[sorted.len() - 1].as_millis(),
-        sorted.len()
-    )
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// "median m, max x" of some durations, in ms.
+pub fn summary(durations: &[Duration]) -> String {
+    match (median(durations), durations.iter().max()) {
+        (Some(median), Some(max)) => format!(
+            "median {}ms max {}ms (n={})",
+            median.as_millis(),
+            max.as_millis(),
+            durations.len()
+        ),
+        _ => "none".into(),
+    }
 }
 
 pub fn run(scenario: &Scenario) -> Result<Report> {

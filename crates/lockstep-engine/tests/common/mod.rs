@@ -35,16 +35,21 @@ impl Replica {
 
     /// Applies a command and returns everything the entry did.
     pub fn apply_command(&mut self, ct: u64, command: &str) -> lockstep_engine::Applied {
+        let entry = self.next_entry(ct, argv(command));
+        self.apply_outcome(&entry)
+    }
+
+    /// The next command entry of this replica's client.
+    fn next_entry(&mut self, ct: u64, command: Vec<Bytes>) -> LogEntry {
         self.seq += 1;
-        let entry = LogEntry {
+        LogEntry {
             request: RequestId {
                 origin: 1,
                 seq: self.seq,
             },
             ct,
-            payload: Payload::Command(argv(command)),
-        };
-        self.apply_outcome(&entry)
+            payload: Payload::Command(command),
+        }
     }
 
     pub fn apply_outcome(&mut self, entry: &LogEntry) -> lockstep_engine::Applied {
@@ -89,15 +94,7 @@ impl Replica {
     }
 
     pub fn write_argv(&mut self, ct: u64, command: Vec<Bytes>) -> Reply {
-        self.seq += 1;
-        let entry = LogEntry {
-            request: RequestId {
-                origin: 1,
-                seq: self.seq,
-            },
-            ct,
-            payload: Payload::Command(command),
-        };
+        let entry = self.next_entry(ct, command);
         self.apply_entry(&entry).expect("commands get replies")
     }
 

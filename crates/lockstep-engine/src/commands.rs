@@ -12,7 +12,7 @@ use crate::collections::blocking::{self, BlockingPop};
 use crate::collections::{self, CollectionCommand};
 use crate::context::Context;
 use crate::glob::glob_match;
-use crate::layout::{self, prefix_end, SCAN_ORDER, VALUE};
+use crate::layout::{self, prefix_end, VALUE, VALUE_KEY_HEADER};
 use crate::locks::{self, LockCommand};
 use crate::record::{Record, ValueType};
 use crate::script::{self, ScriptCommand};
@@ -835,7 +835,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
             let ct = ctx.ct;
             let mut failure = None;
             ctx.raw_scan(&[VALUE], &prefix_end(&[VALUE]), &mut |raw, value| {
-                let key = &raw[1..];
+                let key = &raw[VALUE_KEY_HEADER..];
                 match Record::decode(value) {
                     Ok(record) => {
                         if record.is_live_at(ct) && glob_match(&pattern, key) {
@@ -873,7 +873,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         }
         Command::FlushAll => {
             let mut doomed = Vec::new();
-            for prefix in [VALUE, layout::EXPIRY, SCAN_ORDER] {
+            for prefix in [VALUE, layout::EXPIRY] {
                 ctx.raw_scan(&[prefix], &prefix_end(&[prefix]), &mut |key, _| {
                     doomed.push(key.to_vec());
                     true
@@ -969,16 +969,16 @@ fn scan(
     count: usize,
     type_filter: Option<Bytes>,
 ) -> Result<Reply, StoreError> {
-    let mut start = vec![SCAN_ORDER];
+    let mut start = vec![VALUE];
     start.extend_from_slice(&cursor.to_be_bytes());
     let mut candidates: Vec<(u64, Vec<u8>)> = Vec::new();
-    ctx.raw_scan(&start, &prefix_end(&[SCAN_ORDER]), &mut |raw, _| {
+    ctx.raw_scan(&start, &prefix_end(&[VALUE]), &mut |raw, _| {
         let hash = u64::from_be_bytes(raw[1..9].try_into().expect("8-byte hash"));
         // Finish the hash group in progress so no key is split across pages.
         if candidates.len() >= count && candidates.last().is_some_and(|(h, _)| *h != hash) {
             return false;
         }
-        candidates.push((hash, raw[9..].to_vec()));
+        candidates.push((hash, raw[VALUE_KEY_HEADER..].to_vec()));
         true
     })?;
     let reached_end = candidates.len() < count
@@ -986,10 +986,10 @@ fn scan(
             // Peek whether anything follows the last group.
             let last = candidates.last().map(|(h, _)| *h).unwrap_or(u64::MAX);
             last == u64::MAX || {
-                let mut next = vec![SCAN_ORDER];
+                let mut next = vec![VALUE];
                 next.extend_from_slice(&(last + 1).to_be_bytes());
                 let mut more = false;
-                ctx.raw_scan(&next, &prefix_end(&[SCAN_ORDER]), &mut |_, _| {
+                ctx.raw_scan(&next, &prefix_end(&[VALUE]), &mut |_, _| {
                     more = true;
                     false
                 })?;

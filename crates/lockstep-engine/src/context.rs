@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
-use crate::layout::{expiry_key, scan_order_key, value_key};
+use crate::layout::{expiry_key, value_key};
 use crate::record::Record;
 use crate::{Event, Reply, RequestId};
 
@@ -88,17 +88,13 @@ impl<'a> Context<'a> {
             .filter(|record| record.is_live_at(self.ct)))
     }
 
-    /// Writes `record` for `key`, keeping the expiry and scan indexes in step.
+    /// Writes `record` for `key`, keeping the expiry index in step.
     pub fn store(&mut self, key: &[u8], record: Record) -> Result<(), StoreError> {
         let previous = self.record_any(key)?;
-        match &previous {
-            None => self.raw_put(scan_order_key(key), Vec::new()),
-            Some(old) if old.expire_at != record.expire_at => {
-                if let Some(at) = old.expire_at {
-                    self.raw_delete(expiry_key(at, key));
-                }
+        if let Some(old_at) = previous.as_ref().and_then(|old| old.expire_at) {
+            if record.expire_at != Some(old_at) {
+                self.raw_delete(expiry_key(old_at, key));
             }
-            Some(_) => {}
         }
         if let Some(at) = record.expire_at {
             if previous.as_ref().and_then(|old| old.expire_at) != Some(at) {
@@ -117,7 +113,6 @@ impl<'a> Context<'a> {
         if let Some(at) = old.expire_at {
             self.raw_delete(expiry_key(at, key));
         }
-        self.raw_delete(scan_order_key(key));
         self.raw_delete(value_key(key));
         Ok(old.is_live_at(self.ct))
     }

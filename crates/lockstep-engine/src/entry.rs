@@ -1,7 +1,8 @@
 //! The log entry: what one raft entry carries, in a versioned binary format.
 //!
 //! Layout (integers big-endian):
-//! `version:u8 kind:u8 origin:u64 seq:u64 ct:u64 body`, where body is
+//! `version:u8 kind:u8 origin:u64 seq:u64 settled_below:u64 ct:u64 body`
+//! (version 1 had no `settled_below`), where body is
 //! - `Command`: `argc:u32 (len:u32 bytes)*`
 //! - `Expire`: `n:u32 (len:u32 key modified:u64)*`
 //!
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 const ENTRY_FORMAT_V1: u8 = 1;
+const ENTRY_FORMAT_V2: u8 = 2;
 const KIND_COMMAND: u8 = 1;
 const KIND_EXPIRE: u8 = 2;
 
@@ -44,6 +46,11 @@ pub enum Payload {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     pub request: RequestId,
+    /// The origin will never propose again any sequence number below this:
+    /// each was answered, abandoned at its deadline, or is parked. Such a
+    /// request arriving again is a duplicate or abandoned, and is dropped;
+    /// so the engine remembers applied requests only from here up.
+    pub settled_below: u64,
     /// Cluster time in milliseconds, stamped by the leader.
     pub ct: u64,
     pub payload: Payload,
@@ -73,9 +80,14 @@ pub fn encode_command(argv: &[Bytes]) -> Vec<u8> {
     out
 }
 
-pub fn encode_header(kind_is_command: bool, request: RequestId, ct: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(26);
-    out.push(ENTRY_FORMAT_V1);
+pub fn encode_header(
+    kind_is_command: bool,
+    request: RequestId,
+    settled_below: u64,
+    ct: u64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(34);
+    out.push(ENTRY_FORMAT_V2);
     out.push(if kind_is_command {
         KIND_COMMAND
     } else {
@@ -83,6 +95,7 @@ pub fn encode_header(kind_is_command: bool, request: RequestId, ct: u64) -> Vec<
     });
     out.extend_from_slice(&request.origin.to_be_bytes());
     out.extend_from_slice(&request.seq.to_be_bytes());
+    out.extend_from_slice(&settled_below.to_be_bytes());
     out.extend_from_slice(&ct.to_be_bytes());
     out
 }
@@ -91,12 +104,12 @@ impl LogEntry {
     pub fn encode(&self) -> Vec<u8> {
         match &self.payload {
             Payload::Command(argv) => {
-                let mut out = encode_header(true, self.request, self.ct);
+                let mut out = encode_header(true, self.request, self.settled_below, self.ct);
                 out.extend_from_slice(&encode_command(argv));
                 out
             }
             Payload::Expire(candidates) => {
-                let mut out = encode_header(false, self.request, self.ct);
+                let mut out = encode_header(false, self.request, self.settled_below, self.ct);
                 out.extend_from_slice(&(candidates.len() as u32).to_be_bytes());
                 for candidate in candidates {
                     out.extend_from_slice(&(candidate.key.len() as u32).to_be_bytes());
@@ -111,13 +124,18 @@ impl LogEntry {
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut reader = Reader(data);
         let version = reader.u8()?;
-        if version != ENTRY_FORMAT_V1 {
+        if version != ENTRY_FORMAT_V1 && version != ENTRY_FORMAT_V2 {
             return Err(DecodeError::Version(version));
         }
         let kind = reader.u8()?;
         let request = RequestId {
             origin: reader.u64()?,
             seq: reader.u64()?,
+        };
+        let settled_below = if version == ENTRY_FORMAT_V1 {
+            0
+        } else {
+            reader.u64()?
         };
         let ct = reader.u64()?;
         let payload = match kind {
@@ -139,6 +157,7 @@ impl LogEntry {
         }
         Ok(LogEntry {
             request,
+            settled_below,
             ct,
             payload,
         })
@@ -210,6 +229,7 @@ mod tests {
         vec![
             LogEntry {
                 request: RequestId { origin: 2, seq: 99 },
+                settled_below: 97,
                 ct: 1_700_000_000_123,
                 payload: Payload::Command(vec![
                     Bytes::from_static(b"SET"),
@@ -219,6 +239,7 @@ mod tests {
             },
             LogEntry {
                 request: RequestId { origin: 0, seq: 7 },
+                settled_below: 0,
                 ct: 5,
                 payload: Payload::Expire(vec![ExpireCandidate {
                     key: Bytes::from_static(b"lock"),
@@ -256,10 +277,22 @@ mod tests {
     fn header_and_body_compose_into_an_entry() {
         let argv = vec![Bytes::from_static(b"GET"), Bytes::from_static(b"x")];
         let request = RequestId { origin: 3, seq: 1 };
-        let mut data = encode_header(true, request, 42);
+        let mut data = encode_header(true, request, 1, 42);
         data.extend_from_slice(&encode_command(&argv));
         let entry = LogEntry::decode(&data).unwrap();
         assert_eq!(entry.payload, Payload::Command(argv));
-        assert_eq!(entry.ct, 42);
+        assert_eq!((entry.settled_below, entry.ct), (1, 42));
+    }
+
+    #[test]
+    fn version_one_entries_still_decode() {
+        let mut data = vec![ENTRY_FORMAT_V1, KIND_COMMAND];
+        data.extend_from_slice(&3u64.to_be_bytes());
+        data.extend_from_slice(&8u64.to_be_bytes());
+        data.extend_from_slice(&42u64.to_be_bytes());
+        data.extend_from_slice(&encode_command(&[Bytes::from_static(b"PING")]));
+        let entry = LogEntry::decode(&data).unwrap();
+        assert_eq!(entry.request, RequestId { origin: 3, seq: 8 });
+        assert_eq!((entry.settled_below, entry.ct), (0, 42));
     }
 }

@@ -4,26 +4,29 @@
 //! kind never meet another. Integers are big-endian so byte order is numeric
 //! order: the expiry index is sorted by deadline, the hash index by hash.
 
-/// `K key` -> value record.
+/// `k hash:u64 key` -> value record. Values sit in key-hash order so a SCAN
+/// cursor is a number that stays valid while keys come and go, with no
+/// second index to keep in step on every write.
 pub const VALUE: u8 = b'k';
 /// `E expire_at:u64 key` -> empty: keys by deadline, for active expiry.
 pub const EXPIRY: u8 = b'e';
-/// `H hash:u64 key` -> empty: keys by hash, so a SCAN cursor is a number
-/// that stays valid while keys come and go.
-pub const SCAN_ORDER: u8 = b'h';
-/// `D origin:u64 seq:u64` -> ct:u64: requests already applied.
-pub const APPLIED_REQUEST: u8 = b'd';
-/// `P origin:u64` -> seq:u64: where forgetting old request ids resumes, so
-/// the scan never walks the deletions it already made.
-pub const PRUNE_CURSOR: u8 = b'p';
+/// `d origin:u64 chunk:u64` -> bitmap of the origin's applied sequence
+/// numbers in that chunk (see `requests`).
+pub const APPLIED_CHUNK: u8 = b'd';
+/// `p origin:u64` -> seq:u64: the origin's settled floor (see `requests`).
+pub const SETTLED_FLOOR: u8 = b'p';
 /// `S sha1-hex` -> script body: the replicated script cache.
 pub const SCRIPT: u8 = b's';
 /// `mct` -> cluster time of the last applied entry (engine metadata).
 pub const META_CLUSTER_TIME: &[u8] = b"mct";
 
+/// Bytes before the user's key in a value record's key.
+pub const VALUE_KEY_HEADER: usize = 9;
+
 pub fn value_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 1);
+    let mut out = Vec::with_capacity(key.len() + VALUE_KEY_HEADER);
     out.push(VALUE);
+    out.extend_from_slice(&key_hash(key).to_be_bytes());
     out.extend_from_slice(key);
     out
 }
@@ -32,14 +35,6 @@ pub fn expiry_key(expire_at: u64, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 9);
     out.push(EXPIRY);
     out.extend_from_slice(&expire_at.to_be_bytes());
-    out.extend_from_slice(key);
-    out
-}
-
-pub fn scan_order_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 9);
-    out.push(SCAN_ORDER);
-    out.extend_from_slice(&key_hash(key).to_be_bytes());
     out.extend_from_slice(key);
     out
 }
@@ -55,11 +50,11 @@ pub fn key_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
 }
 
-pub fn applied_request_key(origin: u64, seq: u64) -> Vec<u8> {
+pub fn applied_chunk_key(origin: u64, chunk: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(17);
-    out.push(APPLIED_REQUEST);
+    out.push(APPLIED_CHUNK);
     out.extend_from_slice(&origin.to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&chunk.to_be_bytes());
     out
 }
 
@@ -75,9 +70,9 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
-pub fn prune_cursor_key(origin: u64) -> Vec<u8> {
+pub fn settled_floor_key(origin: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);
-    out.push(PRUNE_CURSOR);
+    out.push(SETTLED_FLOOR);
     out.extend_from_slice(&origin.to_be_bytes());
     out
 }

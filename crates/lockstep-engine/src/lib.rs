@@ -22,6 +22,7 @@ mod layout;
 mod locks;
 mod record;
 mod reply;
+mod requests;
 mod script;
 mod spec;
 mod transaction;
@@ -49,20 +50,8 @@ use bytes::Bytes;
 use lockstep_store::{StateBatch, StateRead, StoreError};
 
 use context::Context;
-use layout::{applied_request_key, prefix_end, prune_cursor_key, EXPIRY, META_CLUSTER_TIME};
+use layout::{prefix_end, EXPIRY, META_CLUSTER_TIME};
 use record::Record;
-
-/// How long an applied request id is remembered, in cluster-time ms. A
-/// proposal is retried only within its client's timeout, far below this.
-pub const APPLIED_REQUEST_RETENTION_MS: u64 = 10 * 60 * 1000;
-
-/// Old request ids are pruned on entries whose index is a multiple of this:
-/// a scan per entry would cost more than the pruning itself.
-const APPLIED_REQUEST_PRUNE_INTERVAL: u64 = 16;
-/// Old request ids forgotten per pruning entry: four per entry on average,
-/// which keeps up with any request rate (each request adds one) while
-/// bounding the work of any one entry.
-const APPLIED_REQUEST_PRUNE_LIMIT: usize = 64;
 
 /// The result of applying one entry.
 #[derive(Debug)]
@@ -160,7 +149,9 @@ impl Engine {
         let mut reply_counts_deliveries = false;
         let reply = match entry.payload {
             Payload::Command(argv) => {
-                if entry.request.origin != 0 && !remember_request(&mut ctx, entry.request)? {
+                if entry.request.origin != 0
+                    && !requests::remember(&mut ctx, entry.request, entry.settled_below)?
+                {
                     None
                 } else {
                     Some(match commands::parse(&argv) {
@@ -269,53 +260,10 @@ impl Engine {
     }
 }
 
-/// Records `request` as applied; false if it already was (a duplicate).
-/// Also forgets a few of the origin's oldest request ids past retention.
-fn remember_request(ctx: &mut Context<'_>, request: RequestId) -> Result<bool, StoreError> {
-    let key = applied_request_key(request.origin, request.seq);
-    if ctx.raw_get(&key)?.is_some() {
-        return Ok(false);
-    }
-    if ctx.index.is_multiple_of(APPLIED_REQUEST_PRUNE_INTERVAL) {
-        prune_request_ids(ctx, request.origin)?;
-    }
-    ctx.raw_put(key, ctx.ct.to_be_bytes().to_vec());
-    Ok(true)
-}
-
-/// Forgets an origin's request ids older than the retention period, resuming
-/// where the last pruning stopped.
-fn prune_request_ids(ctx: &mut Context<'_>, origin: u64) -> Result<(), StoreError> {
-    let cursor_key = prune_cursor_key(origin);
-    let cursor = ctx
-        .raw_get(&cursor_key)?
-        .and_then(|bytes| bytes.try_into().ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0);
-    let horizon = ctx.ct.saturating_sub(APPLIED_REQUEST_RETENTION_MS);
-    let mut expired = Vec::new();
-    let mut resume_at = cursor;
-    ctx.raw_scan(
-        &applied_request_key(origin, cursor),
-        &applied_request_key(origin, u64::MAX),
-        &mut |raw, value| {
-            let applied_at = value.try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if applied_at >= horizon || expired.len() >= APPLIED_REQUEST_PRUNE_LIMIT {
-                return false;
-            }
-            let seq = u64::from_be_bytes(raw[9..17].try_into().expect("request key"));
-            resume_at = seq + 1;
-            expired.push(raw.to_vec());
-            true
-        },
-    )?;
-    if !expired.is_empty() {
-        for old in expired {
-            ctx.raw_delete(old);
-        }
-        ctx.raw_put(cursor_key, resume_at.to_be_bytes().to_vec());
-    }
-    Ok(())
+/// The keyspace key under which `key`'s value record is stored; exposed
+/// for fuzzing and tools.
+pub fn value_record_key(key: &[u8]) -> Vec<u8> {
+    layout::value_key(key)
 }
 
 /// Decodes a stored value record; exposed for fuzzing and tools.

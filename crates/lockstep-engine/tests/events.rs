@@ -11,6 +11,7 @@ fn apply(store: &MemStore, index: u64, argv: &[&str]) -> lockstep_engine::Applie
             origin: 1,
             seq: index,
         },
+        settled_below: 0,
         ct: 1000,
         payload: Payload::Command(
             argv.iter()

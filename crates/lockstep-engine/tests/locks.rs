@@ -79,6 +79,7 @@ fn waiters_are_granted_in_fifo_order_by_later_entries() {
             r.index,
             &lockstep_engine::LogEntry {
                 request: RequestId { origin: 0, seq: 0 },
+                settled_below: 0,
                 ct: 10_012,
                 payload: lockstep_engine::Payload::Expire(candidates),
             }

@@ -183,6 +183,7 @@ fn active_expiry_deletes_only_keys_not_rewritten_since() {
     r.write(20, "SET b 2");
     r.apply_entry(&LogEntry {
         request: RequestId { origin: 0, seq: 0 },
+        settled_below: 0,
         ct: 20,
         payload: Payload::Expire(candidates),
     });
@@ -213,6 +214,7 @@ fn a_request_id_is_applied_at_most_once() {
     let mut r = Replica::new();
     let entry = LogEntry {
         request: RequestId { origin: 2, seq: 7 },
+        settled_below: 0,
         ct: 5,
         payload: Payload::Command(argv("INCR counter")),
     };
@@ -306,30 +308,79 @@ fn replicas_applying_the_same_entries_agree() {
     let _ = left.store.applied();
 }
 
+fn request_entry(seq: u64, settled_below: u64, command: &str) -> LogEntry {
+    LogEntry {
+        request: RequestId { origin: 2, seq },
+        settled_below,
+        ct: 5,
+        payload: Payload::Command(argv(command)),
+    }
+}
+
+fn applied_chunks(r: &Replica) -> usize {
+    let mut n = 0;
+    lockstep_store::StateRead::scan(&r.store, b"d", b"e", &mut |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    n
+}
+
 #[test]
-fn old_request_ids_are_forgotten_after_retention() {
+fn requests_apply_in_any_order_but_once() {
     let mut r = Replica::new();
-    let count_ids = |r: &Replica| {
-        let mut n = 0;
-        lockstep_store::StateRead::scan(&r.store, b"d", b"e", &mut |_, _| {
-            n += 1;
-            true
-        })
-        .unwrap();
-        n
-    };
-    for i in 0..40 {
-        r.write(i, "INCR n");
+    assert_eq!(
+        r.apply_entry(&request_entry(20, 0, "INCR n")),
+        Some(Reply::Integer(1))
+    );
+    assert_eq!(
+        r.apply_entry(&request_entry(15, 0, "INCR n")),
+        Some(Reply::Integer(2))
+    );
+    assert_eq!(r.apply_entry(&request_entry(20, 0, "INCR n")), None);
+    assert_eq!(r.apply_entry(&request_entry(15, 16, "INCR n")), None);
+    assert_eq!(r.read(5, "GET n"), bulk("2"));
+}
+
+#[test]
+fn a_request_below_its_origins_settled_floor_is_dropped() {
+    let mut r = Replica::new();
+    assert_eq!(
+        r.apply_entry(&request_entry(10, 10, "INCR n")),
+        Some(Reply::Integer(1))
+    );
+    // Settled at its origin (answered or given up): a late copy is dropped.
+    assert_eq!(r.apply_entry(&request_entry(5, 0, "INCR n")), None);
+    // An older entry carries a lower floor; the highest floor seen counts.
+    assert_eq!(r.apply_entry(&request_entry(9, 3, "INCR n")), None);
+    assert_eq!(
+        r.apply_entry(&request_entry(11, 3, "INCR n")),
+        Some(Reply::Integer(2))
+    );
+    assert_eq!(r.read(5, "GET n"), bulk("2"));
+}
+
+#[test]
+fn applied_request_chunks_fall_away_as_the_floor_rises() {
+    let mut r = Replica::new();
+    for seq in [1, 2, 5000, 9000] {
+        assert!(r.apply_entry(&request_entry(seq, 0, "INCR n")).is_some());
     }
-    assert_eq!(count_ids(&r), 40);
-    let later = lockstep_engine::APPLIED_REQUEST_RETENTION_MS + 1_000;
-    for i in 0..20 {
-        r.write(later + i, "INCR n");
-    }
-    // Pruning runs every 16th entry and forgets up to 64 expired ids: one
-    // run among the 20 new entries forgets all 40.
-    assert_eq!(count_ids(&r), 20);
-    assert_eq!(r.read(later + 50, "GET n"), bulk("60"));
+    assert_eq!(applied_chunks(&r), 3, "chunks 0, 1 and 2 of 4096 ids each");
+    assert!(r
+        .apply_entry(&request_entry(9001, 8192, "INCR n"))
+        .is_some());
+    assert_eq!(applied_chunks(&r), 1, "only the chunk at the floor remains");
+    assert_eq!(r.apply_entry(&request_entry(9000, 0, "INCR n")), None);
+    assert_eq!(r.apply_entry(&request_entry(9001, 0, "INCR n")), None);
+    // A restarted origin numbers from a new epoch: its first floor clears
+    // every chunk of the old one.
+    assert!(r
+        .apply_entry(&request_entry(7 << 32, 7 << 32, "INCR n"))
+        .is_some());
+    assert_eq!(applied_chunks(&r), 1);
+    assert_eq!(r.read(5, "GET n"), bulk("6"));
 }
 
 #[test]

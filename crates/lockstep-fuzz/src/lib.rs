@@ -70,6 +70,7 @@ impl Replica {
                 origin: 1,
                 seq: self.index,
             },
+            settled_below: 0,
             ct: 1_000 + self.index * 10,
             payload: Payload::Command(argv),
         };
@@ -150,7 +151,7 @@ pub fn peer_frames(data: &[u8]) {
     };
     let replica = Replica::new();
     let request = RequestId { origin: 2, seq: 1 };
-    let mut entry = lockstep_engine::encode_header(true, request, 1_000);
+    let mut entry = lockstep_engine::encode_header(true, request, 0, 1_000);
     entry.extend_from_slice(&body);
     let _ = replica.engine.apply(&replica.store, 1, &entry);
 }
@@ -162,9 +163,7 @@ pub fn stored_records(data: &[u8]) {
     let mut replica = Replica::new();
     replica.write(words(b"SET k v"));
     let mut batch = StateBatch::default();
-    let mut key = vec![b'k'];
-    key.extend_from_slice(b"k");
-    batch.put(key, data.to_vec());
+    batch.put(lockstep_engine::value_record_key(b"k"), data.to_vec());
     replica.index += 1;
     replica
         .store

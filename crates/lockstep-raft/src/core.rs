@@ -401,7 +401,6 @@ impl<S: NodeStore> Core<S> {
                         reply,
                         deadline: self.time.now() + self.config.request_timeout + extra_wait,
                         submission: None,
-                        parked: false,
                     },
                 );
                 self.submit(seq);
@@ -421,11 +420,16 @@ impl<S: NodeStore> Core<S> {
                     warn!(self.log, "raft rejected message"; "error" => %err);
                 }
             }
-            Event::Peer(PeerFrame::Forward { origin, seq, body }) => {
+            Event::Peer(PeerFrame::Forward {
+                origin,
+                seq,
+                settled_below,
+                body,
+            }) => {
                 // Only a leader orders proposals; a stale forward is dropped
                 // and its origin sends it again to the new leader.
                 if self.raw.raft.state == StateRole::Leader {
-                    self.propose_stamped(RequestId { origin, seq }, &body);
+                    self.propose_stamped(RequestId { origin, seq }, settled_below, &body);
                 }
             }
             Event::Stop => return false,
@@ -437,27 +441,23 @@ impl<S: NodeStore> Core<S> {
     fn submit(&mut self, seq: u64) {
         let leader = self.raw.raft.leader_id;
         let term = self.raw.raft.term;
-        let Some(body) = self
-            .pending
-            .proposals
-            .get(&seq)
-            .filter(|p| !p.parked)
-            .map(|p| p.body.clone())
-        else {
+        let Some(body) = self.pending.proposals.get(&seq).map(|p| p.body.clone()) else {
             return;
         };
         let request = RequestId {
             origin: self.config.id,
             seq,
         };
+        let settled_below = self.pending.settled_below(self.next_seq);
         let submitted = if self.raw.raft.state == StateRole::Leader {
-            self.propose_stamped(request, &body)
+            self.propose_stamped(request, settled_below, &body)
         } else if leader != 0 {
             self.outbound.send(
                 leader,
                 PeerFrame::Forward {
                     origin: request.origin,
                     seq,
+                    settled_below,
                     body,
                 }
                 .encode(),
@@ -477,12 +477,12 @@ impl<S: NodeStore> Core<S> {
     }
 
     /// As leader: stamps cluster time and appends a command entry.
-    fn propose_stamped(&mut self, request: RequestId, body: &[u8]) -> bool {
+    fn propose_stamped(&mut self, request: RequestId, settled_below: u64, body: &[u8]) -> bool {
         let Some(clock) = self.clock.as_mut() else {
             return false;
         };
         let now = self.time.now();
-        let mut data = encode_header(true, request, clock.stamp(now));
+        let mut data = encode_header(true, request, settled_below, clock.stamp(now));
         data.extend_from_slice(body);
         match self.raw.propose(Vec::new(), data) {
             Ok(()) => {
@@ -509,7 +509,7 @@ impl<S: NodeStore> Core<S> {
             .pending
             .proposals
             .iter()
-            .filter(|(_, p)| !p.parked && p.submission.is_none_or(|s| now - s.at >= RESUBMIT_AFTER))
+            .filter(|(_, p)| p.submission.is_none_or(|s| now - s.at >= RESUBMIT_AFTER))
             .map(|(&seq, _)| seq)
             .collect();
         for seq in stale {
@@ -563,6 +563,7 @@ impl<S: NodeStore> Core<S> {
         self.next_seq += 1;
         let entry = LogEntry {
             request: RequestId { origin: 0, seq },
+            settled_below: 0,
             ct,
             payload: Payload::Expire(candidates),
         };
@@ -748,9 +749,7 @@ impl<S: NodeStore> Core<S> {
     /// not be sent again.
     fn park(&mut self, request: RequestId) {
         if request.origin == self.config.id {
-            if let Some(proposal) = self.pending.proposals.get_mut(&request.seq) {
-                proposal.parked = true;
-            }
+            self.pending.park(request.seq);
         }
     }
 
@@ -769,12 +768,12 @@ impl<S: NodeStore> Core<S> {
                 } else {
                     reply
                 };
-                if let Some(proposal) = self.pending.proposals.remove(&seq) {
+                if let Some(proposal) = self.pending.take(seq) {
                     let _ = proposal.reply.send(Ok(reply));
                 }
             }
             for (seq, reply) in effects.deferred {
-                if let Some(proposal) = self.pending.proposals.remove(&seq) {
+                if let Some(proposal) = self.pending.take(seq) {
                     let _ = proposal.reply.send(Ok(reply));
                 }
             }

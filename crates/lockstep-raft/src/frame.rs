@@ -1,6 +1,7 @@
 //! Frames exchanged between peers: `tag:u8 body`.
 //! - `1`: a raft message (protobuf).
-//! - `2`: a proposal forwarded to the leader: `origin:u64 seq:u64 command`.
+//! - `2`: a proposal forwarded to the leader:
+//!   `origin:u64 seq:u64 settled_below:u64 command` (see the log entry).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use protobuf::Message as _;
@@ -8,11 +9,17 @@ use raft::eraftpb::Message;
 
 const TAG_RAFT: u8 = 1;
 const TAG_FORWARD: u8 = 2;
+const FORWARD_HEADER: usize = 25;
 
 #[derive(Debug)]
 pub enum PeerFrame {
     Raft(Box<Message>),
-    Forward { origin: u64, seq: u64, body: Bytes },
+    Forward {
+        origin: u64,
+        seq: u64,
+        settled_below: u64,
+        body: Bytes,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +46,17 @@ impl PeerFrame {
                 out.extend_from_slice(&body);
                 out.freeze()
             }
-            PeerFrame::Forward { origin, seq, body } => {
-                let mut out = BytesMut::with_capacity(body.len() + 17);
+            PeerFrame::Forward {
+                origin,
+                seq,
+                settled_below,
+                body,
+            } => {
+                let mut out = BytesMut::with_capacity(body.len() + FORWARD_HEADER);
                 out.put_u8(TAG_FORWARD);
                 out.put_u64(*origin);
                 out.put_u64(*seq);
+                out.put_u64(*settled_below);
                 out.extend_from_slice(body);
                 out.freeze()
             }
@@ -59,14 +72,15 @@ impl PeerFrame {
                 &data[1..],
             )?))),
             TAG_FORWARD => {
-                if data.len() < 17 {
+                if data.len() < FORWARD_HEADER {
                     return Err(FrameError::Truncated);
                 }
                 let word = |at: usize| u64::from_be_bytes(data[at..at + 8].try_into().expect("8"));
                 Ok(PeerFrame::Forward {
                     origin: word(1),
                     seq: word(9),
-                    body: data.slice(17..),
+                    settled_below: word(17),
+                    body: data.slice(FORWARD_HEADER..),
                 })
             }
             other => Err(FrameError::Tag(other)),
@@ -83,11 +97,20 @@ mod tests {
         let frame = PeerFrame::Forward {
             origin: 3,
             seq: 77,
+            settled_below: 70,
             body: Bytes::from_static(b"body"),
         };
         match PeerFrame::decode(frame.encode()).unwrap() {
-            PeerFrame::Forward { origin, seq, body } => {
-                assert_eq!((origin, seq, &body[..]), (3, 77, &b"body"[..]));
+            PeerFrame::Forward {
+                origin,
+                seq,
+                settled_below,
+                body,
+            } => {
+                assert_eq!(
+                    (origin, seq, settled_below, &body[..]),
+                    (3, 77, 70, &b"body"[..])
+                );
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -25,8 +25,6 @@ pub struct PendingProposal {
     pub reply: ProposalReply,
     pub deadline: Instant,
     pub submission: Option<Submission>,
-    /// Applied, waiting for a later entry's reply (a lock wait).
-    pub parked: bool,
 }
 
 impl PendingProposal {
@@ -48,8 +46,12 @@ pub struct PendingRead {
 
 #[derive(Default)]
 pub struct Pending {
-    /// Own proposals by sequence number.
+    /// Own proposals by sequence number, not yet applied: these may be
+    /// submitted (again).
     pub proposals: BTreeMap<u64, PendingProposal>,
+    /// Own proposals that applied and wait for a later entry's reply (lock
+    /// waits, blocking pops): never submitted again.
+    pub parked: BTreeMap<u64, PendingProposal>,
     /// Reads not yet sent as a ReadIndex request.
     pub unissued_reads: Vec<PendingRead>,
     /// ReadIndex requests in flight, by context.
@@ -59,8 +61,32 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Every own sequence number below this is settled: answered, given up
+    /// at its deadline or parked, so it will never be submitted again.
+    pub fn settled_below(&self, next_seq: u64) -> u64 {
+        self.proposals
+            .first_key_value()
+            .map_or(next_seq, |(&seq, _)| seq)
+    }
+
+    /// Moves an applied proposal that waits for a later reply out of the
+    /// submittable set.
+    pub fn park(&mut self, seq: u64) {
+        if let Some(proposal) = self.proposals.remove(&seq) {
+            self.parked.insert(seq, proposal);
+        }
+    }
+
+    /// Takes the proposal with this sequence number, to answer it.
+    pub fn take(&mut self, seq: u64) -> Option<PendingProposal> {
+        self.proposals
+            .remove(&seq)
+            .or_else(|| self.parked.remove(&seq))
+    }
+
     pub fn len(&self) -> usize {
         self.proposals.len()
+            + self.parked.len()
             + self.unissued_reads.len()
             + self
                 .read_batches
@@ -72,16 +98,17 @@ impl Pending {
 
     /// Answers every request whose deadline has passed.
     pub fn expire(&mut self, now: Instant, leader_known: bool) {
-        let overdue: Vec<u64> = self
-            .proposals
-            .iter()
-            .filter(|(_, proposal)| proposal.deadline <= now)
-            .map(|(&seq, _)| seq)
-            .collect();
-        for seq in overdue {
-            let proposal = self.proposals.remove(&seq).expect("listed above");
-            let error = proposal.timeout_error();
-            let _ = proposal.reply.send(Err(error));
+        for proposals in [&mut self.proposals, &mut self.parked] {
+            let overdue: Vec<u64> = proposals
+                .iter()
+                .filter(|(_, proposal)| proposal.deadline <= now)
+                .map(|(&seq, _)| seq)
+                .collect();
+            for seq in overdue {
+                let proposal = proposals.remove(&seq).expect("listed above");
+                let error = proposal.timeout_error();
+                let _ = proposal.reply.send(Err(error));
+            }
         }
         let read_error = if leader_known {
             ProposeError::Indeterminate
@@ -124,7 +151,10 @@ impl Pending {
     }
 
     pub fn fail_all(&mut self, error: ProposeError) {
-        for (_, proposal) in std::mem::take(&mut self.proposals) {
+        let proposals = std::mem::take(&mut self.proposals)
+            .into_values()
+            .chain(std::mem::take(&mut self.parked).into_values());
+        for proposal in proposals {
             let _ = proposal.reply.send(Err(error.clone()));
         }
         let reads = std::mem::take(&mut self.unissued_reads)

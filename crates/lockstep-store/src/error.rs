@@ -14,7 +14,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn corrupt(what: &'static str, detail: impl Into<String>) -> Self {
+    pub fn corrupt(what: &'static str, detail: impl Into<String>) -> Self {
         StoreError::Corrupt {
             what,
             detail: detail.into(),

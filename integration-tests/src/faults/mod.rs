@@ -311,8 +311,27 @@ fn converge(cluster: &mut crate::Cluster, within: Duration) -> Result<String, St
         std::thread::sleep(Duration::from_millis(200));
     }
     Err(format!(
-        "replicas did not converge within {within:?}: {last}"
+        "replicas did not converge within {within:?}: {last}{}",
+        troubled_log_lines(cluster)
     ))
+}
+
+/// The warnings and errors in the nodes' logs, to tell why a run failed.
+fn troubled_log_lines(cluster: &crate::Cluster) -> String {
+    let mut out = String::new();
+    for id in cluster.ids() {
+        let log = cluster.log_of(id);
+        let troubled: Vec<&str> = log
+            .lines()
+            .filter(|line| {
+                line.contains("CRIT") || line.contains("ERRO") || line.contains("panicked")
+            })
+            .collect();
+        for line in &troubled[troubled.len().saturating_sub(5)..] {
+            out.push_str(&format!("\n  node {id}: {line}"));
+        }
+    }
+    out
 }
 
 /// Some(digest) if all nodes agree at one applied index; None if they are

@@ -47,6 +47,7 @@ impl Replica {
                 origin: 1,
                 seq: self.seq,
             },
+            settled_below: 0,
             ct,
             payload: Payload::Command(command),
         }
@@ -110,6 +111,7 @@ impl Replica {
         let found = candidates.len();
         self.apply_entry(&LogEntry {
             request: RequestId { origin: 0, seq: 0 },
+            settled_below: 0,
             ct,
             payload: Payload::Expire(candidates),
         });

@@ -39,11 +39,34 @@ redis-server --port $redis_port --dir "$work" --appendonly yes --appendfsync alw
   --save "" --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
 for _ in $(seq 50); do redis-cli -p $redis_port ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-# Prints "rps p50 p99" for one workload against one port.
+lockstep_pids=$(cat "$LOCKSTEP_CLUSTER_DIR"/node*/pid)
+redis_pid=$(cat "$work/redis.pid")
+
+# CPU time (user + system, in clock ticks) used so far by the given pids.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
+# Prints "rps p50 p99 cpu" for one workload against one port, where cpu is
+# the server processes' CPU time per request in microseconds (for lockstep,
+# all three nodes together).
 measure() {
   local port=$1; shift
-  redis-benchmark -p "$port" -c "$clients" -n "$requests" -r 100000 --csv "$@" 2>/dev/null \
-    | tail -n 1 | tr -d '"' | awk -F, '{print $2, $5, $7}'
+  local pids=$lockstep_pids
+  [ "$port" = "$redis_port" ] && pids=$redis_pid
+  local before after result
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $pids)
+  result=$(redis-benchmark -p "$port" -c "$clients" -n "$requests" -r 100000 --csv "$@" 2>/dev/null \
+    | tail -n 1 | tr -d '"' | awk -F, '{print $2, $5, $7}')
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $pids)
+  echo "$result $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN { printf "%.0f", t * 1e6 / hz / n }')"
 }
 
 # The compare-and-delete release every Lua-based lock client sends.
@@ -66,16 +89,17 @@ native_workloads=(
 
 echo "lockstep: 3 nodes, clients on the $target (port $port); redis: appendfsync always"
 echo "requests per workload: $requests, clients: $clients, cores: $(nproc)"
-printf '%-26s %12s %9s %9s   %12s %9s %9s   %7s\n' workload "lockstep/s" p50ms p99ms "redis/s" p50ms p99ms ratio
+echo "cpu: server CPU time per request in microseconds (lockstep: the three nodes together)"
+printf '%-26s %12s %9s %9s %5s   %12s %9s %9s %5s   %7s\n' workload "lockstep/s" p50ms p99ms cpu "redis/s" p50ms p99ms cpu ratio
 for spec in "${workloads[@]}"; do
   name=${spec%%|*}
   args=${spec#*|}
   # shellcheck disable=SC2086
-  read -r l_rps l_p50 l_p99 <<< "$(measure "$port" $args)"
+  read -r l_rps l_p50 l_p99 l_cpu <<< "$(measure "$port" $args)"
   # shellcheck disable=SC2086
-  read -r r_rps r_p50 r_p99 <<< "$(measure "$redis_port" $args)"
+  read -r r_rps r_p50 r_p99 r_cpu <<< "$(measure "$redis_port" $args)"
   ratio=$(awk -v a="$l_rps" -v b="$r_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  printf '%-26s %12s %9s %9s   %12s %9s %9s   %7s\n' "$name" "$l_rps" "$l_p50" "$l_p99" "$r_rps" "$r_p50" "$r_p99" "$ratio"
+  printf '%-26s %12s %9s %9s %5s   %12s %9s %9s %5s   %7s\n' "$name" "$l_rps" "$l_p50" "$l_p99" "$l_cpu" "$r_rps" "$r_p50" "$r_p99" "$r_cpu" "$ratio"
 done
 
 echo
@@ -84,8 +108,8 @@ for spec in "${native_workloads[@]}"; do
   name=${spec%%|*}
   args=${spec#*|}
   # shellcheck disable=SC2086
-  read -r l_rps l_p50 l_p99 <<< "$(measure "$port" $args)"
-  printf '%-26s %12s %9s %9s\n' "$name" "$l_rps" "$l_p50" "$l_p99"
+  read -r l_rps l_p50 l_p99 l_cpu <<< "$(measure "$port" $args)"
+  printf '%-26s %12s %9s %9s %5s\n' "$name" "$l_rps" "$l_p50" "$l_p99" "$l_cpu"
 done
 
 echo

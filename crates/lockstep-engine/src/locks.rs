@@ -156,10 +156,7 @@ impl Reader<'_> {
             .at
             .checked_add(len)
             .filter(|end| *end <= self.data.len());
-        let end = end.ok_or_else(|| StoreError::Corrupt {
-            what: "lock record",
-            detail: "truncated".into(),
-        })?;
+        let end = end.ok_or_else(|| StoreError::corrupt("lock record", "truncated"))?;
         let slice = &self.data[self.at..end];
         self.at = end;
         Ok(slice)
@@ -186,10 +183,10 @@ impl LockState {
                 // Parsing never lets a larger TTL in; granting adds it to
                 // the cluster time.
                 if ttl > crate::commands::MAX_EXPIRE_MS as u64 {
-                    return Err(StoreError::Corrupt {
-                        what: "lock record",
-                        detail: "waiter ttl out of range".into(),
-                    });
+                    return Err(StoreError::corrupt(
+                        "lock record",
+                        "waiter ttl out of range",
+                    ));
                 }
                 Ok(Waiter {
                     owner,

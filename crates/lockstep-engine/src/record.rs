@@ -95,10 +95,7 @@ impl Record {
     }
 
     pub fn decode(data: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = |detail: &str| StoreError::Corrupt {
-            what: "value record",
-            detail: detail.to_string(),
-        };
+        let corrupt = |detail: &str| StoreError::corrupt("value record", detail);
         if data.len() < HEADER_LEN {
             return Err(corrupt("shorter than its header"));
         }

@@ -174,3 +174,34 @@ impl Pending {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal() -> PendingProposal {
+        PendingProposal {
+            body: Bytes::new(),
+            reply: oneshot::channel().0,
+            deadline: Instant::now(),
+            submission: None,
+        }
+    }
+
+    #[test]
+    fn the_settled_floor_is_the_oldest_submittable_proposal() {
+        let mut pending = Pending::default();
+        assert_eq!(pending.settled_below(10), 10, "nothing pending");
+        for seq in [4, 6, 8] {
+            pending.proposals.insert(seq, proposal());
+        }
+        assert_eq!(pending.settled_below(10), 4);
+        // A parked request is never submitted again: it no longer holds
+        // the floor down, and can still be answered.
+        pending.park(4);
+        assert_eq!(pending.settled_below(10), 6);
+        assert!(pending.take(4).is_some());
+        assert!(pending.take(6).is_some());
+        assert_eq!(pending.settled_below(10), 8);
+    }
+}

@@ -5,6 +5,7 @@
 
 mod client;
 pub mod nemesis;
+mod watchdog;
 pub mod workloads;
 
 use std::fmt;
@@ -22,10 +23,15 @@ use rand::{Rng, SeedableRng};
 
 pub use client::{Client, Clock};
 pub use nemesis::{Nemesis, NemesisLog, Schedule};
+use watchdog::{diagnose, NodeProbe, Watchdog};
 use workloads::{Histories, Shared};
 
 /// Search steps the checker may spend on one key.
 const CHECK_STEPS_PER_KEY: u64 = 20_000_000;
+
+/// How long a run may take beyond its workload time: starting, healing,
+/// converging and judging together take well under a minute.
+const RUN_OVERHEAD_LIMIT: Duration = Duration::from_secs(180);
 
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -164,7 +170,19 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
     } else {
         crate::lockstep_binary()
     };
+    // Declared before the cluster, so it also watches the teardown.
+    let watchdog = Watchdog::start(scenario.duration + RUN_OVERHEAD_LIMIT);
     let mut cluster = crate::Cluster::start_proxied(scenario.nodes, &args, binary)?;
+    let probes: Vec<NodeProbe> = cluster
+        .nodes
+        .iter()
+        .map(|node| NodeProbe {
+            id: node.id,
+            client_addr: node.client_addr,
+            log: node.data_dir.join("node.log"),
+        })
+        .collect();
+    watchdog.watch_nodes(probes.clone());
     let leader = cluster.wait_for_leader(Duration::from_secs(20))?;
     let release_sha: String = {
         let mut connection = cluster.client(leader)?;
@@ -215,6 +233,7 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
         }));
     }
     let until = Instant::now() + scenario.duration;
+    watchdog.phase("running the workload and the nemesis");
     let nemesis_log = nemesis::run(
         &mut cluster,
         scenario.nemesis,
@@ -223,19 +242,30 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
         &Schedule::default(),
     );
     shared.stop.store(true, Ordering::SeqCst);
+    watchdog.phase("waiting for the workload clients to stop");
     for worker in workers {
         let _ = worker.join();
     }
     let nemesis_log = nemesis_log?;
+    watchdog.phase("waiting for the healed cluster to serve");
     // Every node must be up and serving before the final reads.
-    nemesis::time_to_write(&cluster, Duration::from_secs(30))
-        .context("the cluster did not serve writes after healing")?;
+    if nemesis::time_to_write(&cluster, Duration::from_secs(30)).is_none() {
+        bail!(
+            "the cluster did not serve writes after healing\n{}",
+            diagnose(&probes)
+        );
+    }
     let leader = cluster.wait_for_leader(Duration::from_secs(20))?;
+    watchdog.phase("reading the queue");
     let remaining = workloads::drain_queue(&mut cluster.client(leader)?)?;
-    let converged = converge(&mut cluster, Duration::from_secs(30));
+    watchdog.phase("waiting for the replicas to converge");
+    let converged = converge(&mut cluster, Duration::from_secs(30), &probes);
     let mut histories = std::mem::take(&mut *shared.histories.lock().expect("histories"));
     histories.queue.delivered.extend(remaining);
-    Ok(judge(scenario, histories, nemesis_log, converged))
+    watchdog.phase("judging the histories");
+    let report = judge(scenario, histories, nemesis_log, converged);
+    watchdog.phase("stopping the cluster");
+    Ok(report)
 }
 
 fn judge(
@@ -299,45 +329,33 @@ fn judge(
 
 /// Waits until every node has applied the same index and reports the same
 /// state digest there; returns the digest.
-fn converge(cluster: &mut crate::Cluster, within: Duration) -> Result<String, String> {
+fn converge(
+    cluster: &mut crate::Cluster,
+    within: Duration,
+    probes: &[NodeProbe],
+) -> Result<String, String> {
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < within {
         match digests(cluster) {
-            Ok(Some(digest)) => return Ok(digest),
-            Ok(None) => {}
+            Ok(Ok(digest)) => return Ok(digest),
+            Ok(Err(moving)) => last = moving,
             Err(err) => last = err.to_string(),
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     Err(format!(
-        "replicas did not converge within {within:?}: {last}{}",
-        troubled_log_lines(cluster)
+        "replicas did not converge within {within:?}: {last}\n{}",
+        diagnose(probes)
     ))
 }
 
-/// The warnings and errors in the nodes' logs, to tell why a run failed.
-fn troubled_log_lines(cluster: &crate::Cluster) -> String {
-    let mut out = String::new();
-    for id in cluster.ids() {
-        let log = cluster.log_of(id);
-        let troubled: Vec<&str> = log
-            .lines()
-            .filter(|line| {
-                line.contains("CRIT") || line.contains("ERRO") || line.contains("panicked")
-            })
-            .collect();
-        for line in &troubled[troubled.len().saturating_sub(5)..] {
-            out.push_str(&format!("\n  node {id}: {line}"));
-        }
-    }
-    out
-}
-
-/// Some(digest) if all nodes agree at one applied index; None if they are
-/// still moving; an error if they disagree at the same index.
-fn digests(cluster: &mut crate::Cluster) -> Result<Option<String>> {
+/// Ok(digest) if all nodes agree at one applied index; Err(why not yet)
+/// if they are still moving; an error if they disagree at the same index
+/// or a node does not answer.
+fn digests(cluster: &mut crate::Cluster) -> Result<Result<String, String>> {
     let mut seen: Option<(u64, String)> = None;
+    let mut applied_indexes = Vec::new();
     for id in cluster.ids() {
         let applied = |cluster: &crate::Cluster| -> Option<u64> {
             cluster
@@ -346,23 +364,34 @@ fn digests(cluster: &mut crate::Cluster) -> Result<Option<String>> {
         };
         let before = applied(cluster);
         let mut connection =
-            crate::connect_with_timeout(cluster.node(id).client_addr, Duration::from_secs(2))?;
-        let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut connection)?;
+            crate::connect_with_timeout(cluster.node(id).client_addr, Duration::from_secs(2))
+                .with_context(|| format!("connecting to node {id}"))?;
+        let digest: String = redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query(&mut connection)
+            .with_context(|| format!("DEBUG DIGEST on node {id}"))?;
         let after = applied(cluster);
         let (Some(before), Some(after)) = (before, after) else {
-            return Ok(None);
+            return Ok(Err(format!("node {id} did not report its applied index")));
         };
         if before != after {
-            return Ok(None);
+            return Ok(Err(format!(
+                "node {id} applied {before} -> {after} while hashing"
+            )));
         }
+        applied_indexes.push(format!("node {id} at {after}"));
         match &seen {
             None => seen = Some((after, digest)),
-            Some((index, _)) if *index != after => return Ok(None),
+            Some((index, _)) if *index != after => {
+                return Ok(Err(format!("applied: {}", applied_indexes.join(", "))));
+            }
             Some((index, expected)) if *expected != digest => {
                 bail!("node {id} digest {digest} differs from {expected} at applied index {index}")
             }
             Some(_) => {}
         }
     }
-    Ok(seen.map(|(index, digest)| format!("{digest} at applied index {index}")))
+    Ok(seen
+        .map(|(index, digest)| format!("{digest} at applied index {index}"))
+        .ok_or_else(|| "no nodes".to_string()))
 }

@@ -24,5 +24,7 @@ done
 cd "$repo"
 "$repo/scripts/setup.sh"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
-cargo build -p lockstep -p integration-tests --bins
+# The same build as scripts/test.sh: another package selection would pick
+# other features and rebuild RocksDB from source.
+cargo build --workspace --all-targets
 exec "$CARGO_TARGET_DIR/debug/soak" --seconds $((minutes * 60)) --nemesis "$nemesis" "${extra[@]}"

@@ -53,6 +53,13 @@ pub struct NodeProcess {
     child: Option<Child>,
 }
 
+impl NodeProcess {
+    /// Where the node's log (its stderr) goes, across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("node.log")
+    }
+}
+
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
     /// Proxies for peer traffic by (dialling node, dialled node), when the
@@ -155,7 +162,7 @@ impl Cluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(node.data_dir.join("node.log"))?;
+            .open(node.log_path())?;
         let child = Command::new(&binary)
             .arg("--id")
             .arg(id.to_string())
@@ -321,7 +328,7 @@ impl Cluster {
     }
 
     pub fn log_of(&self, id: u64) -> String {
-        std::fs::read_to_string(self.node(id).data_dir.join("node.log")).unwrap_or_default()
+        std::fs::read_to_string(self.node(id).log_path()).unwrap_or_default()
     }
 }
 

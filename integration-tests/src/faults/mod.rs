@@ -179,7 +179,7 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
         .map(|node| NodeProbe {
             id: node.id,
             client_addr: node.client_addr,
-            log: node.data_dir.join("node.log"),
+            log: node.log_path(),
         })
         .collect();
     watchdog.watch_nodes(probes.clone());

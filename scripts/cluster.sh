@@ -24,6 +24,9 @@ clients=${clients%,}
 
 build() {
   "$repo/scripts/setup.sh"
+  if [ ! -x "$bin" ]; then
+    echo "building lockstep ($profile): the first build compiles RocksDB's C++ from source and takes about 20 minutes on two cores"
+  fi
   if [ "$profile" = release ]; then
     cargo build --release -p lockstep --manifest-path "$repo/Cargo.toml"
   else

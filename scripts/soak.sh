@@ -26,5 +26,6 @@ cd "$repo"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
 # The same build as scripts/test.sh: another package selection would pick
 # other features and rebuild RocksDB from source.
-cargo build --workspace --all-targets
+. "$repo/scripts/build-flags.sh"
+cargo build "${test_build_flags[@]}"
 exec "$CARGO_TARGET_DIR/debug/soak" --seconds $((minutes * 60)) --nemesis "$nemesis" "${extra[@]}"

@@ -33,6 +33,22 @@ fn logger(settings: &Settings) -> Logger {
 /// Runs a node with the command line's configuration until a signal.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The test build compiles the switches into every binary of this
+    // package; only lockstep-unsafe may use them.
+    #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+    if cli.switches.any() {
+        anyhow::bail!("the --unsafe-* switches are available only in lockstep-unsafe");
+    }
+    run_node(cli)
+}
+
+/// `lockstep-unsafe`: [`main`] with the negative-control switches allowed.
+#[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
+pub fn main_unsafe() -> Result<()> {
+    run_node(Cli::parse())
+}
+
+fn run_node(cli: Cli) -> Result<()> {
     let settings = Settings::resolve(cli)?;
     let log = logger(&settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()

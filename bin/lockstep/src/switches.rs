@@ -21,6 +21,10 @@ pub struct TestSwitches {
 }
 
 impl TestSwitches {
+    pub fn any(&self) -> bool {
+        self.unsafe_volatile_storage || self.unsafe_local_reads
+    }
+
     pub fn open_store(&self, path: &Path) -> Result<RocksStore> {
         Ok(if self.unsafe_volatile_storage {
             RocksStore::open_volatile(path)?

@@ -2,5 +2,5 @@
 //! tests only. Built only in debug builds with `unsafe-test-switches`.
 
 fn main() -> anyhow::Result<()> {
-    lockstep::main()
+    lockstep::main_unsafe()
 }

@@ -62,3 +62,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust from your distribution or rustup" >&2
   exit 1
 fi
+# Node.js lock libraries (redis-semaphore and ioredis), at the versions
+# pinned in integration-tests/node/package-lock.json.
+node_dir=$(cd "$(dirname "$0")/.." && pwd)/integration-tests/node
+if [ ! -f "$node_dir/node_modules/.package-lock.json" ] \
+    || ! cmp -s "$node_dir/package-lock.json" "$node_dir/.installed-lock"; then
+  echo "installing: Node.js test clients (npm ci)"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+    && cp package-lock.json .installed-lock)
+fi

@@ -6,6 +6,7 @@
 
 pub mod faults;
 pub mod proxy;
+pub mod resp;
 
 use std::collections::BTreeMap;
 
@@ -386,5 +387,44 @@ pub fn retry<T>(timeout: Duration, mut op: impl FnMut() -> Result<T>) -> Result<
             Err(err) if Instant::now() > deadline => return Err(err),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
+    }
+}
+
+/// A real `redis-server` (the reference of the differential tests), on a
+/// free loopback port, without persistence; killed when dropped.
+pub struct RedisServer {
+    pub addr: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Result<RedisServer> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server (scripts/setup.sh installs it)")?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let server = RedisServer {
+            addr,
+            child,
+            _dir: dir,
+        };
+        wait_for_port(addr, Duration::from_secs(10))?;
+        Ok(server)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

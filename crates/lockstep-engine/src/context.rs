@@ -88,16 +88,19 @@ impl<'a> Context<'a> {
             .filter(|record| record.is_live_at(self.ct)))
     }
 
-    /// Writes `record` for `key`, keeping the expiry index in step.
+    /// Writes `record` for `key`, adding its deadline to the expiry index.
+    /// The index entry of an earlier deadline stays until it comes due
+    /// (see `expiry`). A record whose deadline has already passed is
+    /// removed instead: it could never be read, and its index entry would
+    /// lie behind the sweep cursor.
     pub fn store(&mut self, key: &[u8], record: Record) -> Result<(), StoreError> {
-        let previous = self.record_any(key)?;
-        if let Some(old_at) = previous.as_ref().and_then(|old| old.expire_at) {
-            if record.expire_at != Some(old_at) {
-                self.raw_delete(expiry_key(old_at, key));
-            }
+        if !record.is_live_at(self.ct) {
+            self.remove(key)?;
+            return Ok(());
         }
         if let Some(at) = record.expire_at {
-            if previous.as_ref().and_then(|old| old.expire_at) != Some(at) {
+            let previous = self.record_any(key)?.and_then(|old| old.expire_at);
+            if previous != Some(at) {
                 self.raw_put(expiry_key(at, key), Vec::new());
             }
         }
@@ -105,14 +108,12 @@ impl<'a> Context<'a> {
         Ok(())
     }
 
-    /// Removes `key` (live or expired); returns whether a live key was removed.
+    /// Removes `key` (live or expired); returns whether a live key was
+    /// removed. Its expiry index entry is dropped when it comes due.
     pub fn remove(&mut self, key: &[u8]) -> Result<bool, StoreError> {
         let Some(old) = self.record_any(key)? else {
             return Ok(false);
         };
-        if let Some(at) = old.expire_at {
-            self.raw_delete(expiry_key(at, key));
-        }
         self.raw_delete(value_key(key));
         Ok(old.is_live_at(self.ct))
     }

@@ -4,7 +4,9 @@
 //! `version:u8 kind:u8 origin:u64 seq:u64 settled_below:u64 ct:u64 body`
 //! (version 1 had no `settled_below`), where body is
 //! - `Command`: `argc:u32 (len:u32 bytes)*`
-//! - `Expire`: `n:u32 (len:u32 key modified:u64)*`
+//! - `Expire`: `n:u32 (len:u32 key modified:u64)*` (no longer proposed;
+//!   kept so old logs replay)
+//! - `Sweep`: empty
 //!
 //! A new kind or field gets a new version; old versions stay decodable so an
 //! old log replays after an upgrade.
@@ -16,6 +18,7 @@ const ENTRY_FORMAT_V1: u8 = 1;
 const ENTRY_FORMAT_V2: u8 = 2;
 const KIND_COMMAND: u8 = 1;
 const KIND_EXPIRE: u8 = 2;
+const KIND_SWEEP: u8 = 3;
 
 /// Who proposed an entry, so its reply reaches the waiting client exactly
 /// once and a retried proposal is applied at most once.
@@ -39,8 +42,14 @@ pub struct ExpireCandidate {
 pub enum Payload {
     /// A client command, as its argument vector.
     Command(Vec<Bytes>),
-    /// Leader-made: delete keys found expired; also advances cluster time.
+    /// Leader-made, older logs only: delete the listed keys found expired;
+    /// also advances cluster time.
     Expire(Vec<ExpireCandidate>),
+    /// Leader-made: advances cluster time and ends what is due by then
+    /// (expired keys, lock holders and waits), in deadline order, a
+    /// bounded number per entry. Every replica finds the same due items in
+    /// its own expiry index, so the entry names none.
+    Sweep,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,19 +89,30 @@ pub fn encode_command(argv: &[Bytes]) -> Vec<u8> {
     out
 }
 
+/// The header of a command entry (`kind_is_command`) or a leader-made
+/// sweep.
 pub fn encode_header(
     kind_is_command: bool,
     request: RequestId,
     settled_below: u64,
     ct: u64,
 ) -> Vec<u8> {
+    encode_header_of_kind(
+        if kind_is_command {
+            KIND_COMMAND
+        } else {
+            KIND_SWEEP
+        },
+        request,
+        settled_below,
+        ct,
+    )
+}
+
+fn encode_header_of_kind(kind: u8, request: RequestId, settled_below: u64, ct: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(34);
     out.push(ENTRY_FORMAT_V2);
-    out.push(if kind_is_command {
-        KIND_COMMAND
-    } else {
-        KIND_EXPIRE
-    });
+    out.push(kind);
     out.extend_from_slice(&request.origin.to_be_bytes());
     out.extend_from_slice(&request.seq.to_be_bytes());
     out.extend_from_slice(&settled_below.to_be_bytes());
@@ -109,7 +129,8 @@ impl LogEntry {
                 out
             }
             Payload::Expire(candidates) => {
-                let mut out = encode_header(false, self.request, self.settled_below, self.ct);
+                let mut out =
+                    encode_header_of_kind(KIND_EXPIRE, self.request, self.settled_below, self.ct);
                 out.extend_from_slice(&(candidates.len() as u32).to_be_bytes());
                 for candidate in candidates {
                     out.extend_from_slice(&(candidate.key.len() as u32).to_be_bytes());
@@ -118,6 +139,7 @@ impl LogEntry {
                 }
                 out
             }
+            Payload::Sweep => encode_header(false, self.request, self.settled_below, self.ct),
         }
     }
 
@@ -150,6 +172,7 @@ impl LogEntry {
                 }
                 Payload::Expire(candidates)
             }
+            KIND_SWEEP => Payload::Sweep,
             other => return Err(DecodeError::Kind(other)),
         };
         if !reader.0.is_empty() {
@@ -245,6 +268,12 @@ mod tests {
                     key: Bytes::from_static(b"lock"),
                     modified: 12,
                 }]),
+            },
+            LogEntry {
+                request: RequestId { origin: 0, seq: 8 },
+                settled_below: 0,
+                ct: 6,
+                payload: Payload::Sweep,
             },
         ]
     }

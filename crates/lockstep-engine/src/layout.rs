@@ -8,7 +8,8 @@
 /// cursor is a number that stays valid while keys come and go, with no
 /// second index to keep in step on every write.
 pub const VALUE: u8 = b'k';
-/// `E expire_at:u64 key` -> empty: keys by deadline, for active expiry.
+/// `e expire_at:u64 key` -> empty: keys by deadline, for active expiry
+/// (consumed in order from a cursor, see `expiry`).
 pub const EXPIRY: u8 = b'e';
 /// `d origin:u64 chunk:u64` -> bitmap of the origin's applied sequence
 /// numbers in that chunk (see `requests`).
@@ -19,6 +20,8 @@ pub const SETTLED_FLOOR: u8 = b'p';
 pub const SCRIPT: u8 = b's';
 /// `mct` -> cluster time of the last applied entry (engine metadata).
 pub const META_CLUSTER_TIME: &[u8] = b"mct";
+/// `mxc` -> the last expiry index key consumed by a sweep (see `expiry`).
+pub const META_SWEEP_CURSOR: &[u8] = b"mxc";
 
 /// Bytes before the user's key in a value record's key.
 pub const VALUE_KEY_HEADER: usize = 9;

@@ -17,6 +17,7 @@ mod collections;
 mod commands;
 mod context;
 mod entry;
+mod expiry;
 mod glob;
 mod layout;
 mod locks;
@@ -32,8 +33,9 @@ pub use entry::{
     decode_command, encode_command, encode_header, DecodeError, ExpireCandidate, LogEntry, Payload,
     RequestId,
 };
+pub use expiry::SWEEP_BATCH;
 pub use glob::glob_match;
-pub use reply::Reply;
+pub use reply::{format_double, Reply};
 pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};
 pub use spec::{lookup, Access, CommandSpec, COMMANDS};
 pub use transaction::encode_exec;
@@ -50,7 +52,7 @@ use bytes::Bytes;
 use lockstep_store::{StateBatch, StateRead, StoreError};
 
 use context::Context;
-use layout::{prefix_end, EXPIRY, META_CLUSTER_TIME};
+use layout::META_CLUSTER_TIME;
 use record::Record;
 
 /// The result of applying one entry.
@@ -182,6 +184,10 @@ impl Engine {
                 }
                 None
             }
+            Payload::Sweep => {
+                expiry::sweep(&mut ctx)?;
+                None
+            }
         };
         let finished = ctx.finish();
         // A parked request is answered by a later entry, not by this one.
@@ -220,43 +226,12 @@ impl Engine {
         }
     }
 
-    /// Whether any key has a TTL (and so cluster time must keep moving).
-    pub fn has_deadlines(&self, state: &dyn StateRead) -> Result<bool, StoreError> {
-        let mut any = false;
-        state.scan(&[EXPIRY], &prefix_end(&[EXPIRY]), &mut |_, _| {
-            any = true;
-            false
-        })?;
-        Ok(any)
-    }
-
-    /// Keys whose deadline is at or before `ct`, oldest first, at most `limit`.
-    pub fn expired_candidates(
-        &self,
-        state: &dyn StateRead,
-        ct: u64,
-        limit: usize,
-    ) -> Result<Vec<ExpireCandidate>, StoreError> {
-        let mut found = Vec::new();
-        let mut end = vec![EXPIRY];
-        end.extend_from_slice(&ct.saturating_add(1).to_be_bytes());
-        let mut keys = Vec::new();
-        state.scan(&[EXPIRY], &end, &mut |raw, _| {
-            keys.push(raw[9..].to_vec());
-            keys.len() < limit
-        })?;
-        for key in keys {
-            let ctx = Context::new(state, 0, ct);
-            if let Some(record) = ctx.record_any(&key)? {
-                if !record.is_live_at(ct) {
-                    found.push(ExpireCandidate {
-                        key: Bytes::from(key),
-                        modified: record.modified,
-                    });
-                }
-            }
-        }
-        Ok(found)
+    /// The earliest deadline (a TTL, a lock holder's or waiter's) not yet
+    /// swept, if any: the leader proposes a [`Payload::Sweep`] once cluster
+    /// time reaches it, and keeps time moving while there is one. One seek
+    /// in the expiry index, whatever was deleted before.
+    pub fn next_deadline(&self, state: &dyn StateRead) -> Result<Option<u64>, StoreError> {
+        expiry::next_deadline(state)
     }
 }
 

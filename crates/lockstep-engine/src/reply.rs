@@ -66,3 +66,73 @@ impl Reply {
         ))
     }
 }
+
+/// A double as Redis (7.2 and later) prints it in replies: the shortest
+/// digits that read back as the same value, as a plain integer or decimal
+/// when that is short, otherwise in scientific notation (`1e+20`).
+pub fn format_double(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".to_string();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // `{:e}` gives the shortest round-trip digits: d.ddde<exponent>.
+    let scientific = format!("{:e}", value.abs());
+    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");
+    let exponent: i32 = exponent.parse().expect("an integer exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let ndigits = digits.len() as i32;
+    // value = digits * 10^k
+    let k = exponent - (ndigits - 1);
+    let magnitude = exponent.abs();
+    let sign = if value < 0.0 { "-" } else { "" };
+    if k >= 0 && magnitude < ndigits + 7 {
+        return format!("{sign}{digits}{}", "0".repeat(k as usize));
+    }
+    if k < 0 && (k > -7 || magnitude < 4) {
+        let point = ndigits + k;
+        return if point <= 0 {
+            format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
+        } else {
+            let (whole, fraction) = digits.split_at(point as usize);
+            format!("{sign}{whole}.{fraction}")
+        };
+    }
+    let (first, rest) = digits.split_at(1);
+    let rest = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(".{rest}")
+    };
+    let exponent_sign = if exponent < 0 { '-' } else { '+' };
+    format!("{sign}{first}{rest}e{exponent_sign}{magnitude}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_double;
+
+    #[test]
+    fn doubles_print_as_redis_does() {
+        for (value, text) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (-2.5, "-2.5"),
+            (0.1, "0.1"),
+            (100.0, "100"),
+            (1e20, "1e+20"),
+            (123456789.0, "123456789"),
+            (1.5e-7, "1.5e-7"),
+            (0.000123, "0.000123"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (0.30000000000000004, "0.30000000000000004"),
+        ] {
+            assert_eq!(format_double(value), text, "{value}");
+        }
+    }
+}

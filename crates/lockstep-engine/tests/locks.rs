@@ -3,7 +3,7 @@
 mod common;
 
 use common::{bulk, err, Replica};
-use lockstep_engine::{Reply, RequestId};
+use lockstep_engine::Reply;
 
 fn token(reply: &Reply) -> i64 {
     match reply {
@@ -69,23 +69,7 @@ fn waiters_are_granted_in_fifo_order_by_later_entries() {
     let cancel = r.apply_command(12, "LOCK.CANCEL q w2");
     assert_eq!(cancel.deferred, vec![(waiters[1], Reply::Nil)]);
     // w1's TTL runs out: the next expiry settles the lock and grants w3.
-    let candidates = r.engine.expired_candidates(&r.store, 10_012, 10).unwrap();
-    assert_eq!(candidates.len(), 1);
-    r.index += 1;
-    let expiry = r
-        .engine
-        .apply(
-            &r.store,
-            r.index,
-            &lockstep_engine::LogEntry {
-                request: RequestId { origin: 0, seq: 0 },
-                settled_below: 0,
-                ct: 10_012,
-                payload: lockstep_engine::Payload::Expire(candidates),
-            }
-            .encode(),
-        )
-        .unwrap();
+    let expiry = r.sweep(10_012);
     assert_eq!(
         expiry.deferred,
         vec![(waiters[2], Reply::Integer(r.index as i64))]

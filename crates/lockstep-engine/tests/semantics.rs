@@ -172,27 +172,49 @@ fn expire_family_with_conditions() {
 }
 
 #[test]
-fn active_expiry_deletes_only_keys_not_rewritten_since() {
+fn active_expiry_deletes_only_keys_still_due() {
     let mut r = Replica::new();
     r.write(0, "SET a 1 PX 10");
     r.write(0, "SET b 1 PX 10");
     r.write(0, "SET c 1");
-    let candidates = r.engine.expired_candidates(&r.store, 20, 100).unwrap();
-    assert_eq!(candidates.len(), 2);
-    // b is rewritten after the leader found it expired, before the expiry applies.
-    r.write(20, "SET b 2");
-    r.apply_entry(&LogEntry {
-        request: RequestId { origin: 0, seq: 0 },
-        settled_below: 0,
-        ct: 20,
-        payload: Payload::Expire(candidates),
-    });
+    r.write(0, "SET d 1 PX 10");
+    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), Some(10));
+    // b is rewritten without a TTL and d gets a later one before the sweep.
+    r.write(5, "SET b 2");
+    r.write(5, "PEXPIRE d 100");
+    assert_eq!(r.expire_pass(20), 1, "only a was still due");
+    assert_eq!(r.read(20, "EXISTS a b c d"), Reply::Integer(3));
+    assert_eq!(r.read(20, "EXISTS a"), Reply::Integer(0));
+    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), Some(105));
+    assert_eq!(r.expire_pass(104), 0);
+    assert_eq!(r.expire_pass(105), 1);
+    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
+}
+
+#[test]
+fn a_sweep_takes_a_bounded_batch_in_deadline_order() {
+    let mut r = Replica::new();
+    let n = lockstep_engine::SWEEP_BATCH + 10;
+    for i in 0..n {
+        r.write(0, &format!("SET key:{i} v PX {}", 1 + i));
+    }
+    assert_eq!(r.expire_pass(10_000), lockstep_engine::SWEEP_BATCH);
+    // The earliest deadlines went first.
+    assert_eq!(r.read(10_000, "EXISTS key:0"), Reply::Integer(0));
     assert_eq!(
-        r.read(20, "KEYS *"),
-        Reply::Array(vec![bulk("b"), bulk("c")])
+        r.engine.next_deadline(&r.store).unwrap(),
+        Some(1 + lockstep_engine::SWEEP_BATCH as u64)
     );
-    assert_eq!(r.expire_pass(30), 0);
-    assert!(!r.engine.has_deadlines(&r.store).unwrap());
+    assert_eq!(r.expire_pass(10_000), 10);
+    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
+}
+
+#[test]
+fn a_deadline_already_past_deletes_instead_of_storing() {
+    let mut r = Replica::new();
+    r.write(100, "SET k v PXAT 50");
+    assert_eq!(r.read(100, "EXISTS k"), Reply::Integer(0));
+    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
 }
 
 #[test]
@@ -261,11 +283,16 @@ fn flushall_empties_everything() {
     r.write(0, "SET b 1");
     assert_eq!(r.write(0, "FLUSHALL"), Reply::ok());
     assert_eq!(r.read(0, "DBSIZE"), Reply::Integer(0));
-    assert!(!r.engine.has_deadlines(&r.store).unwrap());
     assert_eq!(
         r.read(0, "SCAN 0"),
         Reply::Array(vec![bulk("0"), Reply::Array(vec![])])
     );
+    // a's expiry entry stays until it comes due, then goes without effect.
+    r.write(50, "SET a 2");
+    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), Some(100));
+    assert_eq!(r.expire_pass(100), 0);
+    assert_eq!(r.read(100, "GET a"), bulk("2"));
+    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
 }
 
 #[test]

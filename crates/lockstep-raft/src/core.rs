@@ -21,15 +21,13 @@ use tokio::sync::oneshot;
 use crate::clock::LeaderClock;
 use crate::frame::PeerFrame;
 use crate::node::Event;
-use crate::pending::{Pending, PendingProposal, PendingRead, Submission};
+use crate::pending::{Answered, Pending, PendingProposal, PendingRead, Submission};
 use crate::status::{NodeStatus, PeerProgress, Role};
 use crate::{NodeConfig, NodeError, ProposeError};
 
 /// A proposal or read not resolved after this long is sent again (safe:
 /// applied request ids are remembered, reads have no effect).
 const RESUBMIT_AFTER: Duration = Duration::from_millis(1000);
-/// Expired keys deleted per expiry entry.
-const EXPIRE_BATCH_KEYS: usize = 256;
 
 /// Where a core reads the time: the system clock in production, a
 /// simulated one (with offset and drift) in tests.
@@ -136,6 +134,8 @@ struct AppliedRun<'a> {
 /// What one applied entry does beyond the keyspace, released after the
 /// run's write: events for local subscribers and the reply to our client.
 struct Effects {
+    /// The entry's log index.
+    index: u64,
     events: Vec<AppliedEvent>,
     /// Replies this entry gives to our parked requests, by sequence.
     deferred: Vec<(u64, Reply)>,
@@ -290,7 +290,7 @@ pub struct Core<S: NodeStore> {
 
 impl<S: NodeStore> Core<S> {
     /// Proposes `argv`; the receiver gets its reply once it applied here.
-    pub fn propose(&mut self, argv: &[Bytes]) -> oneshot::Receiver<Result<Reply, ProposeError>> {
+    pub fn propose(&mut self, argv: &[Bytes]) -> oneshot::Receiver<Result<Answered, ProposeError>> {
         let (reply, answer) = oneshot::channel();
         self.handle(Event::Propose {
             body: Bytes::from(encode_command(argv)),
@@ -531,8 +531,9 @@ impl<S: NodeStore> Core<S> {
         Ok(())
     }
 
-    /// Keeps cluster time moving while keys have TTLs, and deletes expired
-    /// keys through the log (followers never expire on their own).
+    /// Keeps cluster time moving while anything has a deadline, and ends
+    /// what is due through the log with sweep entries (followers never
+    /// expire on their own). Costs one seek in the expiry index per tick.
     fn leader_duties(&mut self, now: Instant) -> Result<(), StoreError> {
         if self.raw.raft.state != StateRole::Leader || !self.raw.raft.commit_to_current_term() {
             return Ok(());
@@ -549,14 +550,15 @@ impl<S: NodeStore> Core<S> {
         };
         let ct = clock.stamp(now);
         let engine = self.engine;
-        let (candidates, has_deadlines) = self.store.read_view(|state, _| {
-            Ok::<_, StoreError>((
-                engine.expired_candidates(state, ct, EXPIRE_BATCH_KEYS)?,
-                engine.has_deadlines(state)?,
-            ))
-        })?;
-        let clock_due = has_deadlines && now - self.last_stamp_at >= self.config.clock_interval;
-        if candidates.is_empty() && !clock_due {
+        let next_deadline = self
+            .store
+            .read_view(|state, _| engine.next_deadline(state))?;
+        let Some(next_deadline) = next_deadline else {
+            return Ok(());
+        };
+        let due = next_deadline <= ct;
+        let clock_due = now - self.last_stamp_at >= self.config.clock_interval;
+        if !due && !clock_due {
             return Ok(());
         }
         let seq = self.next_seq;
@@ -565,7 +567,7 @@ impl<S: NodeStore> Core<S> {
             request: RequestId { origin: 0, seq },
             settled_below: 0,
             ct,
-            payload: Payload::Expire(candidates),
+            payload: Payload::Sweep,
         };
         if self.raw.propose(Vec::new(), entry.encode()).is_ok() {
             self.last_stamp_at = now;
@@ -629,6 +631,15 @@ impl<S: NodeStore> Core<S> {
             self.apply_entries(committed)?;
             self.raw.advance_apply();
             self.maybe_compact()?;
+            // A backlog of due deadlines is swept entry after entry, not
+            // one entry per tick.
+            let applied = self.store.applied().index;
+            if self
+                .expiry_in_flight
+                .is_some_and(|(index, _)| applied >= index)
+            {
+                self.leader_duties(self.time.now())?;
+            }
         }
         self.pending.release_reads(self.store.applied().index);
         self.notice_leadership()?;
@@ -719,6 +730,7 @@ impl<S: NodeStore> Core<S> {
                         .collect();
                     if reply.is_some() || !outcome.events.is_empty() || !deferred.is_empty() {
                         run.effects.push(Effects {
+                            index: entry.index,
                             events: outcome.events,
                             deferred,
                             reply,
@@ -769,12 +781,14 @@ impl<S: NodeStore> Core<S> {
                     reply
                 };
                 if let Some(proposal) = self.pending.take(seq) {
-                    let _ = proposal.reply.send(Ok(reply));
+                    let index = effects.index;
+                    let _ = proposal.reply.send(Ok(Answered { reply, index }));
                 }
             }
             for (seq, reply) in effects.deferred {
                 if let Some(proposal) = self.pending.take(seq) {
-                    let _ = proposal.reply.send(Ok(reply));
+                    let index = effects.index;
+                    let _ = proposal.reply.send(Ok(Answered { reply, index }));
                 }
             }
         }

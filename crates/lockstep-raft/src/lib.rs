@@ -26,6 +26,7 @@ pub use crate::core::{AppliedRecord, Core, EventSink, PeerSender, SystemTime, Ti
 pub use config::NodeConfig;
 pub use error::{NodeError, ProposeError};
 pub use node::{Node, NodeHandle};
+pub use pending::Answered;
 pub use status::{NodeStatus, PeerProgress, Role};
 
 /// Decodes a frame as a peer would have sent it and returns the command

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::core::{read_applied, Core, EventSink, PeerSender, SystemTime};
 use crate::frame::PeerFrame;
+use crate::pending::Answered;
 use crate::status::NodeStatus;
 use crate::transport::{self, Outbound};
 use crate::{NodeConfig, NodeError, ProposeError};
@@ -55,8 +56,9 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    /// Replicates `argv` and returns its reply once applied on this node.
-    pub async fn propose(&self, argv: &[Bytes]) -> Result<Reply, ProposeError> {
+    /// Replicates `argv` and returns its reply once applied on this node,
+    /// with the index of the entry that answered it.
+    pub async fn propose(&self, argv: &[Bytes]) -> Result<Answered, ProposeError> {
         self.propose_waiting(argv, Duration::ZERO).await
     }
 
@@ -66,7 +68,7 @@ impl NodeHandle {
         &self,
         argv: &[Bytes],
         extra_wait: Duration,
-    ) -> Result<Reply, ProposeError> {
+    ) -> Result<Answered, ProposeError> {
         let (reply, answer) = oneshot::channel();
         self.send(Event::Propose {
             body: Bytes::from(encode_command(argv)),

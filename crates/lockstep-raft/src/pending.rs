@@ -9,7 +9,16 @@ use tokio::sync::oneshot;
 
 use crate::ProposeError;
 
-pub type ProposalReply = oneshot::Sender<Result<Reply, ProposeError>>;
+/// A proposal's reply and the log index of the entry that gave it (the
+/// proposal's own entry, or for a parked request the later entry that
+/// answered it): what WAIT counts replicas against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answered {
+    pub reply: Reply,
+    pub index: u64,
+}
+
+pub type ProposalReply = oneshot::Sender<Result<Answered, ProposeError>>;
 pub type ReadReply = oneshot::Sender<Result<(), ProposeError>>;
 
 /// Where a proposal was last handed for ordering.

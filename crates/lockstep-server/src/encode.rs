@@ -36,18 +36,12 @@ fn to_resp2(reply: &Reply) -> Frame2 {
                 .flat_map(|(key, value)| [to_resp2(key), to_resp2(value)])
                 .collect(),
         ),
-        Reply::Double(value) => Frame2::BulkString(Bytes::from(format_double(*value))),
+        Reply::Double(value) => {
+            Frame2::BulkString(Bytes::from(lockstep_engine::format_double(*value)))
+        }
         Reply::Push(items) | Reply::Sequence(items) => {
             Frame2::Array(items.iter().map(to_resp2).collect())
         }
-    }
-}
-
-fn format_double(value: f64) -> String {
-    if value.is_infinite() {
-        if value > 0.0 { "inf" } else { "-inf" }.to_string()
-    } else {
-        format!("{value}")
     }
 }
 
@@ -99,6 +93,32 @@ fn to_resp3(reply: &Reply) -> Frame3 {
     }
 }
 
+/// RESP2 with Redis's null array (`*-1`, which the frame type cannot
+/// express) wherever a missing aggregate is the answer: BLPOP's timeout,
+/// an EXEC whose WATCH failed, LPOP with a count on a missing key.
+fn encode_resp2(
+    reply: &Reply,
+    out: &mut BytesMut,
+) -> Result<(), redis_protocol::error::RedisProtocolError> {
+    match reply {
+        Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        Reply::Array(items) | Reply::Push(items) | Reply::Sequence(items)
+            if items
+                .iter()
+                .any(|item| matches!(item, Reply::NilArray | Reply::Array(_))) =>
+        {
+            out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+            for item in items {
+                encode_resp2(item, out)?;
+            }
+        }
+        other => {
+            redis_protocol::resp2::encode::extend_encode(out, &to_resp2(other), false)?;
+        }
+    }
+    Ok(())
+}
+
 /// Appends `reply` to `out` in the connection's protocol; a sequence is
 /// several frames one after another.
 pub fn encode(protocol: Protocol, reply: &Reply, out: &mut BytesMut) {
@@ -109,9 +129,7 @@ pub fn encode(protocol: Protocol, reply: &Reply, out: &mut BytesMut) {
         return;
     }
     let result = match protocol {
-        Protocol::Resp2 => {
-            redis_protocol::resp2::encode::extend_encode(out, &to_resp2(reply), false).map(|_| ())
-        }
+        Protocol::Resp2 => encode_resp2(reply, out),
         Protocol::Resp3 => {
             redis_protocol::resp3::encode::complete::extend_encode(out, &to_resp3(reply), false)
                 .map(|_| ())
@@ -139,6 +157,14 @@ mod tests {
         assert_eq!(wire(Protocol::Resp2, Reply::ok()), "+OK\r\n");
         assert_eq!(wire(Protocol::Resp2, Reply::Nil), "$-1\r\n");
         assert_eq!(wire(Protocol::Resp3, Reply::Nil), "_\r\n");
+        assert_eq!(wire(Protocol::Resp2, Reply::NilArray), "*-1\r\n");
+        assert_eq!(
+            wire(
+                Protocol::Resp2,
+                Reply::Array(vec![Reply::NilArray, Reply::Integer(1)])
+            ),
+            "*2\r\n*-1\r\n:1\r\n"
+        );
         assert_eq!(wire(Protocol::Resp2, Reply::Integer(-2)), ":-2\r\n");
         assert_eq!(
             wire(Protocol::Resp2, Reply::error("ERR bad\r\nthing")),

@@ -305,8 +305,21 @@ impl Session {
             }
         };
         self.pending_cancel = None;
-        self.last_write_index = node.status().applied_index;
-        result.unwrap_or_else(|err| propose_error(err, node.request_timeout().as_secs()))
+        match self.answered(result) {
+            Ok(reply) => reply,
+            Err(err) => propose_error(err, node.request_timeout().as_secs()),
+        }
+    }
+
+    /// A write's reply; remembers the index of the entry that gave it, so
+    /// WAIT counts the replicas that stored this write, not an older one.
+    fn answered(
+        &mut self,
+        result: Result<lockstep_raft::Answered, ProposeError>,
+    ) -> Result<Reply, ProposeError> {
+        let answered = result?;
+        self.last_write_index = self.last_write_index.max(answered.index);
+        Ok(answered.reply)
     }
 
     /// WAIT numreplicas timeout / WAITAOF numlocal numreplicas timeout.
@@ -370,7 +383,7 @@ impl Session {
             Ok((command, spec)) => lockstep_engine::access(&command, spec),
             Err(reply) => return reply,
         };
-        let node = &self.context.node;
+        let node = self.context.node.clone();
         let result = match access {
             Access::Write => {
                 if let Some(timeout_ms) = lockstep_engine::blocking_timeout_ms(argv) {
@@ -384,11 +397,9 @@ impl Session {
                         argv[2].clone(),
                     ]);
                 }
-                let node = &self.context.node;
                 let result = node.propose_waiting(argv, wait).await;
                 self.pending_cancel = None;
-                self.last_write_index = node.status().applied_index;
-                result
+                self.answered(result)
             }
             Access::Read if self.stale_reads => Ok(node.read_local(argv)),
             Access::Read => node.read(argv).await,

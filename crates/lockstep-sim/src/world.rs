@@ -111,7 +111,7 @@ struct Node {
 }
 
 enum Waiting {
-    Reply(oneshot::Receiver<Result<Reply, ProposeError>>),
+    Reply(oneshot::Receiver<Result<lockstep_raft::Answered, ProposeError>>),
     Barrier(oneshot::Receiver<Result<(), ProposeError>>),
 }
 
@@ -519,7 +519,7 @@ impl World {
             // Some(Some(reply)): answered; Some(None): unknown; None: wait.
             let answer: Option<Option<Reply>> = match &mut flight.waiting {
                 Waiting::Reply(receiver) => match receiver.try_recv() {
-                    Ok(Ok(reply)) => Some(Some(reply)),
+                    Ok(Ok(answered)) => Some(Some(answered.reply)),
                     Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => Some(None),
                     Err(oneshot::error::TryRecvError::Empty) => None,
                 },

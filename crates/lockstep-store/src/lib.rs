@@ -26,7 +26,7 @@ pub use error::StoreError;
 pub use mem::MemBackend;
 pub use overlay::Overlay;
 #[cfg(feature = "rocksdb")]
-pub use rocks::RocksBackend;
+pub use rocks::{count_deleted_entries_skipped, RocksBackend};
 pub use store::Store;
 
 /// A node store kept in RocksDB.

@@ -38,6 +38,21 @@ impl RocksBackend {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
         let db = Db::open_cf_descriptors(&options, path, families)?;
+        let state = db.cf_handle(CF_STATE).expect("created at open");
+        // Only settable by name: a scan that steps over this many deleted
+        // or overwritten entries in the active memtable flushes it, and
+        // the flushed file is then compacted for its tombstones (below).
+        db.set_options_cf(
+            &state,
+            &[
+                ("memtable_op_scan_flush_trigger", TOMBSTONES_SCANNED_FLUSH),
+                (
+                    "memtable_avg_op_scan_flush_trigger",
+                    TOMBSTONES_SCANNED_AVG_FLUSH,
+                ),
+            ],
+        )?;
+        drop(state);
         Ok(Self {
             db,
             #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
@@ -52,18 +67,50 @@ impl RocksBackend {
     }
 }
 
+/// Deleted entries one keyspace scan step may pass in the active memtable
+/// before RocksDB flushes it (a scan over deleted keys then meets them in
+/// one table file, which deletion-triggered compaction rewrites).
+const TOMBSTONES_SCANNED_FLUSH: &str = "10000";
+/// The same, averaged over the steps of one iterator.
+const TOMBSTONES_SCANNED_AVG_FLUSH: &str = "100";
+/// A table file with this many deletions among any `DELETION_WINDOW`
+/// consecutive entries, or more than half deletions, is compacted so its
+/// tombstones go (they otherwise stay until compaction reaches them).
+const DELETION_WINDOW: usize = 4096;
+const DELETIONS_IN_WINDOW: usize = 1024;
+const DELETION_RATIO: f64 = 0.5;
+
 /// Most keyspace reads on the write path look up keys that do not exist
 /// (new request ids, new keys): bloom filters answer those without walking
-/// the memtable's skiplist or reading table blocks.
+/// the memtable's skiplist or reading table blocks. Keys are deleted all
+/// the time (released locks, served waiters, swept expiry entries): the
+/// deletion triggers above keep scans from stepping over their tombstones
+/// for long.
 fn family_options(name: &str) -> Options {
     let mut options = Options::default();
     if name == CF_STATE {
+        options.add_compact_on_deletion_collector_factory(
+            DELETION_WINDOW,
+            DELETIONS_IN_WINDOW,
+            DELETION_RATIO,
+        );
         options.set_memtable_whole_key_filtering(true);
         options.set_memtable_prefix_bloom_ratio(0.1);
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         table.set_whole_key_filtering(true);
         options.set_block_based_table_factory(&table);
+    }
+    options
+}
+
+/// A scan stops at its end inside RocksDB: without the bound the iterator
+/// would step over every deleted entry between the last key in range and
+/// the next live key after it.
+fn scan_options(end: Option<&[u8]>) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    if let Some(end) = end {
+        options.set_iterate_upper_bound(end.to_vec());
     }
     options
 }
@@ -97,8 +144,9 @@ impl Backend for RocksBackend {
         end: Option<&[u8]>,
         visit: &mut Visitor<'_>,
     ) -> Result<(), StoreError> {
-        let iter = self.db.iterator_cf(
+        let iter = self.db.iterator_cf_opt(
             &self.cf(family),
+            scan_options(end),
             IteratorMode::From(start, Direction::Forward),
         );
         scan_iter(iter, end, visit)
@@ -153,7 +201,7 @@ impl View for RocksView<'_> {
         end: Option<&[u8]>,
         visit: &mut Visitor<'_>,
     ) -> Result<(), StoreError> {
-        let mut options = ReadOptions::default();
+        let mut options = scan_options(end);
         options.set_snapshot(self.snapshot);
         let iter = self.backend.db.iterator_cf_opt(
             &self.backend.cf(family),
@@ -178,4 +226,18 @@ impl Store<RocksBackend> {
         backend.volatile = true;
         Store::with_backend(backend)
     }
+}
+
+/// Runs `work` on this thread and counts the deleted entries RocksDB's
+/// iterators stepped over meanwhile: a probe for tests that hold periodic
+/// work to a cost independent of what was deleted before.
+pub fn count_deleted_entries_skipped<R>(work: impl FnOnce() -> R) -> (R, u64) {
+    use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
+    set_perf_stats(PerfStatsLevel::EnableCount);
+    let mut context = PerfContext::default();
+    context.reset();
+    let result = work();
+    let skipped = context.metric(PerfMetric::InternalDeleteSkippedCount);
+    set_perf_stats(PerfStatsLevel::Disable);
+    (result, skipped)
 }

@@ -17,7 +17,7 @@ use crate::keys::{
     decode_pair, decode_u64, encode_pair, log_key, APPLIED_KEY, BOOT_EPOCH_KEY, CONF_STATE_KEY,
     HARD_STATE_KEY, TRUNCATED_KEY,
 };
-use crate::snapshot::{decode_snapshot_data, encode_snapshot_data, Pairs};
+use crate::snapshot::{decode_snapshot_data, encode_snapshot_data};
 use crate::{Applied, NodeStore, StateBatch, StateOp, StateRead, StoreError};
 
 #[derive(Debug, Default)]
@@ -86,16 +86,6 @@ impl<B: Backend> Store<B> {
             Some(bytes) => Ok(Some(parse(&bytes)?)),
             None => Ok(None),
         }
-    }
-
-    fn keyspace_pairs(&self) -> Result<Pairs, StoreError> {
-        let mut pairs = Vec::new();
-        self.backend
-            .scan(Family::State, &[], None, &mut |key, value| {
-                pairs.push((key.to_vec(), value.to_vec()));
-                true
-            })?;
-        Ok(pairs)
     }
 }
 
@@ -391,9 +381,9 @@ impl<B: Backend> NodeStore for Store<B> {
             log_key(u64::MAX).to_vec(),
         )];
         ops.push(WriteOp::Delete(Family::Log, log_key(u64::MAX).to_vec()));
-        for (key, _) in self.keyspace_pairs()? {
-            ops.push(WriteOp::Delete(Family::State, key));
-        }
+        // One range deletion for the old keyspace (every engine key starts
+        // with a prefix byte below 0xff), not a tombstone per key.
+        ops.push(WriteOp::DeleteRange(Family::State, Vec::new(), vec![0xff]));
         for (key, value) in pairs {
             ops.push(WriteOp::Put(Family::State, key, value));
         }

@@ -1,12 +1,17 @@
 //! BLPOP, BRPOP, BLMOVE and BRPOPLPUSH.
 //!
 //! A blocking pop that finds its lists empty is *parked*: its waiter is
-//! registered under each key (`b` len key index -> waiter, in log order)
-//! and under its wait id (`B` id -> index). The entry whose push makes a
-//! list non-empty serves that key's waiters in FIFO order and replies to
-//! them by request id. The server gives each wait an id and sends
-//! `BLOCK.CANCEL id` when the timeout passes or the client leaves;
-//! whichever entry applies first decides the outcome, on every node alike.
+//! stored under its wait id (`B` id -> waiter) and queued under each of
+//! its keys (`w` key -> the key's queue of (index, wait id), in log
+//! order). The entry whose push makes a list non-empty serves that key's
+//! waiters in FIFO order and replies to them by request id. The server
+//! gives each wait an id and sends `BLOCK.CANCEL id` when the timeout
+//! passes or the client leaves; whichever entry applies first decides the
+//! outcome, on every node alike.
+//!
+//! Every lookup here is a point read: a queue is one record, so waiters
+//! served or cancelled long ago leave nothing that a later push or cancel
+//! has to step over.
 
 use bytes::Bytes;
 use lockstep_store::StoreError;
@@ -14,11 +19,12 @@ use lockstep_store::StoreError;
 use super::stored::{load, save, Failure, List, Outcome};
 use super::{bulk, pop, side, Side};
 use crate::context::Context;
-use crate::layout::prefix_end;
 use crate::{Reply, RequestId};
 
-const WAITER: u8 = b'b';
+const QUEUE: u8 = b'w';
 const WAIT_ID: u8 = b'B';
+/// Clients one key may have blocked on it: bounds the queue record.
+pub const MAX_WAITERS_PER_KEY: usize = 10_000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockingPop {
@@ -77,18 +83,45 @@ pub fn timeout_ms(arg: &[u8]) -> Result<u64, Reply> {
     Ok((seconds * 1000.0).round() as u64)
 }
 
-fn waiter_prefix(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 5);
-    out.push(WAITER);
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+fn queue_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(QUEUE);
     out.extend_from_slice(key);
     out
 }
 
-fn waiter_key(key: &[u8], index: u64) -> Vec<u8> {
-    let mut out = waiter_prefix(key);
-    out.extend_from_slice(&index.to_be_bytes());
-    out
+/// One key's blocked clients in arrival order: (entry index, wait id).
+#[derive(Default)]
+struct Queue(std::collections::VecDeque<(u64, Bytes)>);
+
+impl Queue {
+    fn load(ctx: &Context<'_>, key: &[u8]) -> Result<Queue, StoreError> {
+        let Some(data) = ctx.raw_get(&queue_key(key))? else {
+            return Ok(Queue::default());
+        };
+        let mut cursor = Cursor { data: &data, at: 0 };
+        let count = u32::from_be_bytes(cursor.take(4)?.try_into().expect("4 bytes"));
+        let mut queue = std::collections::VecDeque::with_capacity(count.min(1024) as usize);
+        for _ in 0..count {
+            let index = cursor.word()?;
+            queue.push_back((index, cursor.text()?));
+        }
+        Ok(Queue(queue))
+    }
+
+    fn save(&self, ctx: &mut Context<'_>, key: &[u8]) {
+        if self.0.is_empty() {
+            ctx.raw_delete(queue_key(key));
+            return;
+        }
+        let mut out = Vec::with_capacity(4 + self.0.len() * 24);
+        out.extend_from_slice(&(self.0.len() as u32).to_be_bytes());
+        for (index, id) in &self.0 {
+            out.extend_from_slice(&index.to_be_bytes());
+            put(&mut out, id);
+        }
+        ctx.raw_put(queue_key(key), out);
+    }
 }
 
 fn wait_id_key(id: &[u8]) -> Vec<u8> {
@@ -253,47 +286,74 @@ pub fn execute(ctx: &mut Context<'_>, id: Option<Bytes>, pop: BlockingPop) -> Ou
     if ctx.raw_get(&wait_id_key(&id))?.is_some() {
         return Ok(Reply::error("ERR this wait id is already in use"));
     }
+    let mut queues = Vec::with_capacity(pop.keys.len());
+    for key in &pop.keys {
+        let queue = Queue::load(ctx, key)?;
+        if queue.0.len() >= MAX_WAITERS_PER_KEY {
+            return Ok(Reply::error(format!(
+                "ERR too many clients blocked on this key (at most {MAX_WAITERS_PER_KEY})"
+            )));
+        }
+        queues.push(queue);
+    }
     let waiter = Waiter {
         id: id.clone(),
         request,
         index: ctx.index,
         pop,
     };
-    let encoded = waiter.encode();
-    for key in &waiter.pop.keys {
-        ctx.raw_put(waiter_key(key, waiter.index), encoded.clone());
+    for (key, mut queue) in waiter.pop.keys.iter().zip(queues) {
+        // A key named twice is queued once.
+        if queue
+            .0
+            .back()
+            .is_none_or(|(index, _)| *index != waiter.index)
+        {
+            queue.0.push_back((waiter.index, id.clone()));
+        }
+        queue.save(ctx, key);
     }
-    ctx.raw_put(wait_id_key(&id), waiter.index.to_be_bytes().to_vec());
+    ctx.raw_put(wait_id_key(&id), waiter.encode());
     ctx.park();
     Ok(Reply::Nil)
 }
 
-fn unregister(ctx: &mut Context<'_>, waiter: &Waiter) {
+/// Takes `waiter` out of every queue it is in and forgets its wait id.
+fn unregister(ctx: &mut Context<'_>, waiter: &Waiter) -> Result<(), StoreError> {
     for key in &waiter.pop.keys {
-        ctx.raw_delete(waiter_key(key, waiter.index));
+        let mut queue = Queue::load(ctx, key)?;
+        queue.0.retain(|(index, _)| *index != waiter.index);
+        queue.save(ctx, key);
     }
     ctx.raw_delete(wait_id_key(&waiter.id));
+    Ok(())
+}
+
+fn load_waiter(ctx: &Context<'_>, id: &[u8]) -> Result<Option<Waiter>, StoreError> {
+    ctx.raw_get(&wait_id_key(id))?
+        .map(|data| Waiter::decode(&data))
+        .transpose()
 }
 
 /// Serves `key`'s waiters in FIFO order while the list has items.
 pub fn serve(ctx: &mut Context<'_>, key: &Bytes) -> Outcome<()> {
     loop {
-        let prefix = waiter_prefix(key);
-        let mut first = None;
-        ctx.raw_scan(&prefix, &prefix_end(&prefix), &mut |_, value| {
-            first = Some(value.to_vec());
-            false
-        })?;
-        let Some(encoded) = first else {
+        let queue = Queue::load(ctx, key)?;
+        let Some((_, id)) = queue.0.front().cloned() else {
             return Ok(());
         };
-        let waiter = Waiter::decode(&encoded)?;
+        let Some(waiter) = load_waiter(ctx, &id)? else {
+            return Err(Failure::Store(StoreError::corrupt(
+                "blocked waiter",
+                "queued wait id without a waiter",
+            )));
+        };
         let (record, mut list) = load::<List>(ctx, key)?;
         let Some(item) = pop(&mut list.0, waiter.pop.from) else {
             return Ok(());
         };
         save(ctx, key, record, &list)?;
-        unregister(ctx, &waiter);
+        unregister(ctx, &waiter)?;
         let reply = match &waiter.pop.to {
             Some((destination, to)) => {
                 push(ctx, destination, *to, item.clone())?;
@@ -307,28 +367,10 @@ pub fn serve(ctx: &mut Context<'_>, key: &Bytes) -> Outcome<()> {
 
 /// BLOCK.CANCEL id: ends a wait with its timeout reply (nil).
 pub fn cancel(ctx: &mut Context<'_>, id: &[u8]) -> Result<Reply, StoreError> {
-    let Some(index) = ctx.raw_get(&wait_id_key(id))? else {
+    let Some(waiter) = load_waiter(ctx, id)? else {
         return Ok(Reply::Integer(0));
     };
-    let index = u64::from_be_bytes(index.try_into().unwrap_or([0; 8]));
-    // Any of its keys holds the full waiter; find one.
-    let mut found = None;
-    ctx.raw_scan(&[WAITER], &prefix_end(&[WAITER]), &mut |raw, value| {
-        if raw.ends_with(&index.to_be_bytes()) {
-            if let Ok(waiter) = Waiter::decode(value) {
-                if waiter.id.as_ref() == id {
-                    found = Some(waiter);
-                    return false;
-                }
-            }
-        }
-        true
-    })?;
-    let Some(waiter) = found else {
-        ctx.raw_delete(wait_id_key(id));
-        return Ok(Reply::Integer(0));
-    };
-    unregister(ctx, &waiter);
+    unregister(ctx, &waiter)?;
     ctx.defer_reply(waiter.request, waiter.timed_out_reply());
     Ok(Reply::Integer(1))
 }

@@ -80,6 +80,11 @@ fn decode_items(body: &Bytes) -> Result<Vec<Bytes>, StoreError> {
     Ok(items)
 }
 
+/// The stored items of a collection's record (for OBJECT ENCODING).
+pub fn items_of(record: &Record) -> Result<Vec<Bytes>, StoreError> {
+    decode_items(&record.body)
+}
+
 /// The live collection at `key`: absent is empty, another type is WRONGTYPE.
 pub fn load<T: Collection>(ctx: &Context<'_>, key: &[u8]) -> Outcome<(Option<Record>, T)> {
     match ctx.record(key)? {
@@ -191,6 +196,15 @@ pub struct SortedSet {
 }
 
 impl SortedSet {
+    pub fn from_scores(scores: BTreeMap<Bytes, f64>) -> Self {
+        let mut zset = SortedSet {
+            scores,
+            encoded_scores: Vec::new(),
+        };
+        zset.prepare();
+        zset
+    }
+
     pub fn ordered(&self) -> Vec<(&Bytes, f64)> {
         let mut entries: Vec<(&Bytes, f64)> = self.scores.iter().map(|(m, s)| (m, *s)).collect();
         entries.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use lockstep_engine::{Engine, ExpireCandidate, LogEntry, Payload, Reply, RequestId};
+use lockstep_engine::{Engine, LogEntry, Payload, Reply, RequestId};
 use lockstep_store::{Applied, MemStore, NodeStore};
 
 pub struct Replica {
@@ -103,19 +103,22 @@ impl Replica {
         self.engine.read(&self.store, ct, &argv(command)).unwrap()
     }
 
+    /// Applies a leader's sweep entry at `ct`; returns the keys it removed
+    /// (value records gone from the store).
     pub fn expire_pass(&mut self, ct: u64) -> usize {
-        let candidates: Vec<ExpireCandidate> = self
-            .engine
-            .expired_candidates(&self.store, ct, 100)
-            .unwrap();
-        let found = candidates.len();
-        self.apply_entry(&LogEntry {
+        self.sweep(ct).batch.ops().iter().filter(|op| {
+            matches!(op, lockstep_store::StateOp::Delete(key) if key.first() == Some(&b'k'))
+        }).count()
+    }
+
+    /// Applies a leader's sweep entry at `ct`.
+    pub fn sweep(&mut self, ct: u64) -> lockstep_engine::Applied {
+        self.apply_outcome(&LogEntry {
             request: RequestId { origin: 0, seq: 0 },
             settled_below: 0,
             ct,
-            payload: Payload::Expire(candidates),
-        });
-        found
+            payload: Payload::Sweep,
+        })
     }
 }
 

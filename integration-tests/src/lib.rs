@@ -282,7 +282,7 @@ impl Cluster {
         // Short timeouts: the node may be paused or cut off.
         let mut con =
             connect_with_timeout(self.node(id).client_addr, Duration::from_secs(2)).ok()?;
-        let info: String = redis::cmd("INFO").arg("raft").query(&mut con).ok()?;
+        let info: String = redis::cmd("INFO").arg("everything").query(&mut con).ok()?;
         info.lines()
             .find_map(|line| line.strip_prefix(&format!("{field}:")))
             .map(|value| value.trim().to_string())

@@ -23,8 +23,17 @@ fn blocked_clients_on_other_nodes_are_woken_in_fifo_order() -> Result<()> {
             let popped: Option<(String, String)> = con.blpop("jobs", 20.0).unwrap();
             tx.send((name, popped)).unwrap();
         }));
-        // Let this waiter's entry apply before the next one queues.
-        thread::sleep(Duration::from_millis(300));
+        // This waiter is queued (its node counts it blocked) before the
+        // next one asks: the queue order is certain, however loaded the
+        // machine is.
+        retry(Duration::from_secs(10), || {
+            let blocked = cluster.info_field(node, "blocked_clients");
+            anyhow::ensure!(
+                blocked.as_deref() == Some("1"),
+                "not queued yet: {blocked:?}"
+            );
+            Ok(())
+        })?;
     }
     let mut pusher = cluster.client(1)?;
     let _: () = pusher.rpush("jobs", &["j1", "j2"])?;
@@ -52,7 +61,7 @@ fn blocked_clients_on_other_nodes_are_woken_in_fifo_order() -> Result<()> {
     assert_eq!(none, None);
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
 
@@ -60,9 +69,24 @@ fn blocked_clients_on_other_nodes_are_woken_in_fifo_order() -> Result<()> {
     {
         let mut raw = std::net::TcpStream::connect(cluster.node(3).client_addr)?;
         raw.write_all(b"BLPOP signal 0\r\n")?;
-        thread::sleep(Duration::from_millis(300));
+        retry(Duration::from_secs(10), || {
+            let blocked = cluster.info_field(3, "blocked_clients");
+            anyhow::ensure!(
+                blocked.as_deref() == Some("1"),
+                "not queued yet: {blocked:?}"
+            );
+            Ok(())
+        })?;
     }
-    thread::sleep(Duration::from_millis(500));
+    // Its node cancels the wait through the log when it sees it leave.
+    retry(Duration::from_secs(10), || {
+        let blocked = cluster.info_field(3, "blocked_clients");
+        anyhow::ensure!(
+            blocked.as_deref() == Some("0"),
+            "still blocked: {blocked:?}"
+        );
+        Ok(())
+    })?;
     let _: () = pusher.lpush("signal", "1")?;
     retry(Duration::from_secs(5), || {
         let len: i64 = pusher.llen("signal")?;

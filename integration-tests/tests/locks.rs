@@ -99,7 +99,7 @@ fn waiters_on_different_nodes_are_granted_in_fifo_order() -> Result<()> {
     assert_eq!(acquire(&mut other, "busy", "b", 1000, 300)?, None);
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
     Ok(())

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
-use crate::layout::{expiry_key, value_key};
+use crate::layout::value_key;
 use crate::record::Record;
 use crate::{Event, Reply, RequestId};
 
@@ -13,6 +13,7 @@ pub struct Checkpoint<'a> {
     overlay: Overlay<'a>,
     events: usize,
     deferred: usize,
+    deadlines: usize,
 }
 
 pub struct Finished {
@@ -20,6 +21,8 @@ pub struct Finished {
     pub events: Vec<Event>,
     pub deferred: Vec<(RequestId, Reply)>,
     pub parked: bool,
+    /// Keys whose deadline this entry set (or cleared, `None`), in order.
+    pub deadlines: Vec<(Bytes, Option<u64>)>,
 }
 
 pub struct Context<'a> {
@@ -28,6 +31,8 @@ pub struct Context<'a> {
     events: Vec<Event>,
     /// Replies this entry gives to earlier, parked requests.
     deferred: Vec<(RequestId, Reply)>,
+    /// Deadlines set or cleared, for the engine's in-memory set.
+    deadlines: Vec<(Bytes, Option<u64>)>,
     /// The entry's request, while a top-level command may park it.
     park_request: Option<RequestId>,
     parked: bool,
@@ -43,6 +48,7 @@ impl<'a> Context<'a> {
             overlay: Overlay::new(state),
             events: Vec::new(),
             deferred: Vec::new(),
+            deadlines: Vec::new(),
             park_request: None,
             parked: false,
             index,
@@ -88,34 +94,33 @@ impl<'a> Context<'a> {
             .filter(|record| record.is_live_at(self.ct)))
     }
 
-    /// Writes `record` for `key`, adding its deadline to the expiry index.
-    /// The index entry of an earlier deadline stays until it comes due
-    /// (see `expiry`). A record whose deadline has already passed is
-    /// removed instead: it could never be read, and its index entry would
-    /// lie behind the sweep cursor.
+    /// Writes `record` for `key`, noting its deadline (see `expiry`). A
+    /// record whose deadline has already passed is removed instead: it
+    /// could never be read.
     pub fn store(&mut self, key: &[u8], record: Record) -> Result<(), StoreError> {
         if !record.is_live_at(self.ct) {
             self.remove(key)?;
             return Ok(());
         }
-        if let Some(at) = record.expire_at {
-            let previous = self.record_any(key)?.and_then(|old| old.expire_at);
-            if previous != Some(at) {
-                self.raw_put(expiry_key(at, key), Vec::new());
-            }
-        }
+        self.deadlines
+            .push((Bytes::copy_from_slice(key), record.expire_at));
         self.raw_put(value_key(key), record.encode());
         Ok(())
     }
 
-    /// Removes `key` (live or expired); returns whether a live key was
-    /// removed. Its expiry index entry is dropped when it comes due.
+    /// Removes `key` (live or expired); returns whether a live key was removed.
     pub fn remove(&mut self, key: &[u8]) -> Result<bool, StoreError> {
         let Some(old) = self.record_any(key)? else {
             return Ok(false);
         };
-        self.raw_delete(value_key(key));
+        self.forget(key);
         Ok(old.is_live_at(self.ct))
+    }
+
+    /// Deletes `key`'s record without reading it (FLUSHALL).
+    pub fn forget(&mut self, key: &[u8]) {
+        self.deadlines.push((Bytes::copy_from_slice(key), None));
+        self.raw_delete(value_key(key));
     }
 
     /// Writes a new string value created by this entry.
@@ -135,6 +140,7 @@ impl<'a> Context<'a> {
             overlay: self.overlay.clone(),
             events: self.events.len(),
             deferred: self.deferred.len(),
+            deadlines: self.deadlines.len(),
         }
     }
 
@@ -142,6 +148,7 @@ impl<'a> Context<'a> {
         self.overlay = checkpoint.overlay;
         self.events.truncate(checkpoint.events);
         self.deferred.truncate(checkpoint.deferred);
+        self.deadlines.truncate(checkpoint.deadlines);
     }
 
     /// Lets the top-level command of this entry park it (reply later).
@@ -182,6 +189,7 @@ impl<'a> Context<'a> {
             events: self.events,
             deferred: self.deferred,
             parked: self.parked,
+            deadlines: self.deadlines,
         }
     }
 }

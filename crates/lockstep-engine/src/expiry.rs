@@ -1,95 +1,127 @@
 //! Ending what is due by cluster time: expired keys, lock holders whose TTL
 //! ran out, waits that timed out.
 //!
-//! Every record with a deadline has an entry `e deadline:u64 key` in the
-//! expiry index, added when the deadline is set. Entries are never deleted
-//! ahead of time: a key deleted or given another deadline leaves its old
-//! entry, which is dropped when it comes due and the record no longer has
-//! that deadline. The leader's sweep entries consume the index in order,
-//! from a replicated cursor (the last index key consumed), a bounded number
-//! per entry, and every replica finds the same due entries in its own
-//! index.
+//! Which records have a deadline, and when, is kept in memory
+//! ([`Deadlines`], owned by the [`crate::Engine`]): an ordered set of
+//! (deadline, key) with a map from key to deadline. It is derived state:
+//! every record carries its own deadline, so the set is rebuilt from the
+//! keyspace when a node starts or installs a snapshot, and every applied
+//! entry updates it with the deadlines its writes set or cleared. Replicas
+//! at the same applied index therefore hold the same set, and a leader's
+//! sweep entry (`Payload::Sweep`, no body) ends the same records on every
+//! node: the earliest due ones, at most [`SWEEP_BATCH`] per entry, in
+//! (deadline, key) order.
 //!
-//! Why this shape: in an LSM store a deleted key stays behind as a
-//! tombstone until compaction, and a scan steps over every tombstone in its
-//! range. Deleting index entries early (at every lock release) filled the
-//! range ahead of the live entries with tombstones that every expiry check
-//! walked again. Now all deletions in the index lie behind the cursor, and
-//! a seek from the cursor lands on the first live entry.
-//!
-//! Invariant: an index entry is only added with a deadline later than the
-//! current cluster time, which is at or after every consumed deadline, so
-//! it always lies after the cursor ([`Context::store`] removes a record
-//! whose deadline has passed instead of storing it).
+//! Why in memory: an index kept in RocksDB must delete an entry whenever a
+//! lock is released or a TTL changes, and RocksDB keeps each deletion as a
+//! tombstone that every scan of that range steps over until compaction.
+//! The leader's expiry check scanned that range every tick, so an idle
+//! leader spent its time walking the tombstones of every lock released
+//! before. The in-memory set costs a map update per write with a TTL, its
+//! memory is proportional to the records that have a deadline now, and no
+//! step ever depends on what was deleted before.
+
+use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 use lockstep_store::{StateRead, StoreError};
 
 use crate::context::Context;
-use crate::layout::{expiry_key, prefix_end, EXPIRY, META_SWEEP_CURSOR};
+use crate::layout::{prefix_end, VALUE, VALUE_KEY_HEADER};
 use crate::locks;
-use crate::record::ValueType;
+use crate::record::{Record, ValueType};
 
-/// Index entries one sweep entry consumes at most: bounds its size of
-/// batch and time to apply; the leader proposes the next one right after.
+/// Records one sweep entry ends at most: bounds its batch and the time to
+/// apply it; the leader proposes the next one as soon as it applies.
 pub const SWEEP_BATCH: usize = 512;
 
-/// Where a scan of the index starts: just after the cursor.
-fn scan_start(cursor: Option<Vec<u8>>) -> Vec<u8> {
-    match cursor {
-        Some(mut key) => {
-            key.push(0);
-            key
-        }
-        None => vec![EXPIRY],
-    }
+/// The deadline of every record that has one, in deadline order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deadlines {
+    by_time: BTreeSet<(u64, Bytes)>,
+    of_key: HashMap<Bytes, u64>,
 }
 
-fn deadline_of(index_key: &[u8]) -> Result<u64, StoreError> {
-    index_key
-        .get(1..9)
-        .and_then(|word| word.try_into().ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| StoreError::corrupt("expiry index", "key shorter than its deadline"))
-}
-
-/// The earliest deadline not yet consumed, if any.
-pub fn next_deadline(state: &dyn StateRead) -> Result<Option<u64>, StoreError> {
-    let start = scan_start(state.get(META_SWEEP_CURSOR)?);
-    let mut first = None;
-    state.scan(&start, &prefix_end(&[EXPIRY]), &mut |key, _| {
-        first = Some(key.to_vec());
-        false
-    })?;
-    first.map(|key| deadline_of(&key)).transpose()
-}
-
-/// Applies a sweep at `ctx.ct`: consumes up to [`SWEEP_BATCH`] index
-/// entries due by then, ending each record that still has that deadline.
-pub fn sweep(ctx: &mut Context<'_>) -> Result<(), StoreError> {
-    let start = scan_start(ctx.raw_get(META_SWEEP_CURSOR)?);
-    let end = expiry_key(ctx.ct.saturating_add(1), b"");
-    let mut due = Vec::new();
-    ctx.raw_scan(&start, &end, &mut |key, _| {
-        due.push(key.to_vec());
-        due.len() < SWEEP_BATCH
-    })?;
-    let Some(last) = due.last().cloned() else {
-        return Ok(());
-    };
-    for index_key in due {
-        let deadline = deadline_of(&index_key)?;
-        let key = Bytes::copy_from_slice(&index_key[9..]);
-        let record = ctx.record_any(&key)?;
-        if let Some(record) = record.filter(|record| record.expire_at == Some(deadline)) {
-            if record.value_type == ValueType::Lock {
-                locks::settle_expired(ctx, &key)?;
-            } else {
-                ctx.remove(&key)?;
+impl Deadlines {
+    /// Rebuilds the set from the records in `state` (start, snapshots).
+    pub fn load(state: &dyn StateRead) -> Result<Self, StoreError> {
+        let mut deadlines = Deadlines::default();
+        let mut failure = None;
+        state.scan(&[VALUE], &prefix_end(&[VALUE]), &mut |raw, value| {
+            match Record::deadline_of(value) {
+                Ok(Some(at)) => {
+                    deadlines.set(Bytes::copy_from_slice(&raw[VALUE_KEY_HEADER..]), Some(at));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    failure = Some(err);
+                    return false;
+                }
             }
+            true
+        })?;
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(deadlines),
         }
-        ctx.raw_delete(index_key);
     }
-    ctx.raw_put(META_SWEEP_CURSOR.to_vec(), last);
+
+    /// `key` now has this deadline, or none.
+    pub fn set(&mut self, key: Bytes, deadline: Option<u64>) {
+        if let Some(old) = self.of_key.get(&key) {
+            if Some(*old) == deadline {
+                return;
+            }
+            self.by_time.remove(&(*old, key.clone()));
+            self.of_key.remove(&key);
+        }
+        if let Some(at) = deadline {
+            self.by_time.insert((at, key.clone()));
+            self.of_key.insert(key, at);
+        }
+    }
+
+    /// The earliest deadline.
+    pub fn first(&self) -> Option<u64> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// The keys due by `ct`, earliest first, at most `limit`.
+    pub fn due(&self, ct: u64, limit: usize) -> Vec<(u64, Bytes)> {
+        self.by_time
+            .iter()
+            .take_while(|(at, _)| *at <= ct)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Records that have a deadline.
+    pub fn len(&self) -> usize {
+        self.of_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.of_key.is_empty()
+    }
+}
+
+/// Applies a sweep at `ctx.ct`: ends the records in `due`.
+pub fn sweep(ctx: &mut Context<'_>, due: Vec<(u64, Bytes)>) -> Result<(), StoreError> {
+    for (deadline, key) in due {
+        let Some(record) = ctx.record_any(&key)? else {
+            continue;
+        };
+        // The set follows every write, so the record has this deadline; a
+        // record that does not would be left alone.
+        if record.expire_at != Some(deadline) {
+            continue;
+        }
+        if record.value_type == ValueType::Lock {
+            locks::settle_expired(ctx, &key)?;
+        } else {
+            ctx.remove(&key)?;
+        }
+    }
     Ok(())
 }

@@ -2,15 +2,15 @@
 //!
 //! Every kind of record has its own one-byte prefix so that scans over one
 //! kind never meet another. Integers are big-endian so byte order is numeric
-//! order: the expiry index is sorted by deadline, the hash index by hash.
+//! order: the value records are sorted by key hash.
 
 /// `k hash:u64 key` -> value record. Values sit in key-hash order so a SCAN
 /// cursor is a number that stays valid while keys come and go, with no
 /// second index to keep in step on every write.
 pub const VALUE: u8 = b'k';
-/// `e expire_at:u64 key` -> empty: keys by deadline, for active expiry
-/// (consumed in order from a cursor, see `expiry`).
-pub const EXPIRY: u8 = b'e';
+// `e`: the expiry index of earlier versions, no longer written (deadlines
+// are kept in memory, see `expiry`); `w` and `B`: blocked clients (see
+// `collections::blocking`).
 /// `d origin:u64 chunk:u64` -> bitmap of the origin's applied sequence
 /// numbers in that chunk (see `requests`).
 pub const APPLIED_CHUNK: u8 = b'd';
@@ -20,8 +20,6 @@ pub const SETTLED_FLOOR: u8 = b'p';
 pub const SCRIPT: u8 = b's';
 /// `mct` -> cluster time of the last applied entry (engine metadata).
 pub const META_CLUSTER_TIME: &[u8] = b"mct";
-/// `mxc` -> the last expiry index key consumed by a sweep (see `expiry`).
-pub const META_SWEEP_CURSOR: &[u8] = b"mxc";
 
 /// Bytes before the user's key in a value record's key.
 pub const VALUE_KEY_HEADER: usize = 9;
@@ -30,14 +28,6 @@ pub fn value_key(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + VALUE_KEY_HEADER);
     out.push(VALUE);
     out.extend_from_slice(&key_hash(key).to_be_bytes());
-    out.extend_from_slice(key);
-    out
-}
-
-pub fn expiry_key(expire_at: u64, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 9);
-    out.push(EXPIRY);
-    out.extend_from_slice(&expire_at.to_be_bytes());
     out.extend_from_slice(key);
     out
 }

@@ -3,6 +3,11 @@
 //!
 //! Every node applies the same log entries in the same order through
 //! [`Engine::apply`] and so computes the same state and the same replies.
+//! Besides the replicated keyspace, the engine keeps one piece of derived
+//! state in memory: the deadline of every record that has one
+//! ([`Deadlines`]), rebuilt from the keyspace with [`Engine::open`] and
+//! kept in step by every applied entry, so the leader's expiry check and a
+//! sweep cost the same however much was deleted before.
 //! That only holds because this crate is deterministic: it never reads a
 //! clock (time arrives as the entry's cluster time `ct`), never draws a
 //! random number, and does no I/O besides the [`lockstep_store::StateRead`]
@@ -33,7 +38,7 @@ pub use entry::{
     decode_command, encode_command, encode_header, DecodeError, ExpireCandidate, LogEntry, Payload,
     RequestId,
 };
-pub use expiry::SWEEP_BATCH;
+pub use expiry::{Deadlines, SWEEP_BATCH};
 pub use glob::glob_match;
 pub use reply::{format_double, Reply};
 pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};
@@ -88,12 +93,39 @@ pub enum Event {
     },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Engine;
+/// The state machine: stateless but for the in-memory deadline set
+/// derived from the keyspace it is applied to.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    deadlines: Deadlines,
+}
 
 impl Engine {
+    /// An engine for an empty keyspace (or for reads only: reads do not
+    /// need the deadline set).
     pub fn new() -> Self {
-        Engine
+        Engine::default()
+    }
+
+    /// An engine for the keyspace in `state`: reads every record's
+    /// deadline. Use it when a node starts and after a snapshot replaced
+    /// the keyspace.
+    pub fn open(state: &dyn StateRead) -> Result<Self, StoreError> {
+        Ok(Engine {
+            deadlines: Deadlines::load(state)?,
+        })
+    }
+
+    /// The earliest deadline of any record (a TTL, a lock holder's or
+    /// waiter's deadline): the leader proposes a [`Payload::Sweep`] once
+    /// cluster time reaches it, and keeps time moving while there is one.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first()
+    }
+
+    /// Records with a deadline.
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     /// The cluster time of the last applied entry, as stored in `state`.
@@ -109,8 +141,11 @@ impl Engine {
     ///
     /// `data` is the raw entry; an entry this version cannot decode is
     /// applied as a no-op with an error reply, identically on every node.
+    /// The caller must write the returned batch before applying the next
+    /// entry against a state that includes it (the deadline set already
+    /// counts it).
     pub fn apply(
-        &self,
+        &mut self,
         state: &dyn StateRead,
         index: u64,
         data: &[u8],
@@ -185,11 +220,15 @@ impl Engine {
                 None
             }
             Payload::Sweep => {
-                expiry::sweep(&mut ctx)?;
+                let due = self.deadlines.due(ct, SWEEP_BATCH);
+                expiry::sweep(&mut ctx, due)?;
                 None
             }
         };
         let finished = ctx.finish();
+        for (key, deadline) in &finished.deadlines {
+            self.deadlines.set(key.clone(), *deadline);
+        }
         // A parked request is answered by a later entry, not by this one.
         let reply = if finished.parked { None } else { reply };
         Ok(Applied {
@@ -224,14 +263,6 @@ impl Engine {
             }
             Err(reply) => Ok(reply),
         }
-    }
-
-    /// The earliest deadline (a TTL, a lock holder's or waiter's) not yet
-    /// swept, if any: the leader proposes a [`Payload::Sweep`] once cluster
-    /// time reaches it, and keeps time moving while there is one. One seek
-    /// in the expiry index, whatever was deleted before.
-    pub fn next_deadline(&self, state: &dyn StateRead) -> Result<Option<u64>, StoreError> {
-        expiry::next_deadline(state)
     }
 }
 

@@ -94,6 +94,15 @@ impl Record {
         out
     }
 
+    /// The deadline of a stored record, reading its header only.
+    pub fn deadline_of(data: &[u8]) -> Result<Option<u64>, StoreError> {
+        if data.len() < HEADER_LEN || data[0] != RECORD_FORMAT_V1 {
+            return Err(StoreError::corrupt("value record", "bad header"));
+        }
+        let at = u64::from_be_bytes(data[18..26].try_into().expect("8 bytes"));
+        Ok((at != 0).then_some(at))
+    }
+
     pub fn decode(data: &[u8]) -> Result<Self, StoreError> {
         let corrupt = |detail: &str| StoreError::corrupt("value record", detail);
         if data.len() < HEADER_LEN {

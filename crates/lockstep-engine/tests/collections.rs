@@ -200,3 +200,90 @@ fn collections_keep_ttl_and_fencing_token() {
     );
     assert_eq!(r.read(1002, "HGET h f"), Reply::Nil, "expired with its key");
 }
+
+#[test]
+fn random_draws_are_the_same_on_every_replica() {
+    let mut a = Replica::new();
+    let mut b = Replica::new();
+    for r in [&mut a, &mut b] {
+        r.write(1, "SADD s m0 m1 m2 m3 m4 m5 m6 m7");
+    }
+    let popped_a = a.write(2, "SPOP s 3");
+    let popped_b = b.write(2, "SPOP s 3");
+    assert_eq!(
+        popped_a, popped_b,
+        "two replicas applying one entry draw alike"
+    );
+    let Reply::Array(popped) = &popped_a else {
+        panic!("{popped_a:?}")
+    };
+    assert_eq!(popped.len(), 3);
+    assert_eq!(a.read(3, "SCARD s"), Reply::Integer(5));
+    assert_eq!(a.read(3, "SMEMBERS s"), b.read(3, "SMEMBERS s"));
+    // Distinct members for a positive count, repeats allowed for a negative.
+    let Reply::Array(distinct) = a.read(3, "SRANDMEMBER s 10") else {
+        panic!()
+    };
+    assert_eq!(distinct.len(), 5);
+    let Reply::Array(repeats) = a.read(3, "SRANDMEMBER s -12") else {
+        panic!()
+    };
+    assert_eq!(repeats.len(), 12);
+    assert!(err(&a.read(3, "SRANDMEMBER s -2000000")).contains("out of range"));
+}
+
+#[test]
+fn a_semaphore_script_of_redis_semaphore_runs() {
+    // redis-semaphore's acquire: drop expired holders, count, add.
+    let acquire = "local key = KEYS[1] local limit = tonumber(ARGV[1]) \
+        local identifier = ARGV[2] local lockTimeout = tonumber(ARGV[3]) \
+        local now = tonumber(ARGV[4]) \
+        redis.call('zremrangebyscore', key, '-inf', now - lockTimeout) \
+        if redis.call('zcard', key) < limit then \
+          redis.call('zadd', key, now, identifier) \
+          redis.call('pexpire', key, lockTimeout) return 1 else return 0 end";
+    let mut r = Replica::new();
+    let call = |r: &mut Replica, who: &str, now: &str| {
+        r.write_args(1, &["EVAL", acquire, "1", "sem", "2", who, "1000", now])
+    };
+    assert_eq!(call(&mut r, "a", "100"), Reply::Integer(1));
+    assert_eq!(call(&mut r, "b", "200"), Reply::Integer(1));
+    assert_eq!(call(&mut r, "c", "300"), Reply::Integer(0), "limit 2");
+    // a's entry is older than the lock timeout at now = 1150: it goes.
+    assert_eq!(call(&mut r, "c", "1150"), Reply::Integer(1));
+    assert_eq!(r.read(2, "ZRANGE sem 0 -1"), bulks(&["b", "c"]));
+}
+
+#[test]
+fn sorted_set_ranges_pops_and_algebra() {
+    let mut r = Replica::new();
+    r.write(1, "ZADD z 1 a 2 b 3 c 4 d");
+    assert_eq!(r.write(2, "ZREMRANGEBYSCORE z -inf (2"), Reply::Integer(1));
+    assert_eq!(r.write(2, "ZREMRANGEBYRANK z -1 -1"), Reply::Integer(1));
+    assert_eq!(r.read(2, "ZREVRANGE z 0 -1"), bulks(&["c", "b"]));
+    assert_eq!(
+        r.read(2, "ZREVRANGEBYSCORE z +inf 0 LIMIT 0 1"),
+        bulks(&["c"])
+    );
+    assert_eq!(
+        r.write(3, "ZPOPMIN z"),
+        Reply::Array(vec![bulk("b"), Reply::Double(2.0)])
+    );
+    r.write(3, "ZADD y 10 c 5 x");
+    r.write(3, "SADD plain c");
+    assert_eq!(
+        r.write(4, "ZUNIONSTORE u 3 z y plain WEIGHTS 1 2 3"),
+        Reply::Integer(2)
+    );
+    assert_eq!(
+        r.read(5, "ZRANGE u 0 -1 WITHSCORES"),
+        bulks(&["x", "10", "c", "26"])
+    );
+    assert_eq!(
+        r.write(5, "ZINTERSTORE i 2 z y AGGREGATE MAX"),
+        Reply::Integer(1)
+    );
+    assert_eq!(r.read(5, "ZSCORE i c"), Reply::Double(10.0));
+    r.write(6, "SET str v");
+    assert!(err(&r.write(6, "ZUNIONSTORE u 2 z str")).starts_with("WRONGTYPE"));
+}

@@ -1,10 +1,11 @@
 //! Costs that must not grow with history: after many keys, locks and
 //! waiters existed and were deleted, the leader's expiry check, a sweep, a
-//! push to a list and a cancelled wait step over (almost) none of the
-//! deleted entries. RocksDB keeps a deleted key as a tombstone until
-//! compaction, and a scan steps over every tombstone in its range, so
-//! these tests run on the real RocksDB store and count, with RocksDB's own
-//! counter, the deleted entries its iterators skipped.
+//! lock, a push to a list and a cancelled wait step over (almost) none of
+//! the deleted entries, and the engine's deadline set holds only what is
+//! live. RocksDB keeps a deleted key as a tombstone until compaction, and
+//! a scan steps over every tombstone in its range, so these tests run on
+//! the real RocksDB store and count, with RocksDB's own counter, the
+//! deleted entries its iterators skipped.
 
 use bytes::Bytes;
 use lockstep_engine::{Engine, LogEntry, Payload, Reply, RequestId};
@@ -64,11 +65,11 @@ impl Replica {
         self.apply(ct, Payload::Command(argv)).reply
     }
 
-    fn next_deadline(&self) -> (Option<u64>, u64) {
-        count_deleted_entries_skipped(|| {
-            self.store
-                .read_view(|state, _| self.engine.next_deadline(state).unwrap())
-        })
+    /// A sweep at `ct`, and the deleted entries RocksDB skipped for it.
+    fn sweep(&mut self, ct: u64) -> u64 {
+        let (outcome, skipped) = count_deleted_entries_skipped(|| self.apply(ct, Payload::Sweep));
+        assert!(outcome.reply.is_none());
+        skipped
     }
 }
 
@@ -78,7 +79,7 @@ const FEW: u64 = 16;
 const CYCLES: u64 = 20_000;
 
 #[test]
-fn expiry_checks_and_sweeps_do_not_step_over_released_locks() {
+fn released_locks_leave_nothing_for_expiry() {
     let mut r = Replica::new();
     // A lock cycle workload: acquire with a TTL, release at once.
     for i in 0..CYCLES {
@@ -86,45 +87,23 @@ fn expiry_checks_and_sweeps_do_not_step_over_released_locks() {
         r.write(ct, &format!("SET lock:{i} token NX PX 30000"));
         r.write(ct, &format!("DEL lock:{i}"));
     }
-    // One lock still held: the leader must find its deadline at once.
-    r.write(3_000, "SET held token PX 60000");
-    let (next, skipped) = r.next_deadline();
-    assert_eq!(next, Some(31_000), "the first released lock's stale entry");
-    assert!(
-        skipped <= FEW,
-        "expiry check skipped {skipped} deleted entries"
-    );
-
-    // Time passes every released lock's deadline: sweeps consume their
-    // entries in order, each sweep a bounded batch.
-    let mut sweeps = 0;
-    loop {
-        let (outcome, skipped) = count_deleted_entries_skipped(|| r.apply(40_000, Payload::Sweep));
-        assert!(
-            skipped <= FEW,
-            "sweep {sweeps} skipped {skipped} deleted entries"
-        );
-        assert!(outcome.reply.is_none());
-        sweeps += 1;
-        let (next, skipped) = r.next_deadline();
-        assert!(
-            skipped <= FEW,
-            "expiry check skipped {skipped} deleted entries"
-        );
-        if next == Some(63_000) {
-            break;
-        }
-        assert!(sweeps < 1_000, "sweeps do not finish");
-    }
     assert_eq!(
-        sweeps,
-        CYCLES.div_ceil(lockstep_engine::SWEEP_BATCH as u64),
-        "each stale entry is consumed once"
+        r.engine.deadlines().len(),
+        0,
+        "released locks left deadlines"
     );
-    // The held lock's key survived every sweep; its own sweep removes it.
-    r.apply(63_000, Payload::Sweep);
-    assert_eq!(r.next_deadline(), (None, 0));
-    let digest_reads = r
+    assert_eq!(r.engine.next_deadline(), None);
+    // One lock still held: the leader finds its deadline at once.
+    r.write(3_000, "SET held token PX 60000");
+    assert_eq!(r.engine.next_deadline(), Some(63_000));
+    // A sweep once the released locks' TTLs would have run out does nothing
+    // and walks nothing.
+    let skipped = r.sweep(40_000);
+    assert!(skipped <= FEW, "sweep skipped {skipped} deleted entries");
+    assert_eq!(r.engine.next_deadline(), Some(63_000));
+    r.sweep(63_000);
+    assert_eq!(r.engine.deadlines().len(), 0);
+    let reply = r
         .engine
         .read(
             &r.store,
@@ -132,22 +111,55 @@ fn expiry_checks_and_sweeps_do_not_step_over_released_locks() {
             &[Bytes::from_static(b"EXISTS"), Bytes::from_static(b"held")],
         )
         .unwrap();
-    assert_eq!(digest_reads, Reply::Integer(0));
+    assert_eq!(reply, Reply::Integer(0));
 }
 
 #[test]
-fn native_lock_cycles_leave_nothing_for_expiry_to_walk() {
+fn many_expired_keys_are_swept_in_bounded_steps_and_then_cost_nothing() {
+    let mut r = Replica::new();
+    let keys = 2 * CYCLES;
+    for i in 0..keys {
+        r.write(1_000, &format!("SET key:{i} v PX {}", 10 + i % 100));
+    }
+    assert_eq!(r.engine.deadlines().len() as u64, keys);
+    let mut sweeps = 0;
+    while r.engine.next_deadline().is_some() {
+        let skipped = r.sweep(2_000);
+        assert!(
+            skipped <= FEW,
+            "sweep {sweeps} skipped {skipped} deleted entries"
+        );
+        sweeps += 1;
+        assert!(sweeps <= keys, "sweeps do not finish");
+    }
+    assert_eq!(
+        sweeps,
+        keys.div_ceil(lockstep_engine::SWEEP_BATCH as u64),
+        "each sweep ends a full batch"
+    );
+    // 40,000 keys came and went: a sweep, a read and a write cost the same
+    // as on an empty keyspace.
+    assert!(r.sweep(3_000) <= FEW);
+    let (_, skipped) = count_deleted_entries_skipped(|| r.write(3_000, "SET fresh v PX 100"));
+    assert!(skipped <= FEW, "a write skipped {skipped} deleted entries");
+    // A node restarting on this store rebuilds the set from the records.
+    let reopened = Engine::open(&r.store).unwrap();
+    assert_eq!(reopened.deadlines(), r.engine.deadlines());
+}
+
+#[test]
+fn native_lock_cycles_leave_nothing_for_expiry() {
     let mut r = Replica::new();
     for i in 0..CYCLES {
         let ct = 1_000 + i / 10;
         r.write(ct, &format!("LOCK.TRY nlock:{} owner 30000", i % 64));
         r.write(ct, &format!("LOCK.RELEASE nlock:{} owner", i % 64));
     }
-    let (_, skipped) = r.next_deadline();
-    assert!(
-        skipped <= FEW,
-        "expiry check skipped {skipped} deleted entries"
-    );
+    assert_eq!(r.engine.deadlines().len(), 0);
+    let (reply, skipped) =
+        count_deleted_entries_skipped(|| r.write(5_000, "LOCK.TRY nlock:1 other 30000"));
+    assert!(matches!(reply, Some(Reply::Integer(_))), "{reply:?}");
+    assert!(skipped <= FEW, "a lock skipped {skipped} deleted entries");
 }
 
 #[test]

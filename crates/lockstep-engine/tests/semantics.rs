@@ -178,17 +178,17 @@ fn active_expiry_deletes_only_keys_still_due() {
     r.write(0, "SET b 1 PX 10");
     r.write(0, "SET c 1");
     r.write(0, "SET d 1 PX 10");
-    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), Some(10));
+    assert_eq!(r.engine.next_deadline(), Some(10));
     // b is rewritten without a TTL and d gets a later one before the sweep.
     r.write(5, "SET b 2");
     r.write(5, "PEXPIRE d 100");
     assert_eq!(r.expire_pass(20), 1, "only a was still due");
     assert_eq!(r.read(20, "EXISTS a b c d"), Reply::Integer(3));
     assert_eq!(r.read(20, "EXISTS a"), Reply::Integer(0));
-    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), Some(105));
+    assert_eq!(r.engine.next_deadline(), Some(105));
     assert_eq!(r.expire_pass(104), 0);
     assert_eq!(r.expire_pass(105), 1);
-    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
+    assert_eq!(r.engine.next_deadline(), None);
 }
 
 #[test]
@@ -202,11 +202,11 @@ fn a_sweep_takes_a_bounded_batch_in_deadline_order() {
     // The earliest deadlines went first.
     assert_eq!(r.read(10_000, "EXISTS key:0"), Reply::Integer(0));
     assert_eq!(
-        r.engine.next_deadline(&r.store).unwrap(),
+        r.engine.next_deadline(),
         Some(1 + lockstep_engine::SWEEP_BATCH as u64)
     );
     assert_eq!(r.expire_pass(10_000), 10);
-    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
+    assert_eq!(r.engine.next_deadline(), None);
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn a_deadline_already_past_deletes_instead_of_storing() {
     let mut r = Replica::new();
     r.write(100, "SET k v PXAT 50");
     assert_eq!(r.read(100, "EXISTS k"), Reply::Integer(0));
-    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
+    assert_eq!(r.engine.next_deadline(), None);
 }
 
 #[test]
@@ -287,12 +287,7 @@ fn flushall_empties_everything() {
         r.read(0, "SCAN 0"),
         Reply::Array(vec![bulk("0"), Reply::Array(vec![])])
     );
-    // a's expiry entry stays until it comes due, then goes without effect.
-    r.write(50, "SET a 2");
-    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), Some(100));
-    assert_eq!(r.expire_pass(100), 0);
-    assert_eq!(r.read(100, "GET a"), bulk("2"));
-    assert_eq!(r.engine.next_deadline(&r.store).unwrap(), None);
+    assert_eq!(r.engine.next_deadline(), None, "a's deadline went with it");
 }
 
 #[test]

@@ -149,7 +149,7 @@ pub fn peer_frames(data: &[u8]) {
     let Ok(Some(body)) = lockstep_raft::decode_peer_frame(Bytes::copy_from_slice(data)) else {
         return;
     };
-    let replica = Replica::new();
+    let mut replica = Replica::new();
     let request = RequestId { origin: 2, seq: 1 };
     let mut entry = lockstep_engine::encode_header(true, request, 0, 1_000);
     entry.extend_from_slice(&body);
@@ -175,6 +175,8 @@ pub fn stored_records(data: &[u8]) {
             },
         )
         .expect("memory storage does not fail");
+    // A node starting on this keyspace reads every record's deadline.
+    let _ = Engine::open(&replica.store);
     for command in [
         "GET k",
         "TYPE k",
@@ -201,6 +203,12 @@ pub fn stored_records(data: &[u8]) {
         "LOCK.TRY k me 1000",
         "INCR k",
         "EXPIRE k 10",
+        "OBJECT ENCODING k",
+        "RENAME k k2",
+        "COPY k2 k3",
+        "SETRANGE k3 2 x",
+        "ZPOPMIN k3",
+        "SPOP k3",
         "DEL k",
     ] {
         let _ = replica.try_write(words(command.as_bytes()));

@@ -58,7 +58,7 @@ impl TimeSource for SystemTime {
 /// time of the last applied entry.
 pub(crate) fn read_applied<S: NodeStore>(
     store: &S,
-    engine: Engine,
+    engine: &Engine,
     argv: &[Bytes],
 ) -> Result<Reply, StoreError> {
     store.read_view(|state, _| {
@@ -205,7 +205,9 @@ impl<S: NodeStore> Core<S> {
             id: config.id,
             ..NodeStatus::default()
         }));
-        let engine = Engine::new();
+        // The engine's deadline set is rebuilt from the keyspace (one scan
+        // of the value records at start).
+        let engine = store.read_view(|state, _| Engine::open(state))?;
         let time_now = time.now();
         let cluster_time = store.read_view(|state, _| Engine::cluster_time(state))?;
         let core = Core {
@@ -310,7 +312,7 @@ impl<S: NodeStore> Core<S> {
 
     /// Reads this node's applied state (linearizable after a barrier).
     pub fn read_local(&self, argv: &[Bytes]) -> Result<Reply, StoreError> {
-        read_applied(&*self.store, self.engine, argv)
+        read_applied(&*self.store, &self.engine, argv)
     }
 
     /// Hands over a frame a peer sent; undecodable frames are dropped.
@@ -533,7 +535,8 @@ impl<S: NodeStore> Core<S> {
 
     /// Keeps cluster time moving while anything has a deadline, and ends
     /// what is due through the log with sweep entries (followers never
-    /// expire on their own). Costs one seek in the expiry index per tick.
+    /// expire on their own). The earliest deadline is in the engine's
+    /// memory: the check costs nothing that grows with history.
     fn leader_duties(&mut self, now: Instant) -> Result<(), StoreError> {
         if self.raw.raft.state != StateRole::Leader || !self.raw.raft.commit_to_current_term() {
             return Ok(());
@@ -549,11 +552,7 @@ impl<S: NodeStore> Core<S> {
             return Ok(());
         };
         let ct = clock.stamp(now);
-        let engine = self.engine;
-        let next_deadline = self
-            .store
-            .read_view(|state, _| engine.next_deadline(state))?;
-        let Some(next_deadline) = next_deadline else {
+        let Some(next_deadline) = self.engine.next_deadline() else {
             return Ok(());
         };
         let due = next_deadline <= ct;
@@ -597,6 +596,7 @@ impl<S: NodeStore> Core<S> {
                 self.applied_ct = self
                     .store
                     .read_view(|state, _| Engine::cluster_time(state))?;
+                self.engine = self.store.read_view(|state, _| Engine::open(state))?;
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
             }
             for read_state in ready.take_read_states() {
@@ -914,6 +914,7 @@ impl<S: NodeStore> Core<S> {
             cluster_time_ms: self.applied_ct,
             voters: self.store.conf_state().voters,
             progress,
+            parked_requests: self.pending.parked.len(),
         };
         *self.status.write().expect("status lock") = status;
     }

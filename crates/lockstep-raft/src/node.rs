@@ -171,7 +171,7 @@ impl Node {
         ));
         let engine = Engine::new();
         let reader: Arc<Reader> =
-            Arc::new(move |argv: &[Bytes]| read_applied(&*store, engine, argv));
+            Arc::new(move |argv: &[Bytes]| read_applied(&*store, &engine, argv));
         let handle = NodeHandle {
             events: events_tx,
             status: core.status_cell(),

@@ -14,6 +14,9 @@ pub struct NodeStatus {
     pub voters: Vec<u64>,
     /// Replication progress of every peer, known on the leader only.
     pub progress: Vec<PeerProgress>,
+    /// This node's requests that applied and wait for a later entry's
+    /// reply (lock waits, blocking pops): its blocked clients.
+    pub parked_requests: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

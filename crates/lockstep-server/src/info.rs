@@ -68,7 +68,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.header("Clients");
             w.line("connected_clients", &context.clients.connected());
             w.line("maxclients", &context.limits.max_connections);
-            w.line("blocked_clients", &0);
+            w.line("blocked_clients", &status.parked_requests);
         }
         "persistence" => {
             w.header("Persistence");

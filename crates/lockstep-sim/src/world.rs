@@ -93,6 +93,8 @@ pub struct Outcome {
     pub partitions: u64,
     /// Membership changes: removals proposed and re-additions completed.
     pub membership_changes: u64,
+    /// Removals of the node that was leading at the time.
+    pub leader_removals: u64,
     pub frames_sent: u64,
     pub frames_dropped: u64,
     pub highest_index: u64,
@@ -158,6 +160,7 @@ struct World {
     /// A node taken out of the voters, and when to add it back.
     removed: Option<(u64, u64)>,
     membership_changes: u64,
+    leader_removals: u64,
 }
 
 fn node_config(config: &SimConfig, id: u64) -> NodeConfig {
@@ -222,6 +225,7 @@ impl World {
             heal_at_ms: None,
             removed: None,
             membership_changes: 0,
+            leader_removals: 0,
         };
         for at in 0..world.nodes.len() {
             world.start_node(at);
@@ -440,6 +444,7 @@ impl World {
                         self.change_membership(node, false);
                         self.removed = Some((node, now + self.rng.gen_range(2_000..6_000)));
                         self.membership_changes += 1;
+                        self.leader_removals += (node == leader) as u64;
                     }
                 }
             }
@@ -784,6 +789,7 @@ pub fn run(config: SimConfig) -> Outcome {
         crashes: world.crashes,
         partitions: world.partitions,
         membership_changes: world.membership_changes,
+        leader_removals: world.leader_removals,
         frames_sent: world.network.sent,
         frames_dropped: world.network.dropped,
         highest_index: world.invariants.highest_applied(),

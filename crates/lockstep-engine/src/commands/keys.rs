@@ -402,15 +402,13 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
             Reply::Integer(live)
         }
         KeyCommand::FlushAll => {
-            // The expiry index stays: its entries lie ahead of the sweep
-            // cursor and are dropped as they come due (see `expiry`).
             let mut doomed = Vec::new();
             ctx.raw_scan(&[VALUE], &prefix_end(&[VALUE]), &mut |key, _| {
-                doomed.push(key.to_vec());
+                doomed.push(key[VALUE_KEY_HEADER..].to_vec());
                 true
             })?;
             for key in doomed {
-                ctx.raw_delete(key);
+                ctx.forget(&key);
             }
             Reply::ok()
         }

@@ -38,12 +38,32 @@ pub fn lockstep_unsafe_binary() -> PathBuf {
     lockstep_binary().with_file_name("lockstep-unsafe")
 }
 
-/// Reserves a free loopback port by binding and releasing it.
+/// A loopback port that is free now (checked by binding it).
+///
+/// Ports come from below the kernel's ephemeral range: a port picked from
+/// that range (as `bind(0)` does) can be taken, before the node binds it,
+/// as the local port of any outgoing connection on the machine (the
+/// nodes' own peer links included), and the node then fails to start.
+/// Below the range only an explicit bind takes a port; picks go round
+/// from a per-process offset so parallel tests do not pick alike.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u32, ephemeral_low.max(12_000));
+    let span = high - low;
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (offset + step) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {low} and {high}")
 }
 
 pub struct NodeProcess {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use lockstep_raft::Node;
-use lockstep_server::{serve, PubSub, ServerContext};
+use lockstep_server::{serve, Events, ServerContext};
 use lockstep_store::RocksStore;
 use slog::{info, o, Drain, Logger};
 
@@ -84,14 +84,14 @@ async fn run(settings: Settings, log: Logger) -> Result<()> {
         "peer_listen" => %settings.peer_listen,
         "data_dir" => %settings.data_dir.display(),
         "voters" => ?settings.node.peers.keys().collect::<Vec<_>>());
-    let pubsub = Arc::new(PubSub::default());
-    let subscribers = pubsub.clone();
+    let events = Arc::new(Events::default());
+    let sink = events.clone();
     let (node, raft_thread) = Node::start(
         settings.node.clone(),
         store,
         peer_listener,
         &tokio::runtime::Handle::current(),
-        Arc::new(move |event| subscribers.deliver(event)),
+        Arc::new(move |event| sink.deliver(event)),
         &log,
     )
     .context("starting the replication core")?;
@@ -101,7 +101,7 @@ async fn run(settings: Settings, log: Logger) -> Result<()> {
         node.clone(),
         settings.limits.clone(),
         settings.client_addrs.clone(),
-        pubsub,
+        &events,
         log.new(o!("component" => "server")),
     ));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -1,12 +1,20 @@
 //! The view one command has of the keyspace while it runs: reads go through
 //! an overlay of the command's own writes, and the writes become one batch.
+//!
+//! Every value record is written through [`Context::store`] and removed
+//! through [`Context::remove`]: the one place where a write's side effects
+//! are kept in step whatever command made it: the engine's deadline set,
+//! the lease a key is attached to, the change event observers wait for,
+//! and the parked requests of a lock, election or barrier that another
+//! command replaces or deletes (each still gets exactly one reply).
 
 use bytes::Bytes;
 use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
+use crate::expiry::Target;
 use crate::layout::value_key;
 use crate::record::Record;
-use crate::{Event, Reply, RequestId};
+use crate::{leases, managed, Event, Reply, RequestId};
 
 #[derive(Clone)]
 pub struct Checkpoint<'a> {
@@ -21,8 +29,8 @@ pub struct Finished {
     pub events: Vec<Event>,
     pub deferred: Vec<(RequestId, Reply)>,
     pub parked: bool,
-    /// Keys whose deadline this entry set (or cleared, `None`), in order.
-    pub deadlines: Vec<(Bytes, Option<u64>)>,
+    /// Deadlines this entry set (or cleared, `None`), in order.
+    pub deadlines: Vec<(Target, Option<u64>)>,
 }
 
 pub struct Context<'a> {
@@ -32,7 +40,10 @@ pub struct Context<'a> {
     /// Replies this entry gives to earlier, parked requests.
     deferred: Vec<(RequestId, Reply)>,
     /// Deadlines set or cleared, for the engine's in-memory set.
-    deadlines: Vec<(Bytes, Option<u64>)>,
+    deadlines: Vec<(Target, Option<u64>)>,
+    /// The wait id of a `PARK` entry: the handle a parked request is
+    /// cancelled by (see `parking`).
+    wait_id: Option<Bytes>,
     /// The entry's request, while a top-level command may park it.
     park_request: Option<RequestId>,
     parked: bool,
@@ -49,6 +60,7 @@ impl<'a> Context<'a> {
             events: Vec::new(),
             deferred: Vec::new(),
             deadlines: Vec::new(),
+            wait_id: None,
             park_request: None,
             parked: false,
             index,
@@ -94,33 +106,92 @@ impl<'a> Context<'a> {
             .filter(|record| record.is_live_at(self.ct)))
     }
 
-    /// Writes `record` for `key`, noting its deadline (see `expiry`). A
-    /// record whose deadline has already passed is removed instead: it
-    /// could never be read.
+    /// Writes `record` for `key`. A record whose deadline has already
+    /// passed is removed instead: it could never be read.
     pub fn store(&mut self, key: &[u8], record: Record) -> Result<(), StoreError> {
         if !record.is_live_at(self.ct) {
             self.remove(key)?;
             return Ok(());
         }
+        let previous = self.record_any(key)?;
+        if let Some(old) = &previous {
+            if old.value_type.is_managed() && old.value_type != record.value_type {
+                managed::replaced(self, key, old)?;
+            }
+        }
+        let old_lease = previous.as_ref().and_then(|old| old.lease);
+        if old_lease != record.lease {
+            if let Some(lease) = old_lease {
+                leases::detach(
+                    self,
+                    lease,
+                    &leases::Attachment::Key(Bytes::copy_from_slice(key)),
+                )?;
+            }
+            if let Some(lease) = record.lease {
+                leases::attach(
+                    self,
+                    lease,
+                    leases::Attachment::Key(Bytes::copy_from_slice(key)),
+                )?;
+            }
+        }
+        let key_bytes = Bytes::copy_from_slice(key);
         self.deadlines
-            .push((Bytes::copy_from_slice(key), record.expire_at));
+            .push((Target::Key(key_bytes.clone()), record.expire_at));
+        self.events.push(Event::Changed { key: key_bytes });
         self.raw_put(value_key(key), record.encode());
         Ok(())
     }
 
-    /// Removes `key` (live or expired); returns whether a live key was removed.
+    /// Removes `key` (live or expired); returns whether a live key was
+    /// removed. A lock, election, barrier or service goes with everything
+    /// parked in it answered.
     pub fn remove(&mut self, key: &[u8]) -> Result<bool, StoreError> {
         let Some(old) = self.record_any(key)? else {
             return Ok(false);
         };
-        self.forget(key);
+        if old.value_type.is_managed() {
+            managed::replaced(self, key, &old)?;
+        }
+        self.erase(key, &old)?;
         Ok(old.is_live_at(self.ct))
     }
 
-    /// Deletes `key`'s record without reading it (FLUSHALL).
-    pub fn forget(&mut self, key: &[u8]) {
-        self.deadlines.push((Bytes::copy_from_slice(key), None));
+    /// Removes a managed record that its own family has already emptied
+    /// (nothing parked in it, no lease holding it).
+    pub fn remove_own(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if let Some(old) = self.record_any(key)? {
+            self.erase(key, &old)?;
+        }
+        Ok(())
+    }
+
+    fn erase(&mut self, key: &[u8], old: &Record) -> Result<(), StoreError> {
+        let key_bytes = Bytes::copy_from_slice(key);
+        if let Some(lease) = old.lease {
+            leases::detach(self, lease, &leases::Attachment::Key(key_bytes.clone()))?;
+        }
+        self.deadlines.push((Target::Key(key_bytes.clone()), None));
+        self.deadlines
+            .push((Target::Waits(key_bytes.clone()), None));
+        self.events.push(Event::Changed { key: key_bytes });
         self.raw_delete(value_key(key));
+        Ok(())
+    }
+
+    /// Sets or clears a deadline that is not a value record's own TTL.
+    pub fn set_deadline(&mut self, target: Target, deadline: Option<u64>) {
+        self.deadlines.push((target, deadline));
+    }
+
+    /// The wait id this entry parks under, if it came as `PARK id ...`.
+    pub fn wait_id(&self) -> Option<&Bytes> {
+        self.wait_id.as_ref()
+    }
+
+    pub fn set_wait_id(&mut self, id: Option<Bytes>) {
+        self.wait_id = id;
     }
 
     /// Writes a new string value created by this entry.

@@ -1,25 +1,26 @@
-//! Ending what is due by cluster time: expired keys, lock holders whose TTL
-//! ran out, waits that timed out.
+//! Ending what is due by cluster time: expired keys and leases, lock
+//! holders whose TTL ran out, waits that timed out, instances whose
+//! heartbeat is late.
 //!
-//! Which records have a deadline, and when, is kept in memory
+//! Every deadline, and what it belongs to (a [`Target`]), is kept in memory
 //! ([`Deadlines`], owned by the [`crate::Engine`]): an ordered set of
-//! (deadline, key) with a map from key to deadline. It is derived state:
-//! every record carries its own deadline, so the set is rebuilt from the
-//! keyspace when a node starts or installs a snapshot, and every applied
-//! entry updates it with the deadlines its writes set or cleared. Replicas
-//! at the same applied index therefore hold the same set, and a leader's
-//! sweep entry (`Payload::Sweep`, no body) ends the same records on every
-//! node: the earliest due ones, at most [`SWEEP_BATCH`] per entry, in
-//! (deadline, key) order.
+//! (deadline, target) with a map from target to deadline. It is derived
+//! state: every record carries its own deadlines, so the set is rebuilt
+//! from the keyspace when a node starts or installs a snapshot, and every
+//! applied entry updates it with the deadlines its writes set or cleared.
+//! Replicas at the same applied index therefore hold the same set, and a
+//! leader's sweep entry (`Payload::Sweep`, no body) ends the same things
+//! on every node: the earliest due ones, at most [`SWEEP_BATCH`] per
+//! entry, in (deadline, target) order.
 //!
 //! Why in memory: an index kept in RocksDB must delete an entry whenever a
 //! lock is released or a TTL changes, and RocksDB keeps each deletion as a
 //! tombstone that every scan of that range steps over until compaction.
 //! The leader's expiry check scanned that range every tick, so an idle
 //! leader spent its time walking the tombstones of every lock released
-//! before. The in-memory set costs a map update per write with a TTL, its
-//! memory is proportional to the records that have a deadline now, and no
-//! step ever depends on what was deleted before.
+//! before. The in-memory set costs a map update per deadline set, its
+//! memory is proportional to the deadlines pending now, and no step ever
+//! depends on what was deleted before.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -28,56 +29,82 @@ use lockstep_store::{StateRead, StoreError};
 
 use crate::context::Context;
 use crate::layout::{prefix_end, VALUE, VALUE_KEY_HEADER};
-use crate::locks;
 use crate::record::{Record, ValueType};
+use crate::{election, leases, locks, registry};
 
-/// Records one sweep entry ends at most: bounds its batch and the time to
+/// Deadlines one sweep entry ends at most: bounds its batch and the time to
 /// apply it; the leader proposes the next one as soon as it applies.
 pub const SWEEP_BATCH: usize = 512;
 
-/// The deadline of every record that has one, in deadline order.
+/// What a deadline belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// A value record's `expire_at`: its TTL, or a native lock's next
+    /// holder or waiter deadline.
+    Key(Bytes),
+    /// A lease's expiry.
+    Lease(u64),
+    /// The earliest wait deadline in a record with parked requests (an
+    /// election's candidates, a barrier's participants).
+    Waits(Bytes),
+    /// A registered instance's next health deadline (its TTL check, or
+    /// its removal after staying critical): service, instance.
+    Check(Bytes, Bytes),
+}
+
+/// Every pending deadline, in deadline order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Deadlines {
-    by_time: BTreeSet<(u64, Bytes)>,
-    of_key: HashMap<Bytes, u64>,
+    by_time: BTreeSet<(u64, Target)>,
+    of_target: HashMap<Target, u64>,
 }
 
 impl Deadlines {
-    /// Rebuilds the set from the records in `state` (start, snapshots).
+    /// Rebuilds the set from `state` (start, snapshots): every value
+    /// record's TTL and waits, every lease, every instance check.
     pub fn load(state: &dyn StateRead) -> Result<Self, StoreError> {
         let mut deadlines = Deadlines::default();
         let mut failure = None;
         state.scan(&[VALUE], &prefix_end(&[VALUE]), &mut |raw, value| {
-            match Record::deadline_of(value) {
-                Ok(Some(at)) => {
-                    deadlines.set(Bytes::copy_from_slice(&raw[VALUE_KEY_HEADER..]), Some(at));
+            let key = Bytes::copy_from_slice(&raw[VALUE_KEY_HEADER..]);
+            let found = Record::decode(value).and_then(|record| {
+                if let Some(at) = record.expire_at {
+                    deadlines.set(Target::Key(key.clone()), Some(at));
                 }
-                Ok(None) => {}
-                Err(err) => {
-                    failure = Some(err);
-                    return false;
-                }
+                let waits = match record.value_type {
+                    ValueType::Election => election::waits_deadline(&record.body)?,
+                    ValueType::Barrier => crate::barrier::waits_deadline(&record.body)?,
+                    _ => None,
+                };
+                deadlines.set(Target::Waits(key), waits);
+                Ok(())
+            });
+            if let Err(err) = found {
+                failure = Some(err);
+                return false;
             }
             true
         })?;
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(deadlines),
+        if let Some(err) = failure {
+            return Err(err);
         }
+        leases::load_deadlines(state, &mut deadlines)?;
+        registry::load_deadlines(state, &mut deadlines)?;
+        Ok(deadlines)
     }
 
-    /// `key` now has this deadline, or none.
-    pub fn set(&mut self, key: Bytes, deadline: Option<u64>) {
-        if let Some(old) = self.of_key.get(&key) {
+    /// `target` now has this deadline, or none.
+    pub fn set(&mut self, target: Target, deadline: Option<u64>) {
+        if let Some(old) = self.of_target.get(&target) {
             if Some(*old) == deadline {
                 return;
             }
-            self.by_time.remove(&(*old, key.clone()));
-            self.of_key.remove(&key);
+            self.by_time.remove(&(*old, target.clone()));
+            self.of_target.remove(&target);
         }
         if let Some(at) = deadline {
-            self.by_time.insert((at, key.clone()));
-            self.of_key.insert(key, at);
+            self.by_time.insert((at, target.clone()));
+            self.of_target.insert(target, at);
         }
     }
 
@@ -86,8 +113,8 @@ impl Deadlines {
         self.by_time.first().map(|(at, _)| *at)
     }
 
-    /// The keys due by `ct`, earliest first, at most `limit`.
-    pub fn due(&self, ct: u64, limit: usize) -> Vec<(u64, Bytes)> {
+    /// What is due by `ct`, earliest first, at most `limit`.
+    pub fn due(&self, ct: u64, limit: usize) -> Vec<(u64, Target)> {
         self.by_time
             .iter()
             .take_while(|(at, _)| *at <= ct)
@@ -96,31 +123,42 @@ impl Deadlines {
             .collect()
     }
 
-    /// Records that have a deadline.
+    /// Pending deadlines.
     pub fn len(&self) -> usize {
-        self.of_key.len()
+        self.of_target.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.of_key.is_empty()
+        self.of_target.is_empty()
     }
 }
 
-/// Applies a sweep at `ctx.ct`: ends the records in `due`.
-pub fn sweep(ctx: &mut Context<'_>, due: Vec<(u64, Bytes)>) -> Result<(), StoreError> {
-    for (deadline, key) in due {
-        let Some(record) = ctx.record_any(&key)? else {
-            continue;
-        };
-        // The set follows every write, so the record has this deadline; a
-        // record that does not would be left alone.
-        if record.expire_at != Some(deadline) {
-            continue;
-        }
-        if record.value_type == ValueType::Lock {
-            locks::settle_expired(ctx, &key)?;
-        } else {
-            ctx.remove(&key)?;
+/// Applies a sweep at `ctx.ct`: ends what is in `due`.
+pub fn sweep(ctx: &mut Context<'_>, due: Vec<(u64, Target)>) -> Result<(), StoreError> {
+    for (deadline, target) in due {
+        match target {
+            Target::Key(key) => {
+                let Some(record) = ctx.record_any(&key)? else {
+                    continue;
+                };
+                // The set follows every write, so the record has this
+                // deadline; one that does not is left alone.
+                if record.expire_at != Some(deadline) {
+                    continue;
+                }
+                if record.value_type == ValueType::Lock {
+                    locks::settle_expired(ctx, &key)?;
+                } else {
+                    ctx.remove(&key)?;
+                }
+            }
+            Target::Lease(id) => leases::expire(ctx, id)?,
+            Target::Waits(key) => match ctx.record_any(&key)?.map(|r| r.value_type) {
+                Some(ValueType::Election) => election::settle(ctx, &key)?,
+                Some(ValueType::Barrier) => crate::barrier::settle(ctx, &key)?,
+                _ => ctx.set_deadline(Target::Waits(key), None),
+            },
+            Target::Check(service, instance) => registry::check(ctx, &service, &instance)?,
         }
     }
     Ok(())

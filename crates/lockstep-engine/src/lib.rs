@@ -18,15 +18,22 @@
 //! or RocksDB.
 
 mod args;
+mod barrier;
+mod codec;
 mod collections;
 mod commands;
 mod context;
+mod election;
 mod entry;
 mod expiry;
 mod glob;
 mod layout;
+mod leases;
 mod locks;
+mod managed;
+mod parking;
 mod record;
+mod registry;
 mod reply;
 mod requests;
 mod script;
@@ -38,20 +45,13 @@ pub use entry::{
     decode_command, encode_command, encode_header, DecodeError, ExpireCandidate, LogEntry, Payload,
     RequestId,
 };
-pub use expiry::{Deadlines, SWEEP_BATCH};
+pub use expiry::{Deadlines, Target, SWEEP_BATCH};
 pub use glob::glob_match;
+pub use parking::{parking, Parking};
 pub use reply::{format_double, Reply};
 pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};
 pub use spec::{lookup, Access, CommandSpec, COMMANDS};
 pub use transaction::encode_exec;
-
-/// A blocking pop's timeout in ms (0: forever), for the server's timer.
-pub fn blocking_timeout_ms(argv: &[Bytes]) -> Option<u64> {
-    let name = String::from_utf8_lossy(argv.first()?).to_ascii_lowercase();
-    matches!(name.as_str(), "blpop" | "brpop" | "blmove" | "brpoplpush")
-        .then(|| collections::blocking::timeout_ms(argv.last()?).ok())
-        .flatten()
-}
 
 use bytes::Bytes;
 use lockstep_store::{StateBatch, StateRead, StoreError};
@@ -91,6 +91,9 @@ pub enum Event {
         message: Bytes,
         sharded: bool,
     },
+    /// The record of `key` was written or removed: readers blocked on it
+    /// (ELECT.OBSERVE, SVC.DISCOVER ... WAIT, BARRIER.WAIT) look again.
+    Changed { key: Bytes },
 }
 
 /// The state machine: stateless but for the in-memory deadline set
@@ -226,8 +229,8 @@ impl Engine {
             }
         };
         let finished = ctx.finish();
-        for (key, deadline) in &finished.deadlines {
-            self.deadlines.set(key.clone(), *deadline);
+        for (target, deadline) in finished.deadlines {
+            self.deadlines.set(target, deadline);
         }
         // A parked request is answered by a later entry, not by this one.
         let reply = if finished.parked { None } else { reply };

@@ -1,23 +1,31 @@
 //! Native fair locks and counting semaphores with fencing tokens.
 //!
 //! A lock is one record (type `lock`) holding its holders (owner, token,
-//! deadline), its FIFO queue of waiters and its LIMIT (1 for a mutex). A
-//! token is the log index of the entry that granted it, so tokens of a name
-//! strictly increase across all time and failovers, and `FENCE name`
-//! returns the newest one. The record's deadline is its earliest holder or
-//! waiter deadline: the leader's expiry entries then settle it (expired
-//! holders leave, waiters whose wait ran out get nil, the queue advances).
+//! deadline, lease), its FIFO queue of waiters and its LIMIT (1 for a
+//! mutex). A token is the log index of the entry that granted it, so
+//! tokens of a name strictly increase across all time and failovers, and
+//! `FENCE name` returns the newest one. The record's deadline is its
+//! earliest holder or waiter deadline (or the end of its lock-delay while
+//! someone waits): the leader's sweeps then settle it (expired holders
+//! leave, waiters whose wait ran out get nil, the queue advances).
 //!
-//! A waiter is the entry of its LOCK.ACQUIRE ... WAIT: that entry gets no
-//! reply when applied ("parked"); the entry that later grants the lock or
-//! ends the wait replies to it ("deferred" reply by request id). Nothing is
-//! retried on the wire and nobody polls.
+//! A waiter is a parked request (see `parking`): its entry gets no reply
+//! when applied; the entry that later grants the lock or ends the wait
+//! replies to it. Nothing is retried on the wire and nobody polls.
+//!
+//! A holder or waiter may be attached to a lease (`LEASE id`): it goes when
+//! the lease ends. When a holder *fails* (its lease expires or its TTL
+//! runs out, not when it releases) the lock is not granted again for the
+//! lock-delay, the larger of the lease's and the lock's own (`LOCKDELAY`).
 
 use bytes::Bytes;
 use lockstep_store::StoreError;
 
 use crate::args::{integer, is, Args};
+use crate::codec::{Reader, Writer};
 use crate::context::Context;
+use crate::leases::{self, Attachment};
+use crate::parking::{self, ParkRef};
 use crate::record::{Record, ValueType};
 use crate::{Reply, RequestId};
 
@@ -27,6 +35,10 @@ const MAX_MS: i64 = 365 * 24 * 3600 * 1000;
 pub const MAX_WAITERS: usize = 10_000;
 /// Largest LIMIT of a semaphore.
 const MAX_LIMIT: i64 = 10_000;
+/// The record body's format: version 1 had no version byte (its first
+/// byte is the high byte of LIMIT, always 0); version 2 adds leases, wait
+/// ids and the lock-delay.
+const STATE_V2: u8 = 2;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LockCommand {
@@ -36,6 +48,8 @@ pub enum LockCommand {
         ttl: u64,
         wait: Option<u64>,
         limit: u32,
+        lease: Option<u64>,
+        lock_delay: Option<u64>,
     },
     Release {
         name: Bytes,
@@ -69,6 +83,8 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<LockCommand, Reply> {
             let ttl = millis(&args[2], "ttl")?;
             let mut wait = None;
             let mut limit = 1;
+            let mut lease = None;
+            let mut lock_delay = None;
             let mut rest = Args::new(&args[3..]);
             while let Some(option) = rest.next() {
                 if is(option, "wait") && name == "lock.acquire" {
@@ -81,6 +97,10 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<LockCommand, Reply> {
                         )));
                     }
                     limit = value as u32;
+                } else if is(option, "lease") {
+                    lease = Some(leases::parse_id(rest.value()?)?);
+                } else if is(option, "lockdelay") {
+                    lock_delay = Some(leases::parse_lock_delay(rest.value()?)?);
                 } else {
                     return Err(Reply::syntax_error());
                 }
@@ -91,6 +111,8 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<LockCommand, Reply> {
                 ttl,
                 wait,
                 limit,
+                lease,
+                lock_delay,
             }
         }
         "lock.release" => LockCommand::Release {
@@ -116,6 +138,7 @@ struct Holder {
     owner: Bytes,
     token: u64,
     deadline: u64,
+    lease: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -124,83 +147,83 @@ struct Waiter {
     ttl: u64,
     deadline: u64,
     request: RequestId,
+    lease: Option<u64>,
+    /// The handle of its parked request (empty if it came without PARK).
+    wait_id: Bytes,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct LockState {
     limit: u32,
+    /// The lock's own lock-delay (the largest LOCKDELAY an acquirer gave).
+    lock_delay_ms: u64,
+    /// No grant before this cluster time (a failed holder's lock-delay).
+    delay_until: u64,
     holders: Vec<Holder>,
     waiters: std::collections::VecDeque<Waiter>,
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        let bytes = self.take(8)?;
-        Ok(u64::from_be_bytes(bytes.try_into().expect("8 bytes")))
+fn check_waiter_ttl(ttl: u64) -> Result<(), StoreError> {
+    // Parsing never lets a larger TTL in; granting adds it to the cluster
+    // time.
+    if ttl > crate::commands::MAX_EXPIRE_MS as u64 {
+        return Err(StoreError::corrupt(
+            "lock record",
+            "waiter ttl out of range",
+        ));
     }
-    fn u32(&mut self) -> Result<u32, StoreError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_be_bytes(bytes.try_into().expect("4 bytes")))
-    }
-    fn bytes(&mut self) -> Result<Bytes, StoreError> {
-        let len = self.u32()? as usize;
-        Ok(Bytes::copy_from_slice(self.take(len)?))
-    }
-    fn take(&mut self, len: usize) -> Result<&[u8], StoreError> {
-        let end = self
-            .at
-            .checked_add(len)
-            .filter(|end| *end <= self.data.len());
-        let end = end.ok_or_else(|| StoreError::corrupt("lock record", "truncated"))?;
-        let slice = &self.data[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
+    Ok(())
 }
 
 impl LockState {
     fn decode(body: &[u8]) -> Result<Self, StoreError> {
-        let mut r = Reader { data: body, at: 0 };
+        let mut r = Reader::new(body, "lock record");
+        let v2 = body.first() == Some(&STATE_V2);
+        if v2 {
+            r.u8()?;
+        }
         let limit = r.u32()?;
-        let holders = (0..r.u32()?)
+        let (lock_delay_ms, delay_until) = if v2 { (r.u64()?, r.u64()?) } else { (0, 0) };
+        let holders = (0..r.count(20)?)
             .map(|_| {
                 Ok(Holder {
                     owner: r.bytes()?,
                     token: r.u64()?,
                     deadline: r.u64()?,
+                    lease: if v2 { r.optional()? } else { None },
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        let waiters = (0..r.u32()?)
+        let waiters = (0..r.count(44)?)
             .map(|_| {
                 let owner = r.bytes()?;
                 let ttl = r.u64()?;
-                // Parsing never lets a larger TTL in; granting adds it to
-                // the cluster time.
-                if ttl > crate::commands::MAX_EXPIRE_MS as u64 {
-                    return Err(StoreError::corrupt(
-                        "lock record",
-                        "waiter ttl out of range",
-                    ));
-                }
+                check_waiter_ttl(ttl)?;
+                let deadline = r.u64()?;
+                let request = RequestId {
+                    origin: r.u64()?,
+                    seq: r.u64()?,
+                };
+                let (lease, wait_id) = if v2 {
+                    (r.optional()?, r.bytes()?)
+                } else {
+                    (None, Bytes::new())
+                };
                 Ok(Waiter {
                     owner,
                     ttl,
-                    deadline: r.u64()?,
-                    request: RequestId {
-                        origin: r.u64()?,
-                        seq: r.u64()?,
-                    },
+                    deadline,
+                    request,
+                    lease,
+                    wait_id,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
+        r.finish()?;
         Ok(LockState {
             limit,
+            lock_delay_ms,
+            delay_until,
             holders,
             waiters,
         })
@@ -208,42 +231,61 @@ impl LockState {
 
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let put_bytes = |out: &mut Vec<u8>, data: &[u8]| {
-            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            out.extend_from_slice(data);
-        };
-        out.extend_from_slice(&self.limit.to_be_bytes());
-        out.extend_from_slice(&(self.holders.len() as u32).to_be_bytes());
+        out.put_u8(STATE_V2);
+        out.put_u32(self.limit);
+        out.put_u64(self.lock_delay_ms);
+        out.put_u64(self.delay_until);
+        out.put_u32(self.holders.len() as u32);
         for holder in &self.holders {
-            put_bytes(&mut out, &holder.owner);
-            out.extend_from_slice(&holder.token.to_be_bytes());
-            out.extend_from_slice(&holder.deadline.to_be_bytes());
+            out.put_bytes(&holder.owner);
+            out.put_u64(holder.token);
+            out.put_u64(holder.deadline);
+            out.put_optional(holder.lease);
         }
-        out.extend_from_slice(&(self.waiters.len() as u32).to_be_bytes());
+        out.put_u32(self.waiters.len() as u32);
         for waiter in &self.waiters {
-            put_bytes(&mut out, &waiter.owner);
-            out.extend_from_slice(&waiter.ttl.to_be_bytes());
-            out.extend_from_slice(&waiter.deadline.to_be_bytes());
-            out.extend_from_slice(&waiter.request.origin.to_be_bytes());
-            out.extend_from_slice(&waiter.request.seq.to_be_bytes());
+            out.put_bytes(&waiter.owner);
+            out.put_u64(waiter.ttl);
+            out.put_u64(waiter.deadline);
+            out.put_u64(waiter.request.origin);
+            out.put_u64(waiter.request.seq);
+            out.put_optional(waiter.lease);
+            out.put_bytes(&waiter.wait_id);
         }
         out
     }
 
-    /// Drops expired holders, ends waits that ran out (nil), and grants
-    /// free slots to waiters in FIFO order.
-    fn settle(&mut self, ctx: &mut Context<'_>) {
+    /// A waiter leaves with nil (timed out, cancelled, its lease ended).
+    fn dismiss(ctx: &mut Context<'_>, name: &[u8], waiter: &Waiter) -> Result<(), StoreError> {
+        ctx.defer_reply(waiter.request, Reply::Nil);
+        parking::forget(ctx, &waiter.wait_id);
+        detach(ctx, name, &waiter.owner, waiter.lease)
+    }
+
+    /// Drops expired holders (they failed: the lock-delay starts), ends
+    /// waits that ran out (nil), and grants free slots to waiters in FIFO
+    /// order once the lock-delay has passed.
+    fn settle(&mut self, ctx: &mut Context<'_>, name: &[u8]) -> Result<(), StoreError> {
         let ct = ctx.ct;
-        self.holders.retain(|holder| holder.deadline > ct);
+        let (expired, held): (Vec<Holder>, Vec<Holder>) = std::mem::take(&mut self.holders)
+            .into_iter()
+            .partition(|holder| holder.deadline <= ct);
+        self.holders = held;
+        for holder in expired {
+            self.delay_until = self
+                .delay_until
+                .max(holder.deadline.saturating_add(self.lock_delay_ms));
+            detach(ctx, name, &holder.owner, holder.lease)?;
+        }
         let (timed_out, waiting): (Vec<Waiter>, Vec<Waiter>) = self
             .waiters
             .drain(..)
             .partition(|waiter| waiter.deadline <= ct);
         self.waiters = waiting.into();
         for waiter in timed_out {
-            ctx.defer_reply(waiter.request, Reply::Nil);
+            Self::dismiss(ctx, name, &waiter)?;
         }
-        while self.holders.len() < self.limit as usize {
+        while self.holders.len() < self.limit as usize && ct >= self.delay_until {
             let Some(waiter) = self.waiters.pop_front() else {
                 break;
             };
@@ -252,16 +294,40 @@ impl LockState {
                 owner: waiter.owner,
                 token,
                 deadline: ct + waiter.ttl,
+                lease: waiter.lease,
             });
+            parking::forget(ctx, &waiter.wait_id);
             ctx.defer_reply(waiter.request, Reply::Integer(token as i64));
         }
+        Ok(())
     }
 
-    fn next_deadline(&self) -> Option<u64> {
+    fn next_deadline(&self, ct: u64) -> Option<u64> {
         let holders = self.holders.iter().map(|h| h.deadline);
         let waiters = self.waiters.iter().map(|w| w.deadline);
-        holders.chain(waiters).min()
+        let delay = (!self.waiters.is_empty() && self.delay_until > ct).then_some(self.delay_until);
+        holders.chain(waiters).chain(delay).min()
     }
+
+    fn is_empty(&self) -> bool {
+        self.holders.is_empty() && self.waiters.is_empty()
+    }
+}
+
+fn detach(
+    ctx: &mut Context<'_>,
+    name: &[u8],
+    owner: &Bytes,
+    lease: Option<u64>,
+) -> Result<(), StoreError> {
+    if let Some(lease) = lease {
+        let item = Attachment::Lock {
+            name: Bytes::copy_from_slice(name),
+            owner: owner.clone(),
+        };
+        leases::detach(ctx, lease, &item)?;
+    }
+    Ok(())
 }
 
 /// Loads a lock; another type is WRONGTYPE.
@@ -280,16 +346,18 @@ fn load(
     }
 }
 
-/// Writes a lock back, or removes it once nobody holds or waits.
+/// Writes a lock back, or removes it once nobody holds or waits. A lock
+/// in its lock-delay with nobody waiting keeps no record: the delay only
+/// matters to waiters, and a new acquirer then finds the lock free.
 fn save(
     ctx: &mut Context<'_>,
     name: &[u8],
     existing: Option<Record>,
     state: &LockState,
 ) -> Result<(), StoreError> {
-    let Some(deadline) = state.next_deadline() else {
+    let Some(deadline) = state.next_deadline(ctx.ct) else {
         if existing.is_some() {
-            ctx.remove(name)?;
+            ctx.remove_own(name)?;
         }
         return Ok(());
     };
@@ -302,18 +370,86 @@ fn save(
         created,
         modified: ctx.index,
         expire_at: Some(deadline),
+        lease: None,
         body: Bytes::from(state.encode()),
     };
     ctx.store(name, record)
 }
 
-/// Settles a lock whose deadline passed (from the leader's expiry entries).
+/// Settles a lock whose deadline passed (from the leader's sweeps).
 pub fn settle_expired(ctx: &mut Context<'_>, name: &[u8]) -> Result<(), StoreError> {
     if let Ok(Some((record, mut state))) = load(ctx, name)? {
-        state.settle(ctx);
+        state.settle(ctx, name)?;
         save(ctx, name, Some(record), &state)?;
     }
     Ok(())
+}
+
+/// The lock is deleted or overwritten by another command: its waiters
+/// get nil, its holders' and waiters' leases let go of it.
+pub fn discard(ctx: &mut Context<'_>, name: &[u8], old: &Record) -> Result<(), StoreError> {
+    let state = LockState::decode(&old.body)?;
+    for holder in &state.holders {
+        detach(ctx, name, &holder.owner, holder.lease)?;
+    }
+    for waiter in &state.waiters {
+        LockState::dismiss(ctx, name, waiter)?;
+    }
+    Ok(())
+}
+
+/// PARK.CANCEL of a waiter: it leaves the queue with nil.
+pub fn cancel_wait(ctx: &mut Context<'_>, name: &[u8], wait_id: &[u8]) -> Result<bool, StoreError> {
+    let Ok(Some((record, mut state))) = load(ctx, name)? else {
+        return Ok(false);
+    };
+    let Some(at) = state
+        .waiters
+        .iter()
+        .position(|w| w.wait_id.as_ref() == wait_id)
+    else {
+        return Ok(false);
+    };
+    let waiter = state.waiters.remove(at).expect("position is in range");
+    LockState::dismiss(ctx, name, &waiter)?;
+    state.settle(ctx, name)?;
+    save(ctx, name, Some(record), &state)?;
+    Ok(true)
+}
+
+/// Lease `lease` ended: `owner` stops holding or waiting. On expiry
+/// (`lock_delay` given) the lock then waits out the lock-delay.
+pub fn lease_ended(
+    ctx: &mut Context<'_>,
+    name: &[u8],
+    owner: &[u8],
+    lease: u64,
+    lock_delay: Option<u64>,
+) -> Result<(), StoreError> {
+    let Ok(Some((record, mut state))) = load(ctx, name)? else {
+        return Ok(());
+    };
+    let before = state.holders.len();
+    state
+        .holders
+        .retain(|h| !(h.owner.as_ref() == owner && h.lease == Some(lease)));
+    if state.holders.len() < before {
+        if let Some(delay) = lock_delay {
+            let delay = delay.max(state.lock_delay_ms);
+            state.delay_until = state.delay_until.max(ctx.ct.saturating_add(delay));
+        }
+    }
+    let (gone, staying): (Vec<Waiter>, Vec<Waiter>) = state
+        .waiters
+        .drain(..)
+        .partition(|w| w.owner.as_ref() == owner && w.lease == Some(lease));
+    state.waiters = staying.into();
+    for waiter in gone {
+        ctx.defer_reply(waiter.request, Reply::Nil);
+        parking::forget(ctx, &waiter.wait_id);
+    }
+    state.settle(ctx, name)?;
+    save(ctx, name, Some(record), &state)
 }
 
 pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, StoreError> {
@@ -330,16 +466,19 @@ pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, Sto
         Ok(None) => (None, LockState::default()),
     };
     let before = state.clone();
-    state.settle(ctx);
+    // The read path (index 0) settles only to report; it never writes.
+    state.settle(ctx, &name)?;
     let reply = match command {
         LockCommand::Acquire {
             owner,
             ttl,
             wait,
             limit,
+            lease,
+            lock_delay,
             ..
         } => {
-            if state.holders.is_empty() && state.waiters.is_empty() {
+            if state.is_empty() {
                 state.limit = limit;
             }
             if state.limit != limit {
@@ -348,16 +487,30 @@ pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, Sto
                     state.limit
                 )));
             }
-            if let Some(holder) = state.holders.iter_mut().find(|h| h.owner == owner) {
+            if let Some(lease) = lease {
+                if let Err(reply) = leases::check_attachable(ctx, lease)? {
+                    return Ok(reply);
+                }
+            }
+            if let Some(delay) = lock_delay {
+                state.lock_delay_ms = state.lock_delay_ms.max(delay);
+            }
+            let may_grant = ctx.ct >= state.delay_until;
+            let mut holds_or_waits = true;
+            let reply = if let Some(holder) = state.holders.iter_mut().find(|h| h.owner == owner) {
                 // Acquiring again is idempotent: same token, TTL renewed.
                 holder.deadline = ctx.ct + ttl;
                 Reply::Integer(holder.token as i64)
-            } else if state.holders.len() < state.limit as usize && state.waiters.is_empty() {
+            } else if may_grant
+                && state.holders.len() < state.limit as usize
+                && state.waiters.is_empty()
+            {
                 let token = ctx.index;
                 state.holders.push(Holder {
-                    owner,
+                    owner: owner.clone(),
                     token,
                     deadline: ctx.ct + ttl,
+                    lease,
                 });
                 Reply::Integer(token as i64)
             } else if let (Some(wait), Some(request)) = (wait, ctx.parkable_request()) {
@@ -371,24 +524,46 @@ pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, Sto
                         "ERR lock already has {MAX_WAITERS} waiters"
                     )));
                 }
+                let wait_id = ctx.wait_id().cloned().unwrap_or_default();
+                if !wait_id.is_empty() {
+                    parking::register(ctx, &wait_id, ParkRef::Lock(name.clone()));
+                }
                 state.waiters.push_back(Waiter {
-                    owner,
+                    owner: owner.clone(),
                     ttl,
                     deadline: ctx.ct + wait,
                     request,
+                    lease,
+                    wait_id,
                 });
                 ctx.park();
                 Reply::Nil
             } else {
+                holds_or_waits = false;
                 Reply::Nil
+            };
+            if let (Some(lease), true) = (lease, holds_or_waits) {
+                let item = Attachment::Lock {
+                    name: name.clone(),
+                    owner,
+                };
+                leases::attach(ctx, lease, item)?;
             }
+            reply
         }
         LockCommand::Release { owner, .. } => {
-            let held = state.holders.len();
+            let released: Vec<Holder> = state
+                .holders
+                .iter()
+                .filter(|h| h.owner == owner)
+                .cloned()
+                .collect();
             state.holders.retain(|h| h.owner != owner);
-            let released = state.holders.len() < held;
-            state.settle(ctx);
-            Reply::Integer(released as i64)
+            for holder in &released {
+                detach(ctx, &name, &holder.owner, holder.lease)?;
+            }
+            state.settle(ctx, &name)?;
+            Reply::Integer(!released.is_empty() as i64)
         }
         LockCommand::Extend { owner, ttl, .. } => {
             match state.holders.iter_mut().find(|h| h.owner == owner) {
@@ -401,23 +576,27 @@ pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, Sto
         }
         LockCommand::Cancel { owner, .. } => {
             let before_len = state.waiters.len() + state.holders.len();
-            let mut cancelled = Vec::new();
-            state.waiters.retain(|w| {
-                let keep = w.owner != owner;
-                if !keep {
-                    cancelled.push(w.request);
-                }
-                keep
-            });
-            for request in cancelled {
-                ctx.defer_reply(request, Reply::Nil);
+            let (gone, staying): (Vec<Waiter>, Vec<Waiter>) =
+                state.waiters.drain(..).partition(|w| w.owner == owner);
+            state.waiters = staying.into();
+            for waiter in &gone {
+                LockState::dismiss(ctx, &name, waiter)?;
             }
+            let released: Vec<Holder> = state
+                .holders
+                .iter()
+                .filter(|h| h.owner == owner)
+                .cloned()
+                .collect();
             state.holders.retain(|h| h.owner != owner);
-            state.settle(ctx);
+            for holder in &released {
+                detach(ctx, &name, &holder.owner, holder.lease)?;
+            }
+            state.settle(ctx, &name)?;
             Reply::Integer((state.waiters.len() + state.holders.len() < before_len) as i64)
         }
         LockCommand::Info(_) => {
-            if state.holders.is_empty() && state.waiters.is_empty() {
+            if state.is_empty() {
                 Reply::Nil
             } else {
                 let holders = state
@@ -453,11 +632,14 @@ pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, Sto
                         Reply::bulk("waiters"),
                         Reply::Integer(state.waiters.len() as i64),
                     ),
+                    (
+                        Reply::bulk("lock-delay"),
+                        Reply::Integer(state.delay_until.saturating_sub(ctx.ct) as i64),
+                    ),
                 ])
             }
         }
     };
-    // The read path (index 0) settles only to report; it never writes.
     if ctx.index != 0 && state != before {
         save(ctx, &name, record, &state)?;
     }

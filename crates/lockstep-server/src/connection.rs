@@ -95,10 +95,7 @@ pub async fn run(
             };
             match finished {
                 Some(result) => result,
-                None => {
-                    session.cancel_wait().await;
-                    break;
-                }
+                None => break,
             }
         } else {
             session.execute(argv).await
@@ -119,6 +116,7 @@ pub async fn run(
     if !out.is_empty() {
         let _ = writer.write_all(&out).await;
     }
+    session.finish().await;
     context.clients.unregister(id);
 }
 

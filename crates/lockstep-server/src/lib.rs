@@ -14,14 +14,16 @@ mod codec;
 mod connection;
 mod encode;
 mod info;
+mod keepalive;
 mod limits;
 mod pubsub;
 mod server;
 mod session;
 mod subscriptions;
 mod transaction;
+mod watchers;
 
 pub use codec::{ProtocolError, RequestDecoder};
 pub use limits::Limits;
 pub use pubsub::PubSub;
-pub use server::{serve, ServerContext};
+pub use server::{serve, Events, ServerContext};

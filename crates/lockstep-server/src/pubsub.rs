@@ -89,7 +89,10 @@ impl PubSub {
             channel,
             message,
             sharded,
-        } = event;
+        } = event
+        else {
+            return 0;
+        };
         self.with(|subs| {
             let mut delivered = 0;
             let kind = if *sharded { Kind::Shard } else { Kind::Channel };

@@ -12,8 +12,33 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::clients::Clients;
 use crate::connection;
+use crate::keepalive::Keepalives;
 use crate::pubsub::PubSub;
+use crate::watchers::Watchers;
 use crate::Limits;
+
+/// Where applied entries' events go on this node: published messages to
+/// subscribers, record changes to blocked readers. The replication core
+/// calls [`Events::deliver`] after each write.
+#[derive(Default)]
+pub struct Events {
+    pub pubsub: Arc<PubSub>,
+    pub watchers: Arc<Watchers>,
+}
+
+impl Events {
+    /// Delivers one event; returns how many subscribers received a
+    /// published message.
+    pub fn deliver(&self, event: &lockstep_engine::Event) -> usize {
+        match event {
+            lockstep_engine::Event::Changed { key } => {
+                self.watchers.changed(key);
+                0
+            }
+            publish => self.pubsub.deliver(publish),
+        }
+    }
+}
 
 /// Everything connections share.
 pub struct ServerContext {
@@ -23,24 +48,31 @@ pub struct ServerContext {
     pub client_addrs: BTreeMap<u64, SocketAddr>,
     /// This node's subscribers.
     pub pubsub: Arc<PubSub>,
+    /// Readers blocked until a record changes.
+    pub watchers: Arc<Watchers>,
+    /// Coalesced lease renewals.
+    pub keepalives: Keepalives,
     pub started: Instant,
     pub(crate) clients: Clients,
     pub log: Logger,
 }
 
 impl ServerContext {
+    /// Must run inside the tokio runtime (it starts the renewal service).
     pub fn new(
         node: NodeHandle,
         limits: Limits,
         client_addrs: BTreeMap<u64, SocketAddr>,
-        pubsub: Arc<PubSub>,
+        events: &Events,
         log: Logger,
     ) -> Self {
         ServerContext {
+            keepalives: Keepalives::start(node.clone(), log.new(slog::o!("part" => "keepalive"))),
             node,
             limits,
             client_addrs,
-            pubsub,
+            pubsub: events.pubsub.clone(),
+            watchers: events.watchers.clone(),
             started: Instant::now(),
             clients: Clients::default(),
             log,

@@ -1,13 +1,13 @@
 //! BLPOP, BRPOP, BLMOVE and BRPOPLPUSH.
 //!
-//! A blocking pop that finds its lists empty is *parked*: its waiter is
-//! stored under its wait id (`B` id -> waiter) and queued under each of
-//! its keys (`w` key -> the key's queue of (index, wait id), in log
-//! order). The entry whose push makes a list non-empty serves that key's
-//! waiters in FIFO order and replies to them by request id. The server
-//! gives each wait an id and sends `BLOCK.CANCEL id` when the timeout
-//! passes or the client leaves; whichever entry applies first decides the
-//! outcome, on every node alike.
+//! A blocking pop that finds its lists empty is *parked* (see `parking`):
+//! its waiter is stored under its wait id (`B` id -> waiter) and queued
+//! under each of its keys (`w` key -> the key's queue of (index, wait id),
+//! in log order). The entry whose push makes a list non-empty serves that
+//! key's waiters in FIFO order and replies to them by request id. The
+//! server sends `PARK.CANCEL id` when the timeout passes or the client
+//! leaves; whichever entry applies first decides the outcome, on every
+//! node alike.
 //!
 //! Every lookup here is a point read: a queue is one record, so waiters
 //! served or cancelled long ago leave nothing that a later push or cancel
@@ -18,11 +18,12 @@ use lockstep_store::StoreError;
 
 use super::stored::{load, save, Failure, List, Outcome};
 use super::{bulk, pop, side, Side};
+use crate::codec::{Reader, Writer};
 use crate::context::Context;
+use crate::parking::{self, ParkRef};
 use crate::{Reply, RequestId};
 
 const QUEUE: u8 = b'w';
-const WAIT_ID: u8 = b'B';
 /// Clients one key may have blocked on it: bounds the queue record.
 pub const MAX_WAITERS_PER_KEY: usize = 10_000;
 
@@ -99,13 +100,14 @@ impl Queue {
         let Some(data) = ctx.raw_get(&queue_key(key))? else {
             return Ok(Queue::default());
         };
-        let mut cursor = Cursor { data: &data, at: 0 };
-        let count = u32::from_be_bytes(cursor.take(4)?.try_into().expect("4 bytes"));
-        let mut queue = std::collections::VecDeque::with_capacity(count.min(1024) as usize);
+        let mut reader = Reader::new(&data, "blocked clients");
+        let count = reader.count(12)?;
+        let mut queue = std::collections::VecDeque::with_capacity(count);
         for _ in 0..count {
-            let index = cursor.word()?;
-            queue.push_back((index, cursor.text()?));
+            let index = reader.u64()?;
+            queue.push_back((index, reader.bytes()?));
         }
+        reader.finish()?;
         Ok(Queue(queue))
     }
 
@@ -115,20 +117,13 @@ impl Queue {
             return;
         }
         let mut out = Vec::with_capacity(4 + self.0.len() * 24);
-        out.extend_from_slice(&(self.0.len() as u32).to_be_bytes());
+        out.put_u32(self.0.len() as u32);
         for (index, id) in &self.0 {
-            out.extend_from_slice(&index.to_be_bytes());
-            put(&mut out, id);
+            out.put_u64(*index);
+            out.put_bytes(id);
         }
         ctx.raw_put(queue_key(key), out);
     }
-}
-
-fn wait_id_key(id: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(id.len() + 1);
-    out.push(WAIT_ID);
-    out.extend_from_slice(id);
-    out
 }
 
 /// A parked waiter: who to answer and what it asked for.
@@ -139,70 +134,35 @@ struct Waiter {
     pop: BlockingPop,
 }
 
-struct Cursor<'a> {
-    data: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn take(&mut self, len: usize) -> Result<&[u8], StoreError> {
-        let slice = self
-            .data
-            .get(self.at..self.at + len)
-            .ok_or_else(|| StoreError::Corrupt {
-                what: "blocked waiter",
-                detail: "truncated".into(),
-            })?;
-        self.at += len;
-        Ok(slice)
-    }
-
-    fn word(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
-    fn text(&mut self) -> Result<Bytes, StoreError> {
-        let len = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
-        Ok(Bytes::copy_from_slice(self.take(len)?))
-    }
-}
-
-fn put(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(data);
-}
-
 impl Waiter {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        put(&mut out, &self.id);
-        out.extend_from_slice(&self.request.origin.to_be_bytes());
-        out.extend_from_slice(&self.request.seq.to_be_bytes());
-        out.extend_from_slice(&self.index.to_be_bytes());
-        out.push(self.pop.from as u8);
+        out.put_bytes(&self.id);
+        out.put_u64(self.request.origin);
+        out.put_u64(self.request.seq);
+        out.put_u64(self.index);
+        out.put_u8(self.pop.from as u8);
         match &self.pop.to {
             Some((destination, to)) => {
-                out.push(1);
-                put(&mut out, destination);
-                out.push(*to as u8);
+                out.put_u8(1);
+                out.put_bytes(destination);
+                out.put_u8(*to as u8);
             }
-            None => out.push(0),
+            None => out.put_u8(0),
         }
-        out.extend_from_slice(&(self.pop.keys.len() as u32).to_be_bytes());
+        out.put_u32(self.pop.keys.len() as u32);
         for key in &self.pop.keys {
-            put(&mut out, key);
+            out.put_bytes(key);
         }
         out
     }
 
     fn decode(data: &[u8]) -> Result<Waiter, StoreError> {
-        let mut cursor = Cursor { data, at: 0 };
-        let id = cursor.text()?;
-        let origin = cursor.word()?;
-        let seq = cursor.word()?;
-        let index = cursor.word()?;
+        let mut reader = Reader::new(data, "blocked waiter");
+        let id = reader.bytes()?;
+        let origin = reader.u64()?;
+        let seq = reader.u64()?;
+        let index = reader.u64()?;
         let side_of = |byte: u8| {
             if byte == Side::Left as u8 {
                 Side::Left
@@ -210,17 +170,18 @@ impl Waiter {
                 Side::Right
             }
         };
-        let from = side_of(cursor.take(1)?[0]);
-        let to = if cursor.take(1)?[0] == 1 {
-            let destination = cursor.text()?;
-            Some((destination, side_of(cursor.take(1)?[0])))
+        let from = side_of(reader.u8()?);
+        let to = if reader.u8()? == 1 {
+            let destination = reader.bytes()?;
+            Some((destination, side_of(reader.u8()?)))
         } else {
             None
         };
-        let count = u32::from_be_bytes(cursor.take(4)?.try_into().expect("4 bytes"));
+        let count = reader.count(4)?;
         let keys = (0..count)
-            .map(|_| cursor.text())
+            .map(|_| reader.bytes())
             .collect::<Result<Vec<_>, _>>()?;
+        reader.finish()?;
         Ok(Waiter {
             id,
             request: RequestId { origin, seq },
@@ -272,7 +233,8 @@ fn push(ctx: &mut Context<'_>, key: &Bytes, to: Side, item: Bytes) -> Outcome<()
 
 /// A blocking pop as a command: pops at once if it can; otherwise parks
 /// (only a top-level BLOCK.WAIT can) or answers nil.
-pub fn execute(ctx: &mut Context<'_>, id: Option<Bytes>, pop: BlockingPop) -> Outcome<Reply> {
+pub fn execute(ctx: &mut Context<'_>, pop: BlockingPop) -> Outcome<Reply> {
+    let id = ctx.wait_id().cloned();
     if let Some(reply) = try_pop(ctx, &pop)? {
         return Ok(reply);
     }
@@ -283,7 +245,7 @@ pub fn execute(ctx: &mut Context<'_>, id: Option<Bytes>, pop: BlockingPop) -> Ou
             Reply::NilArray
         });
     };
-    if ctx.raw_get(&wait_id_key(&id))?.is_some() {
+    if parking::lookup(ctx, &id)?.is_some() {
         return Ok(Reply::error("ERR this wait id is already in use"));
     }
     let mut queues = Vec::with_capacity(pop.keys.len());
@@ -313,7 +275,7 @@ pub fn execute(ctx: &mut Context<'_>, id: Option<Bytes>, pop: BlockingPop) -> Ou
         }
         queue.save(ctx, key);
     }
-    ctx.raw_put(wait_id_key(&id), waiter.encode());
+    parking::register(ctx, &id, ParkRef::Pop(Bytes::from(waiter.encode())));
     ctx.park();
     Ok(Reply::Nil)
 }
@@ -325,14 +287,15 @@ fn unregister(ctx: &mut Context<'_>, waiter: &Waiter) -> Result<(), StoreError> 
         queue.0.retain(|(index, _)| *index != waiter.index);
         queue.save(ctx, key);
     }
-    ctx.raw_delete(wait_id_key(&waiter.id));
+    parking::forget(ctx, &waiter.id);
     Ok(())
 }
 
 fn load_waiter(ctx: &Context<'_>, id: &[u8]) -> Result<Option<Waiter>, StoreError> {
-    ctx.raw_get(&wait_id_key(id))?
-        .map(|data| Waiter::decode(&data))
-        .transpose()
+    match parking::lookup(ctx, id)? {
+        Some(ParkRef::Pop(waiter)) => Ok(Some(Waiter::decode(&waiter)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Serves `key`'s waiters in FIFO order while the list has items.
@@ -365,14 +328,18 @@ pub fn serve(ctx: &mut Context<'_>, key: &Bytes) -> Outcome<()> {
     }
 }
 
-/// BLOCK.CANCEL id: ends a wait with its timeout reply (nil).
-pub fn cancel(ctx: &mut Context<'_>, id: &[u8]) -> Result<Reply, StoreError> {
-    let Some(waiter) = load_waiter(ctx, id)? else {
-        return Ok(Reply::Integer(0));
-    };
+/// Ends the wait of the pop parked under `id` with its timeout reply.
+pub fn cancel(ctx: &mut Context<'_>, id: &[u8], waiter: &[u8]) -> Result<bool, StoreError> {
+    let waiter = Waiter::decode(waiter)?;
+    if waiter.id.as_ref() != id {
+        return Err(StoreError::corrupt(
+            "blocked waiter",
+            "filed under another id",
+        ));
+    }
     unregister(ctx, &waiter)?;
     ctx.defer_reply(waiter.request, waiter.timed_out_reply());
-    Ok(Reply::Integer(1))
+    Ok(true)
 }
 
 pub fn failure_reply(outcome: Outcome<Reply>) -> Result<Reply, StoreError> {
@@ -380,25 +347,4 @@ pub fn failure_reply(outcome: Outcome<Reply>) -> Result<Reply, StoreError> {
         Ok(reply) | Err(Failure::Reply(reply)) => Ok(reply),
         Err(Failure::Store(err)) => Err(err),
     }
-}
-
-/// The wait id and blocking pop of `BLOCK.WAIT id <blocking command...>`.
-pub fn parse_wait(args: &[Bytes]) -> Result<(Bytes, BlockingPop), Reply> {
-    let id = args[0].clone();
-    let inner = &args[1..];
-    let name = String::from_utf8_lossy(&inner[0]).to_ascii_lowercase();
-    let arity_ok = match name.as_str() {
-        "blpop" | "brpop" => inner.len() >= 3,
-        "blmove" => inner.len() == 6,
-        "brpoplpush" => inner.len() == 4,
-        _ => {
-            return Err(Reply::error(
-                "ERR BLOCK.WAIT wraps BLPOP, BRPOP, BLMOVE or BRPOPLPUSH",
-            ))
-        }
-    };
-    if !arity_ok {
-        return Err(Reply::wrong_arity(&name));
-    }
-    Ok((id, parse(&name, &inner[1..])?.0))
 }

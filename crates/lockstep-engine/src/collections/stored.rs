@@ -122,6 +122,7 @@ pub fn save<T: Collection>(
             created: ctx.index,
             modified: ctx.index,
             expire_at: None,
+            lease: None,
             body,
         },
     };

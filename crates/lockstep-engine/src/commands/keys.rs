@@ -407,8 +407,10 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
                 doomed.push(key[VALUE_KEY_HEADER..].to_vec());
                 true
             })?;
+            // One by one, so locks, elections, barriers and services answer
+            // what is parked in them and leases let go of their keys.
             for key in doomed {
-                ctx.forget(&key);
+                ctx.remove(&key)?;
             }
             Reply::ok()
         }
@@ -420,7 +422,7 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
             let Some(record) = ctx.record(&from)? else {
                 return Ok(Reply::error("ERR no such key"));
             };
-            if record.value_type == ValueType::Lock {
+            if record.value_type.is_managed() {
                 return Ok(cannot_move_lock());
             }
             if from == to {
@@ -434,7 +436,7 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
                 if only_if_new {
                     return Ok(Reply::Integer(0));
                 }
-                if existing.value_type == ValueType::Lock {
+                if existing.value_type.is_managed() {
                     return Ok(cannot_move_lock());
                 }
             }
@@ -455,14 +457,12 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
             let Some(record) = ctx.record(&from)? else {
                 return Ok(Reply::Integer(0));
             };
-            if record.value_type == ValueType::Lock {
+            if record.value_type.is_managed() {
                 return Ok(cannot_move_lock());
             }
             match ctx.record(&to)? {
                 Some(_) if !replace => return Ok(Reply::Integer(0)),
-                Some(existing) if existing.value_type == ValueType::Lock => {
-                    return Ok(cannot_move_lock())
-                }
+                Some(existing) if existing.value_type.is_managed() => return Ok(cannot_move_lock()),
                 _ => {}
             }
             place(ctx, &to, record)?;
@@ -493,7 +493,9 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
 }
 
 fn cannot_move_lock() -> Reply {
-    Reply::error("ERR a native lock cannot be renamed or copied")
+    Reply::error(
+        "ERR a lock, election, service or barrier cannot be renamed or copied: what waits in it belongs to its name",
+    )
 }
 
 /// Writes a moved or copied value at `to`, replacing what was there: a new
@@ -507,6 +509,8 @@ fn place(ctx: &mut Context<'_>, to: &Bytes, record: Record) -> Result<(), StoreE
         Record {
             created: ctx.index,
             modified: ctx.index,
+            // A lease holds a name, not a value: the copy is not attached.
+            lease: None,
             ..record
         },
     )?;
@@ -565,6 +569,9 @@ fn encoding(record: &Record) -> Result<&'static str, StoreError> {
     const SMALL_ENTRIES: usize = 128;
     const SMALL_VALUE_BYTES: usize = 64;
     const INTSET_ENTRIES: usize = 512;
+    if record.value_type.is_managed() {
+        return Ok("raw");
+    }
     if record.value_type == ValueType::String {
         let body = &record.body;
         return Ok(if body.len() <= 20 && parse_i64(body).is_some() {
@@ -596,7 +603,11 @@ fn encoding(record: &Record) -> Result<&'static str, StoreError> {
         ValueType::List => "quicklist",
         ValueType::SortedSet if small => "listpack",
         ValueType::SortedSet => "skiplist",
-        ValueType::String | ValueType::Lock => "raw",
+        ValueType::String
+        | ValueType::Lock
+        | ValueType::Election
+        | ValueType::Service
+        | ValueType::Barrier => "raw",
     })
 }
 

@@ -15,11 +15,15 @@ use bytes::Bytes;
 use lockstep_store::StoreError;
 
 use crate::args::{integer, is};
+use crate::barrier::{self, BarrierCommand};
 use crate::collections::blocking::{self, BlockingPop};
 use crate::collections::{self, CollectionCommand};
 use crate::context::Context;
+use crate::election::{self, ElectionCommand};
+use crate::leases::{self, LeaseCommand};
 use crate::locks::{self, LockCommand};
 use crate::record::{Record, ValueType};
+use crate::registry::{self, RegistryCommand};
 use crate::script::{self, ScriptCommand};
 use crate::spec::{self, Access, CommandSpec};
 use crate::transaction::{self, Transaction};
@@ -108,16 +112,27 @@ pub enum Command {
         message: Bytes,
         sharded: bool,
     },
-    /// BLPOP / BRPOP / BLMOVE / BRPOPLPUSH; with a wait id (BLOCK.WAIT)
-    /// when the server lets it wait.
-    Blocking {
-        id: Option<Bytes>,
-        pop: BlockingPop,
+    /// BLPOP / BRPOP / BLMOVE / BRPOPLPUSH (they wait only inside PARK).
+    Blocking(BlockingPop),
+    /// `PARK wait-id <command>`: the server's form of a command that may
+    /// wait (see `parking`). `BLOCK.WAIT` is its older name.
+    Park {
+        id: Bytes,
+        inner: Box<Command>,
     },
-    /// BLOCK.CANCEL id: the wait's timeout passed or its client left.
-    BlockCancel(Bytes),
+    /// `PARK.CANCEL wait-id` (older name `BLOCK.CANCEL`): the wait's
+    /// timeout passed or its client left.
+    ParkCancel(Bytes),
     /// LOCK.ACQUIRE / TRY / RELEASE / EXTEND / CANCEL / INFO.
     Lock(LockCommand),
+    /// LEASE.GRANT / KEEPALIVE / REVOKE / TTL / LIST.
+    Lease(LeaseCommand),
+    /// ELECT.CAMPAIGN / LEADER / PROCLAIM / RESIGN / OBSERVE.
+    Election(ElectionCommand),
+    /// SVC.REGISTER / HEARTBEAT / DEREGISTER / DISCOVER / PICK / LIST.
+    Registry(RegistryCommand),
+    /// BARRIER.SET / WAIT / REMOVE / ENTER / LEAVE.
+    Barrier(BarrierCommand),
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
 }
@@ -145,16 +160,28 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         name if strings::NAMES.contains(&name) => Command::Str(strings::parse(name, args)?),
         name if keys::NAMES.contains(&name) => Command::Key(keys::parse(name, args)?),
         "exec" => Command::Exec(transaction::parse_exec(args)?),
-        "blpop" | "brpop" | "blmove" | "brpoplpush" => Command::Blocking {
-            id: None,
-            pop: blocking::parse(spec.name, args)?.0,
-        },
-        "block.wait" => {
-            let (id, pop) = blocking::parse_wait(args)?;
-            Command::Blocking { id: Some(id), pop }
+        "blpop" | "brpop" | "blmove" | "brpoplpush" => {
+            Command::Blocking(blocking::parse(spec.name, args)?.0)
         }
-        "block.cancel" => Command::BlockCancel(args[0].clone()),
+        "park" | "block.wait" => {
+            let (inner, inner_spec) = parse(&args[1..])?;
+            if crate::parking::parking(&args[1..]).is_none() {
+                return Err(Reply::error(format!(
+                    "ERR {} cannot wait; PARK wraps a command that may",
+                    inner_spec.name.to_ascii_uppercase()
+                )));
+            }
+            Command::Park {
+                id: args[0].clone(),
+                inner: Box::new(inner),
+            }
+        }
+        "park.cancel" | "block.cancel" => Command::ParkCancel(args[0].clone()),
         name if name.starts_with("lock.") => Command::Lock(locks::parse(name, args)?),
+        name if name.starts_with("lease.") => Command::Lease(leases::parse(name, args)?),
+        name if name.starts_with("elect.") => Command::Election(election::parse(name, args)?),
+        name if name.starts_with("svc.") => Command::Registry(registry::parse(name, args)?),
+        name if name.starts_with("barrier.") => Command::Barrier(barrier::parse(name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),
             message: args[1].clone(),
@@ -212,8 +239,21 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         }
         Command::Collection(command) => collections::execute(ctx, command)?,
         Command::Lock(command) => locks::execute(ctx, command)?,
-        Command::Blocking { id, pop } => blocking::failure_reply(blocking::execute(ctx, id, pop))?,
-        Command::BlockCancel(id) => blocking::cancel(ctx, &id)?,
+        Command::Lease(command) => leases::execute(ctx, command)?,
+        Command::Election(command) => election::execute(ctx, command)?,
+        Command::Registry(command) => registry::execute(ctx, command)?,
+        Command::Barrier(command) => barrier::execute(ctx, command)?,
+        Command::Blocking(pop) => blocking::failure_reply(blocking::execute(ctx, pop))?,
+        Command::Park { id, inner } => {
+            if id.is_empty() {
+                return Ok(Reply::error("ERR a wait id cannot be empty"));
+            }
+            ctx.set_wait_id(Some(id));
+            let reply = execute(ctx, *inner);
+            ctx.set_wait_id(None);
+            reply?
+        }
+        Command::ParkCancel(id) => crate::parking::cancel(ctx, &id)?,
         Command::Watch(keys) => {
             let mut versions = Vec::with_capacity(keys.len());
             for key in keys {

@@ -133,6 +133,8 @@ pub enum StringCommand {
         get: bool,
         /// Reply 1/0 instead of OK/nil (SETNX).
         integer_reply: bool,
+        /// `LEASE id`: the key goes when that lease ends.
+        lease: Option<u64>,
     },
     GetSet(Bytes, Bytes),
     GetDel(Bytes),
@@ -220,6 +222,7 @@ pub fn parse(name: &'static str, args: &[Bytes]) -> Result<StringCommand, Reply>
             ttl: TtlChange::Clear,
             get: false,
             integer_reply: true,
+            lease: None,
         },
         "setex" | "psetex" => {
             let amount = integer(&args[1])?;
@@ -238,6 +241,7 @@ pub fn parse(name: &'static str, args: &[Bytes]) -> Result<StringCommand, Reply>
                 ttl: TtlChange::Set(Expiry::In(millis)),
                 get: false,
                 integer_reply: false,
+                lease: None,
             }
         }
         "getset" => StringCommand::GetSet(args[0].clone(), args[1].clone()),
@@ -344,6 +348,7 @@ fn parse_set(args: &[Bytes]) -> Result<StringCommand, Reply> {
     let mut ttl = TtlChange::Clear;
     let mut get = false;
     let mut ttl_given = false;
+    let mut lease = None;
     // Redis reports syntax errors before it validates numbers.
     let mut pending_expiry: Option<(&Bytes, &Bytes)> = None;
     let mut rest = Args::new(&args[2..]);
@@ -364,6 +369,8 @@ fn parse_set(args: &[Bytes]) -> Result<StringCommand, Reply> {
         } else if is_expiry_option(option) && !ttl_given {
             pending_expiry = Some((option, rest.value()?));
             ttl_given = true;
+        } else if is(option, "lease") && lease.is_none() {
+            lease = Some(rest.value()?);
         } else {
             return Err(Reply::syntax_error());
         }
@@ -371,6 +378,7 @@ fn parse_set(args: &[Bytes]) -> Result<StringCommand, Reply> {
     if let Some((option, value)) = pending_expiry {
         ttl = TtlChange::Set(expiry_option("set", option, value)?);
     }
+    let lease = lease.map(|id| crate::leases::parse_id(id)).transpose()?;
     Ok(StringCommand::Set {
         key: args[0].clone(),
         value: args[1].clone(),
@@ -378,6 +386,7 @@ fn parse_set(args: &[Bytes]) -> Result<StringCommand, Reply> {
         ttl,
         get,
         integer_reply: false,
+        lease,
     })
 }
 
@@ -455,7 +464,13 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
             ttl,
             get,
             integer_reply,
+            lease,
         } => {
+            if let Some(lease) = lease {
+                if let Err(reply) = crate::leases::check_attachable(ctx, lease)? {
+                    return Ok(reply);
+                }
+            }
             let existing = ctx.record(&key)?;
             let old_value = match &existing {
                 Some(record) if get => match string_body(record) {
@@ -482,7 +497,12 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                     Some(at) if at <= ctx.ct as i64 => {
                         ctx.remove(&key)?;
                     }
-                    _ => ctx.store_string(&key, value, expire_at.map(|at| at as u64))?,
+                    _ => {
+                        let mut record =
+                            Record::string(value, ctx.index, expire_at.map(|at| at as u64));
+                        record.lease = lease;
+                        ctx.store(&key, record)?;
+                    }
                 }
             }
             if integer_reply {

@@ -1,4 +1,9 @@
-//! Per-connection state and command dispatch.
+//! Per-connection state and command dispatch. Connection-level commands
+//! are answered here; the coordination commands that need this node's
+//! help (lease binding and coalesced renewals, blocking reads, round-robin
+//! turns) are in `coordination`; everything else goes to the engine.
+
+mod coordination;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,10 +32,14 @@ pub struct Session {
     /// counts the nodes known to hold at least this much of the log.
     last_write_index: u64,
     subscriptions: Subscriptions,
-    /// The command that ends the wait in progress (BLOCK.CANCEL or
-    /// LOCK.CANCEL), sent if the client leaves while waiting.
+    /// The command that ends the wait in progress (PARK.CANCEL), sent if
+    /// the client leaves while waiting.
     pending_cancel: Option<Vec<Bytes>>,
     waits_started: u64,
+    /// Leases this connection keeps alive (LEASE.BIND).
+    bound_leases: std::collections::BTreeSet<u64>,
+    /// SVC.PICK round-robin turns, per service.
+    pick_turns: std::collections::HashMap<Bytes, u64>,
     context: Arc<ServerContext>,
 }
 
@@ -45,23 +54,10 @@ fn text(arg: &[u8]) -> String {
 /// A wait without a timeout (BLPOP k 0) keeps its proposal this long.
 const FOREVER: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Whether a command may keep its client waiting (a blocking pop or a
-/// lock wait): the connection then watches for the client leaving.
+/// Whether a command may keep its client waiting (a parked command or a
+/// blocking read): the connection then watches for the client leaving.
 pub fn may_wait(argv: &[Bytes]) -> bool {
-    lockstep_engine::blocking_timeout_ms(argv).is_some() || !lock_wait(argv).is_zero()
-}
-
-/// How long LOCK.ACQUIRE ... WAIT ms may keep its client waiting.
-fn lock_wait(argv: &[Bytes]) -> std::time::Duration {
-    if !is(&argv[0], "lock.acquire") {
-        return std::time::Duration::ZERO;
-    }
-    argv.windows(2)
-        .skip(3)
-        .find(|pair| is(&pair[0], "wait"))
-        .and_then(|pair| std::str::from_utf8(&pair[1]).ok()?.parse::<u64>().ok())
-        .map(std::time::Duration::from_millis)
-        .unwrap_or_default()
+    lockstep_engine::parking(argv).is_some() || coordination::blocks(argv)
 }
 
 pub fn propose_error(err: ProposeError, timeout_secs: u64) -> Reply {
@@ -90,6 +86,8 @@ impl Session {
             subscriptions: Subscriptions::new(id, context.pubsub.clone()),
             pending_cancel: None,
             waits_started: 0,
+            bound_leases: Default::default(),
+            pick_turns: Default::default(),
             context,
         }
     }
@@ -238,7 +236,10 @@ impl Session {
                 Reply::ok()
             }
             "config" => config(args),
-            _ => self.engine_command(&argv).await,
+            _ => match self.coordination(&name, &argv).await {
+                Some(reply) => reply,
+                None => self.engine_command(&argv).await,
+            },
         };
         (reply, false)
     }
@@ -257,8 +258,8 @@ impl Session {
         }
     }
 
-    /// Ends the wait of a client that left: takes it out of a lock's or a
-    /// list's queue (or releases a lock granted as it left).
+    /// Ends the wait of a client that left: takes it out of the queue it
+    /// waits in (or releases a lock granted as it left).
     pub async fn cancel_wait(&mut self) {
         let Some(cancel) = self.pending_cancel.take() else {
             return;
@@ -268,10 +269,21 @@ impl Session {
         }
     }
 
-    /// A blocking pop: proposed with a wait id, cancelled by this node when
-    /// its timeout passes (the cancel and a push race in the log; the first
-    /// to apply decides, on every node alike).
-    async fn blocking_pop(&mut self, argv: &[Bytes], timeout_ms: u64) -> Reply {
+    /// The connection is closing: its waits end and its bound leases are
+    /// no longer kept alive (they run out one TTL later unless bound
+    /// again elsewhere).
+    pub async fn finish(&mut self) {
+        self.cancel_wait().await;
+        for id in std::mem::take(&mut self.bound_leases) {
+            self.context.keepalives.unbind(id);
+        }
+    }
+
+    /// A command that may wait, sent as `PARK id <command>` so it can be
+    /// cancelled by id: by this node when the client leaves, or when its
+    /// timeout passes if the server keeps the time (blocking pops); every
+    /// other wait ends by its deadline in the replicated state.
+    async fn parked(&mut self, argv: &[Bytes], parking: lockstep_engine::Parking) -> Reply {
         let node = self.context.node.clone();
         self.waits_started += 1;
         let id = Bytes::from(format!(
@@ -280,29 +292,28 @@ impl Session {
             self.id,
             self.waits_started
         ));
-        let mut wrapped = vec![Bytes::from_static(b"BLOCK.WAIT"), id.clone()];
+        let mut wrapped = vec![Bytes::from_static(b"PARK"), id.clone()];
         wrapped.extend(argv.iter().cloned());
-        let cancel = vec![Bytes::from_static(b"BLOCK.CANCEL"), id];
+        let cancel = vec![Bytes::from_static(b"PARK.CANCEL"), id];
         self.pending_cancel = Some(cancel.clone());
-        let extra = if timeout_ms == 0 {
-            FOREVER
-        } else {
-            std::time::Duration::from_millis(timeout_ms)
-        };
-        let proposal = node.propose_waiting(&wrapped, extra);
+        let wait = parking
+            .wait_ms
+            .map_or(FOREVER, std::time::Duration::from_millis);
+        let proposal = node.propose_waiting(&wrapped, wait);
         tokio::pin!(proposal);
-        let result = if timeout_ms == 0 {
-            proposal.await
-        } else {
-            tokio::select! {
-                result = &mut proposal => result,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(timeout_ms)) => {
-                    if let Err(err) = node.propose(&cancel).await {
-                        slog::warn!(self.context.log, "could not end a blocking pop"; "error" => %err);
+        let result = match parking.wait_ms {
+            Some(ms) if parking.server_timeout => {
+                tokio::select! {
+                    result = &mut proposal => result,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {
+                        if let Err(err) = node.propose(&cancel).await {
+                            slog::warn!(self.context.log, "could not end a wait"; "error" => %err);
+                        }
+                        proposal.await
                     }
-                    proposal.await
                 }
             }
+            _ => proposal.await,
         };
         self.pending_cancel = None;
         match self.answered(result) {
@@ -386,19 +397,10 @@ impl Session {
         let node = self.context.node.clone();
         let result = match access {
             Access::Write => {
-                if let Some(timeout_ms) = lockstep_engine::blocking_timeout_ms(argv) {
-                    return self.blocking_pop(argv, timeout_ms).await;
+                if let Some(parking) = lockstep_engine::parking(argv) {
+                    return self.parked(argv, parking).await;
                 }
-                let wait = lock_wait(argv);
-                if !wait.is_zero() {
-                    self.pending_cancel = Some(vec![
-                        Bytes::from_static(b"LOCK.CANCEL"),
-                        argv[1].clone(),
-                        argv[2].clone(),
-                    ]);
-                }
-                let result = node.propose_waiting(argv, wait).await;
-                self.pending_cancel = None;
+                let result = node.propose(argv).await;
                 self.answered(result)
             }
             Access::Read if self.stale_reads => Ok(node.read_local(argv)),

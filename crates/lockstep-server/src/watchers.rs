@@ -1,0 +1,75 @@
+//! Readers blocked until a key's record changes (ELECT.OBSERVE,
+//! SVC.DISCOVER ... AFTER, BARRIER.WAIT): woken by the `Changed` events
+//! of applied entries, on this node, for exactly the keys they watch. No
+//! polling, and a write to another key wakes nobody.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub struct Watchers {
+    by_key: Mutex<HashMap<Bytes, Vec<Arc<Notify>>>>,
+}
+
+/// A registration; dropping it stops watching.
+pub struct Watch {
+    watchers: Arc<Watchers>,
+    key: Bytes,
+    notify: Arc<Notify>,
+}
+
+impl Watch {
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut by_key = self.watchers.by_key.lock().expect("watchers lock");
+        if let Some(list) = by_key.get_mut(&self.key) {
+            list.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            if list.is_empty() {
+                by_key.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Watchers {
+    /// Starts watching `key`.
+    pub fn watch(self: &Arc<Self>, key: Bytes) -> Watch {
+        let notify = Arc::new(Notify::new());
+        self.by_key
+            .lock()
+            .expect("watchers lock")
+            .entry(key.clone())
+            .or_default()
+            .push(notify.clone());
+        Watch {
+            watchers: self.clone(),
+            key,
+            notify,
+        }
+    }
+
+    /// `key`'s record changed: wake its watchers.
+    pub fn changed(&self, key: &Bytes) {
+        let by_key = self.by_key.lock().expect("watchers lock");
+        if let Some(list) = by_key.get(key) {
+            for notify in list {
+                // A permit is stored if the watcher is between two looks,
+                // so the change is not missed.
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// Keys being watched (for INFO).
+    pub fn watched_keys(&self) -> usize {
+        self.by_key.lock().expect("watchers lock").len()
+    }
+}

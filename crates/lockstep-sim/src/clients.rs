@@ -14,6 +14,10 @@ pub const LOCK_TTL_MS: u64 = 1000;
 /// Register keys are renewed this often (virtual ms), so each key's
 /// history stays small enough to check.
 const REGISTER_PERIOD_MS: u64 = 3000;
+/// TTL of the clients' leases, virtual ms.
+pub const LEASE_TTL_MS: u64 = 1500;
+/// The election the clients campaign in.
+pub const ELECTION: &str = "e";
 
 /// One client operation in flight, and how to judge its reply.
 #[derive(Clone, Debug)]
@@ -37,6 +41,27 @@ pub enum Request {
         item: u64,
     },
     Pop,
+    /// LEASE.GRANT (the reply is the lease id).
+    LeaseGrant,
+    LeaseKeepalive {
+        lease: u64,
+    },
+    /// A key attached to the lease: it must go when the lease does.
+    LeaseKey {
+        lease: u64,
+        key: String,
+    },
+    /// ELECT.CAMPAIGN with a short wait (the sim has no server to cancel).
+    Campaign {
+        lease: u64,
+    },
+    Resign {
+        lease: u64,
+    },
+    SvcRegister {
+        lease: u64,
+    },
+    Heartbeat,
 }
 
 impl Request {
@@ -93,6 +118,44 @@ impl Request {
             ],
             Request::Push { item } => vec!["RPUSH".into(), "queue".into(), item.to_string()],
             Request::Pop => vec!["LPOP".into(), "queue".into()],
+            Request::LeaseGrant => vec!["LEASE.GRANT".into(), LEASE_TTL_MS.to_string()],
+            Request::LeaseKeepalive { lease } => {
+                vec!["LEASE.KEEPALIVE".into(), lease.to_string()]
+            }
+            Request::LeaseKey { lease, key } => vec![
+                "SET".into(),
+                key.clone(),
+                "v".into(),
+                "LEASE".into(),
+                lease.to_string(),
+            ],
+            Request::Campaign { lease } => vec![
+                "ELECT.CAMPAIGN".into(),
+                ELECTION.into(),
+                format!("c{client}"),
+                lease.to_string(),
+                "WAIT".into(),
+                "400".into(),
+            ],
+            Request::Resign { lease } => vec![
+                "ELECT.RESIGN".into(),
+                ELECTION.into(),
+                "LEASE".into(),
+                lease.to_string(),
+            ],
+            Request::SvcRegister { lease } => vec![
+                "SVC.REGISTER".into(),
+                "svc".into(),
+                format!("c{client}"),
+                "addr".into(),
+                "TTL".into(),
+                "600".into(),
+                "DEREGISTER".into(),
+                "600".into(),
+                "LEASE".into(),
+                lease.to_string(),
+            ],
+            Request::Heartbeat => vec!["SVC.HEARTBEAT".into(), "svc".into(), format!("c{client}")],
         };
         words.into_iter().map(Bytes::from).collect()
     }
@@ -105,6 +168,7 @@ pub fn next_request(
     next_value: &mut u64,
     last_seen: Option<u64>,
     holds_native_lock: Option<&(String, u64)>,
+    lease: Option<u64>,
 ) -> Request {
     *next_value += 1;
     let value = *next_value;
@@ -113,6 +177,24 @@ pub fn next_request(
         return Request::LockRelease {
             name: name.clone(),
             owner: *owner,
+        };
+    }
+    // A fifth of the operations are sessions: grant a lease, keep it
+    // alive, hang keys, a candidacy and an instance on it.
+    if rng.gen_range(0..5) == 0 {
+        let Some(lease) = lease else {
+            return Request::LeaseGrant;
+        };
+        return match rng.gen_range(0..10) {
+            0..=3 => Request::LeaseKeepalive { lease },
+            4 => Request::LeaseKey {
+                lease,
+                key: format!("sess:{lease}:{value}"),
+            },
+            5 | 6 => Request::Campaign { lease },
+            7 => Request::Resign { lease },
+            8 => Request::SvcRegister { lease },
+            _ => Request::Heartbeat,
         };
     }
     match rng.gen_range(0..100) {
@@ -237,7 +319,14 @@ impl Histories {
                 }
                 None
             }
-            Request::LockRelease { .. } => None,
+            Request::LockRelease { .. }
+            | Request::LeaseGrant
+            | Request::LeaseKeepalive { .. }
+            | Request::LeaseKey { .. }
+            | Request::Campaign { .. }
+            | Request::Resign { .. }
+            | Request::SvcRegister { .. }
+            | Request::Heartbeat => None,
             Request::Push { item } => {
                 match reply {
                     Some(Reply::Integer(_)) => {

@@ -95,6 +95,8 @@ pub struct Outcome {
     pub membership_changes: u64,
     /// Removals of the node that was leading at the time.
     pub leader_removals: u64,
+    /// Looks at a lease that had ended, with the keys written under it.
+    pub ended_lease_keys_checked: u64,
     pub frames_sent: u64,
     pub frames_dropped: u64,
     pub highest_index: u64,
@@ -126,6 +128,9 @@ struct Client {
     /// A native lock (name, owner) this client was granted and has not
     /// released.
     holds: Option<(String, u64)>,
+    /// The lease this client keeps alive (it drops it now and then and
+    /// lets it expire).
+    lease: Option<u64>,
 }
 
 struct InFlight {
@@ -161,7 +166,27 @@ struct World {
     removed: Option<(u64, u64)>,
     membership_changes: u64,
     leader_removals: u64,
+    coordination: Coordination,
 }
+
+/// What the coordination checks remember between looks.
+#[derive(Default)]
+struct Coordination {
+    /// Recent leases and the keys written under them.
+    leases: BTreeMap<u64, Vec<String>>,
+    /// (node, lease) -> the latest deadline the node showed for it.
+    deadlines: BTreeMap<(u64, u64), u64>,
+    /// applied index -> the election's leader token there (0: nobody), as
+    /// the first node to report that index showed it.
+    leader_at: BTreeMap<u64, u64>,
+    /// node -> (applied index, token) at its last look, this life.
+    last_token: BTreeMap<u64, (u64, u64)>,
+    checks: u64,
+    ended_lease_keys_checked: u64,
+}
+
+/// Leases the checks follow at once (the most recent ones).
+const TRACKED_LEASES: usize = 24;
 
 fn node_config(config: &SimConfig, id: u64) -> NodeConfig {
     NodeConfig {
@@ -204,6 +229,7 @@ impl World {
                 in_flight: None,
                 last_seen: None,
                 holds: None,
+                lease: None,
             })
             .collect();
         let network = Network::new(config.network.clone());
@@ -226,6 +252,7 @@ impl World {
             removed: None,
             membership_changes: 0,
             leader_removals: 0,
+            coordination: Coordination::default(),
         };
         for at in 0..world.nodes.len() {
             world.start_node(at);
@@ -264,6 +291,9 @@ impl World {
         node.store = Arc::new(MemStore::with_backend(survivor).expect("the durable state reopens"));
         node.restart_at = Some(restart_at);
         self.invariants.restarted(node.id);
+        let id = node.id;
+        self.coordination.last_token.remove(&id);
+        self.coordination.deadlines.retain(|(n, _), _| *n != id);
         self.crashes += 1;
     }
 
@@ -482,7 +512,13 @@ impl World {
                 &mut self.next_value,
                 client.last_seen,
                 client.holds.as_ref(),
+                client.lease,
             );
+            if let Request::LeaseKey { lease, key } = &request {
+                if let Some(keys) = self.coordination.leases.get_mut(lease) {
+                    keys.push(key.clone());
+                }
+            }
             let alive: Vec<usize> = self
                 .nodes
                 .iter()
@@ -563,6 +599,23 @@ impl World {
                     client.holds = Some((name.clone(), *owner))
                 }
                 (Request::LockRelease { .. }, _) => client.holds = None,
+                (Request::LeaseGrant, Some(Reply::Integer(id))) => {
+                    client.lease = Some(*id as u64);
+                    self.coordination.leases.insert(*id as u64, Vec::new());
+                    while self.coordination.leases.len() > TRACKED_LEASES {
+                        self.coordination.leases.pop_first();
+                    }
+                }
+                // A renewal that finds the lease gone, or (now and then) a
+                // client that stops renewing: it lets the lease expire.
+                (Request::LeaseKeepalive { .. }, Some(Reply::Array(items)))
+                    if items.first() == Some(&Reply::Integer(-2)) =>
+                {
+                    client.lease = None
+                }
+                (Request::LeaseKeepalive { .. }, _) if client.rng.gen_range(0..8) == 0 => {
+                    client.lease = None
+                }
                 _ => {}
             }
             client.idle_until_ms = now + client.rng.gen_range(0..20);
@@ -595,6 +648,124 @@ impl World {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Sessions and elections, on every running node: nodes at one applied
+    /// index agree on the election's leader; a node's leader token never
+    /// goes back; no lease ends before its deadline in cluster time; when a
+    /// lease has ended, every key written under it is gone too.
+    fn coordination(&mut self) -> Result<(), String> {
+        let leader_argv = [
+            Bytes::from_static(b"ELECT.LEADER"),
+            Bytes::from_static(b"e"),
+        ];
+        for node in &self.nodes {
+            let Some(core) = node.core.as_ref() else {
+                continue;
+            };
+            let status = core.status();
+            let (applied, ct) = (status.applied_index, status.cluster_time_ms);
+            let read = |argv: &[Bytes]| core.read_local(argv).map_err(|err| err.to_string());
+            let token = match read(&leader_argv)? {
+                Reply::Map(fields) => fields
+                    .iter()
+                    .find_map(|(k, v)| match (k, v) {
+                        (Reply::Bulk(k), Reply::Integer(t)) if k.as_ref() == b"token" => {
+                            Some(*t as u64)
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            self.coordination.checks += 1;
+            match self.coordination.leader_at.get(&applied) {
+                Some(seen) if *seen != token => {
+                    return Err(format!(
+                    "at index {applied} node {} shows leader token {token}, another node {seen}",
+                    node.id
+                ))
+                }
+                Some(_) => {}
+                None => {
+                    self.coordination.leader_at.insert(applied, token);
+                }
+            }
+            if let Some(&(was_applied, was_token)) = self.coordination.last_token.get(&node.id) {
+                if applied >= was_applied && token != 0 && token < was_token {
+                    return Err(format!(
+                        "node {} leader token went back {was_token} -> {token}",
+                        node.id
+                    ));
+                }
+            }
+            if token != 0 {
+                self.coordination
+                    .last_token
+                    .insert(node.id, (applied, token));
+            }
+            for (lease, keys) in &self.coordination.leases {
+                if *lease > applied {
+                    continue;
+                }
+                let argv = [
+                    Bytes::from_static(b"LEASE.TTL"),
+                    Bytes::from(lease.to_string()),
+                ];
+                match read(&argv)? {
+                    Reply::Map(fields) => {
+                        let left = fields.iter().find_map(|(k, v)| match (k, v) {
+                            (Reply::Bulk(k), Reply::Integer(t)) if k.as_ref() == b"ttl" => {
+                                Some(*t as u64)
+                            }
+                            _ => None,
+                        });
+                        if let Some(left) = left {
+                            let deadline = ct + left;
+                            let seen = self
+                                .coordination
+                                .deadlines
+                                .entry((node.id, *lease))
+                                .or_insert(0);
+                            *seen = (*seen).max(deadline);
+                        }
+                    }
+                    _ => {
+                        if let Some(&deadline) = self.coordination.deadlines.get(&(node.id, *lease))
+                        {
+                            if ct < deadline {
+                                return Err(format!(
+                                    "node {} ended lease {lease} at cluster time {ct}, before its deadline {deadline}",
+                                    node.id
+                                ));
+                            }
+                        }
+                        for key in keys {
+                            self.coordination.ended_lease_keys_checked += 1;
+                            let argv = [Bytes::from_static(b"EXISTS"), Bytes::from(key.clone())];
+                            if read(&argv)? != Reply::Integer(0) {
+                                return Err(format!(
+                                    "node {} lost lease {lease} but still has its key {key}",
+                                    node.id
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Old indexes will not be reported again (nodes only go forward).
+        let lowest = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.core.as_ref().map(|core| core.status().applied_index))
+            .min()
+            .unwrap_or(0);
+        self.coordination.leader_at = self
+            .coordination
+            .leader_at
+            .split_off(&lowest.saturating_sub(1_000));
         Ok(())
     }
 
@@ -760,7 +931,7 @@ pub fn run(config: SimConfig) -> Outcome {
         while result.is_ok() && world.clock.now_ms() < config.duration_ms {
             result = world.step();
             if result.is_ok() && world.steps.is_multiple_of(50) {
-                result = world.lock_holders();
+                result = world.lock_holders().and_then(|()| world.coordination());
             }
             if result.is_ok() && world.steps.is_multiple_of(500) {
                 result = world.check_logs();
@@ -783,13 +954,14 @@ pub fn run(config: SimConfig) -> Outcome {
         violation: result.err(),
         trace: world.trace.finish(),
         steps: world.steps,
-        invariant_checks: world.invariants.checks,
+        invariant_checks: world.invariants.checks + world.coordination.checks,
         completed: world.histories.completed,
         unknown: world.histories.unknown,
         crashes: world.crashes,
         partitions: world.partitions,
         membership_changes: world.membership_changes,
         leader_removals: world.leader_removals,
+        ended_lease_keys_checked: world.coordination.ended_lease_keys_checked,
         frames_sent: world.network.sent,
         frames_dropped: world.network.dropped,
         highest_index: world.invariants.highest_applied(),

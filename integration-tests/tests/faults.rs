@@ -46,6 +46,7 @@ fn survives(nemesis: Nemesis, salt: u64) -> Result<()> {
         nemesis == Nemesis::None || !report.nemesis.faults.is_empty(),
         "the nemesis never struck"
     );
+    ensure!(report.leaderships > 0, "nobody was ever elected");
     Ok(())
 }
 

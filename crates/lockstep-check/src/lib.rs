@@ -12,6 +12,8 @@
 //!   and set, compare and delete, DEL, and expiry that may never come early.
 //! - [`fencing`] checks that fencing tokens are unique and grow in real
 //!   time; [`queue`] that no acknowledged item is lost or delivered twice.
+//! - [`leadership`] that an election's leaderships never overlap in real
+//!   time and that a superseded token's writes are refused.
 //! - [`brute_force`] is the definition itself, tried order by order, for
 //!   small histories: the self-tests hold the fast search against it.
 //!
@@ -21,6 +23,7 @@
 mod brute;
 pub mod fencing;
 mod history;
+pub mod leadership;
 pub mod queue;
 pub mod register;
 mod wgl;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use lockstep_check::fencing::{check_tokens, Grant};
+use lockstep_check::leadership::{check_fenced_writes, check_overlaps};
 use lockstep_check::queue::check_queue;
 use lockstep_check::register::Register;
 use lockstep_check::{linearizable_per_key, Verdict};
@@ -28,6 +29,15 @@ use workloads::{Histories, Shared};
 
 /// Search steps the checker may spend on one key.
 const CHECK_STEPS_PER_KEY: u64 = 20_000_000;
+
+/// How far two leaderships may overlap in real time. A client acts as
+/// leader only until the send time of its last acknowledged renewal plus
+/// the TTL; the entry that makes the next leader is stamped at least a TTL
+/// of cluster time later, and cluster time runs no faster than the
+/// leader's monotonic clock. What remains is cluster time's rounding to
+/// milliseconds, once per raft leader change (and, across machines, their
+/// clock-rate difference).
+pub const LEADERSHIP_OVERLAP_BOUND: Duration = Duration::from_millis(5);
 
 /// How long a run may take beyond its workload time: starting, healing,
 /// converging and judging together take well under a minute.
@@ -43,6 +53,7 @@ pub struct Scenario {
     pub lock_clients: usize,
     pub queue_producers: usize,
     pub queue_consumers: usize,
+    pub election_clients: usize,
     /// Extra `lockstep` flags (the negative controls use this).
     pub node_args: Vec<String>,
     /// Run `lockstep-unsafe` (the negative controls' switches).
@@ -62,6 +73,7 @@ impl Scenario {
             lock_clients: 4,
             queue_producers: 2,
             queue_consumers: 2,
+            election_clients: 3,
             node_args: Vec::new(),
             unsafe_binary: false,
             locks_without_nx: false,
@@ -84,6 +96,14 @@ pub struct Report {
     pub queue_duplicated: usize,
     pub queue_unexpected: usize,
     pub unknown_pops: usize,
+    pub leaderships: usize,
+    /// Leaderships that overlapped in real time by more than
+    /// [`LEADERSHIP_OVERLAP_BOUND`], election tokens reused or not
+    /// increasing, token writes accepted after a newer leader began.
+    pub leadership_overlaps: usize,
+    pub election_token_violations: usize,
+    pub stale_proclaims_accepted: usize,
+    pub proclaims: (usize, u64),
     pub converged: Result<String, String>,
     pub nemesis: NemesisLog,
 }
@@ -97,6 +117,9 @@ impl Report {
             && self.queue_unexpected == 0
             // A pop with an unknown outcome may have taken an item away.
             && self.queue_lost <= self.unknown_pops
+            && self.leadership_overlaps == 0
+            && self.election_token_violations == 0
+            && self.stale_proclaims_accepted == 0
             && self.converged.is_ok()
     }
 }
@@ -123,6 +146,16 @@ impl fmt::Display for Report {
             f,
             "queue: lost {} (unknown pops {}), duplicated {}, unexpected {}",
             self.queue_lost, self.unknown_pops, self.queue_duplicated, self.queue_unexpected
+        )?;
+        writeln!(
+            f,
+            "election: {} leaderships, overlaps {}, token violations {}, token writes accepted {} / refused {}, stale accepted {}",
+            self.leaderships,
+            self.leadership_overlaps,
+            self.election_token_violations,
+            self.proclaims.0,
+            self.proclaims.1,
+            self.stale_proclaims_accepted
         )?;
         writeln!(f, "replicas: {:?}", self.converged)?;
         writeln!(
@@ -232,6 +265,12 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
             workloads::queue_worker(shared, client, producer)
         }));
     }
+    for _ in 0..scenario.election_clients {
+        let (shared, client) = (shared.clone(), client(&mut rng));
+        workers.push(std::thread::spawn(move || {
+            workloads::election_worker(shared, client)
+        }));
+    }
     let until = Instant::now() + scenario.duration;
     watchdog.phase("running the workload and the nemesis");
     let nemesis_log = nemesis::run(
@@ -303,6 +342,14 @@ fn judge(
         .filter(|pair| pair[1] < pair[0])
         .count();
     let queue = check_queue(&histories.queue);
+    let overlaps = check_overlaps(
+        &histories.leaderships,
+        LEADERSHIP_OVERLAP_BOUND.as_nanos() as u64,
+    );
+    let stale_proclaims = check_fenced_writes(&histories.leaderships, &histories.proclaims);
+    for violation in overlaps.iter().chain(&stale_proclaims).take(5) {
+        eprintln!("election violation: {violation:?}");
+    }
     Report {
         scenario: format!(
             "{} nodes, nemesis {}, {}s, seed {}",
@@ -322,6 +369,11 @@ fn judge(
         queue_duplicated: queue.duplicated.len(),
         queue_unexpected: queue.unexpected.len(),
         unknown_pops: histories.unknown_pops,
+        leaderships: histories.leaderships.len(),
+        leadership_overlaps: overlaps.len(),
+        election_token_violations: check_tokens(&histories.campaigns).len(),
+        stale_proclaims_accepted: stale_proclaims.len(),
+        proclaims: (histories.proclaims.len(), histories.proclaims_refused),
         converged,
         nemesis,
     }

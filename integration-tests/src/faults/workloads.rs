@@ -6,6 +6,11 @@
 //! - lock: SET NX PX + FENCE in one MULTI, a write to a fenced resource,
 //!   then the Lua compare-and-delete release, as lock libraries do.
 //! - queue: RPUSH and LPOP of unique items on one list.
+//! - election: grant a lease, campaign, and while leading renew the lease,
+//!   write with the token (ELECT.PROCLAIM, which only the current leader
+//!   may do) and now and then resign. A leader acts only until the send
+//!   time of its last acknowledged renewal plus the lease TTL: after that
+//!   the cluster may already have made another leader.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockstep_check::fencing::Grant;
+use lockstep_check::leadership::{FencedWrite, Leadership};
 use lockstep_check::queue::QueueHistory;
 use lockstep_check::register::{Command, Reply};
 use lockstep_check::Operation;
@@ -26,6 +32,14 @@ pub type RegisterOp = Operation<Command, Reply>;
 /// The compare-and-delete release every Lua-based lock client sends.
 pub const RELEASE_SCRIPT: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// The election every election client campaigns in.
+pub const ELECTION: &str = "faults:election";
+/// The candidates' lease TTL: shorter than a pause, so a paused leader's
+/// node or a partition ends leaderships by expiry.
+pub const ELECTION_LEASE_TTL_MS: u64 = 2000;
+/// How long one campaign waits before the candidate renews and retries.
+const CAMPAIGN_WAIT_MS: u64 = 700;
 
 /// The lock's TTL: shorter than a pause, so pauses test expiry too.
 pub const LOCK_TTL_MS: u64 = 1500;
@@ -44,6 +58,14 @@ pub struct Histories {
     pub queue: QueueHistory,
     pub unknown_pops: usize,
     pub fenced: FencedResource,
+    /// Leaderships as their clients lived them, and their campaigns as
+    /// grants (for the token checks).
+    pub leaderships: Vec<Leadership>,
+    pub campaigns: Vec<Grant>,
+    /// ELECT.PROCLAIM writes with a leadership's token: accepted ones, and
+    /// how many were refused (the token no longer led).
+    pub proclaims: Vec<FencedWrite>,
+    pub proclaims_refused: u64,
     /// Operations by outcome: ok, failed before sending or refused with
     /// -CLUSTERDOWN (no effect), unknown.
     pub ok: u64,
@@ -337,6 +359,171 @@ pub fn queue_worker(shared: Arc<Shared>, mut client: Client, producer: bool) {
             drop(histories);
             client.pause(0..5);
         }
+    }
+}
+
+pub fn election_worker(shared: Arc<Shared>, mut client: Client) {
+    let ttl_ns = ELECTION_LEASE_TTL_MS * 1_000_000;
+    while shared.running() {
+        let call = shared.clock.now();
+        let granted = client.query(|c| {
+            redis::cmd("LEASE.GRANT")
+                .arg(ELECTION_LEASE_TTL_MS)
+                .query::<u64>(c)
+        });
+        shared.tally(&granted);
+        let Ok(lease) = granted else {
+            client.pause(10..60);
+            continue;
+        };
+        let mut valid_until = call + ttl_ns;
+        while shared.running() {
+            let call = shared.clock.now();
+            let id = client.id;
+            let campaign = client.query(|c| {
+                redis::cmd("ELECT.CAMPAIGN")
+                    .arg(ELECTION)
+                    .arg(id)
+                    .arg(lease)
+                    .arg("WAIT")
+                    .arg(CAMPAIGN_WAIT_MS)
+                    .query::<Option<u64>>(c)
+            });
+            let ret = shared.clock.now();
+            shared.tally(&campaign);
+            match campaign {
+                Ok(Some(token)) => {
+                    shared
+                        .histories
+                        .lock()
+                        .expect("histories")
+                        .campaigns
+                        .push(Grant {
+                            client: client.id,
+                            call,
+                            ret,
+                            token,
+                        });
+                    lead(&shared, &mut client, lease, token, ret, valid_until);
+                    break;
+                }
+                // Not leader within the wait (the candidacy left the
+                // queue): renew and campaign again.
+                Ok(None) => match renew(&shared, &mut client, lease) {
+                    Some(at) => valid_until = at + ttl_ns,
+                    None => break,
+                },
+                // Perhaps a candidate, perhaps even leader, unknown: this
+                // lease is given up, and whatever it holds ends with it.
+                Err(_) => break,
+            }
+            if shared.clock.now() >= valid_until {
+                break;
+            }
+        }
+    }
+}
+
+/// One leadership, from `start` until its client must stop acting.
+fn lead(
+    shared: &Shared,
+    client: &mut Client,
+    lease: u64,
+    token: u64,
+    start: u64,
+    mut valid_until: u64,
+) {
+    let ttl_ns = ELECTION_LEASE_TTL_MS * 1_000_000;
+    let end = loop {
+        let now = shared.clock.now();
+        if now >= valid_until || !shared.running() {
+            break valid_until.min(now);
+        }
+        if proclaim(shared, client, token) == Some(false) {
+            // Deposed: it learned so by now.
+            break valid_until.min(shared.clock.now());
+        }
+        client.pause(20..150);
+        if client.rng.gen_range(0..12) == 0 {
+            // Stops acting as leader when it sends the resignation.
+            let call = shared.clock.now();
+            let resigned = client.query(|c| {
+                redis::cmd("ELECT.RESIGN")
+                    .arg(ELECTION)
+                    .arg(token)
+                    .query::<i64>(c)
+            });
+            shared.tally(&resigned);
+            break valid_until.min(call);
+        }
+        match renew(shared, client, lease) {
+            Some(at) => valid_until = valid_until.max(at + ttl_ns),
+            None if shared.clock.now() < valid_until => {
+                // The lease is gone (or unknown): stop now.
+                break valid_until.min(shared.clock.now());
+            }
+            None => {}
+        }
+    };
+    shared
+        .histories
+        .lock()
+        .expect("histories")
+        .leaderships
+        .push(Leadership {
+            client: client.id,
+            token,
+            start,
+            end,
+        });
+    // A late write with the old token, as from a leader that stalled past
+    // its lease: the service must refuse it once another leader began.
+    proclaim(shared, client, token);
+}
+
+/// ELECT.PROCLAIM with `token`, recorded as an accepted or refused write.
+/// True if accepted; None if the outcome is unknown.
+fn proclaim(shared: &Shared, client: &mut Client, token: u64) -> Option<bool> {
+    let call = shared.clock.now();
+    let value = shared.value();
+    let proclaimed = client.query(|c| {
+        redis::cmd("ELECT.PROCLAIM")
+            .arg(ELECTION)
+            .arg(token)
+            .arg(value)
+            .query::<i64>(c)
+    });
+    let ret = shared.clock.now();
+    shared.tally(&proclaimed);
+    let accepted = proclaimed.ok()? == 1;
+    let mut histories = shared.histories.lock().expect("histories");
+    if accepted {
+        histories.proclaims.push(FencedWrite {
+            client: client.id,
+            token,
+            call,
+            ret,
+        });
+        histories.fenced.write(token);
+    } else {
+        histories.proclaims_refused += 1;
+    }
+    Some(accepted)
+}
+
+/// Renews `lease`: the send time of an acknowledged renewal, None if the
+/// lease is gone or the outcome is unknown.
+fn renew(shared: &Shared, client: &mut Client, lease: u64) -> Option<u64> {
+    let call = shared.clock.now();
+    let renewed = client.query(|c| {
+        redis::cmd("LEASE.KEEPALIVE")
+            .arg(lease)
+            .query::<Vec<i64>>(c)
+    });
+    shared.tally(&renewed);
+    match renewed.ok()?.first() {
+        Some(ttl) if *ttl > 0 => Some(call),
+        _ => None,
     }
 }
 

@@ -222,7 +222,7 @@ impl<S: NodeStore> Core<S> {
             pending: Pending::default(),
             status,
             next_seq: boot_epoch << 32,
-            next_read_ctx: 1,
+            next_read_ctx: boot_epoch << 32,
             clock: None,
             known_leader: (0, 0),
             last_stamp_at: time_now,
@@ -600,12 +600,9 @@ impl<S: NodeStore> Core<S> {
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
             }
             for read_state in ready.take_read_states() {
-                let ctx = read_state
-                    .request_ctx
-                    .as_slice()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
+                let Some(ctx) = read_ctx(self.config.id, &read_state.request_ctx) else {
+                    continue;
+                };
                 if let Some((_, reads)) = self.pending.read_batches.remove(&ctx) {
                     self.pending
                         .confirmed_reads
@@ -657,7 +654,9 @@ impl<S: NodeStore> Core<S> {
         self.pending
             .read_batches
             .insert(ctx, (self.time.now(), reads));
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let mut request = self.config.id.to_be_bytes().to_vec();
+        request.extend_from_slice(&ctx.to_be_bytes());
+        self.raw.read_index(request);
     }
 
     fn send_messages(&mut self, messages: Vec<Message>) {
@@ -918,4 +917,16 @@ impl<S: NodeStore> Core<S> {
         };
         *self.status.write().expect("status lock") = status;
     }
+}
+
+/// The batch number of a ReadIndex request this node issued: its context
+/// is (node id, batch), so that no two nodes' requests are ever the same.
+/// The leader keeps one pending request per context and drops a second
+/// with the same bytes, which left that read unanswered until it was
+/// resubmitted a second later.
+fn read_ctx(node: u64, request_ctx: &[u8]) -> Option<u64> {
+    let (id, batch) = request_ctx.split_at_checked(8)?;
+    (u64::from_be_bytes(id.try_into().ok()?) == node)
+        .then(|| batch.try_into().ok().map(u64::from_be_bytes))
+        .flatten()
 }

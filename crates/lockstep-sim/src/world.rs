@@ -97,6 +97,9 @@ pub struct Outcome {
     pub leader_removals: u64,
     /// Looks at a lease that had ended, with the keys written under it.
     pub ended_lease_keys_checked: u64,
+    /// The longest a read called after the first 3 s and answered waited,
+    /// virtual ms.
+    pub slowest_read_ms: u64,
     pub frames_sent: u64,
     pub frames_dropped: u64,
     pub highest_index: u64,
@@ -167,6 +170,7 @@ struct World {
     membership_changes: u64,
     leader_removals: u64,
     coordination: Coordination,
+    slowest_read_ns: u64,
 }
 
 /// What the coordination checks remember between looks.
@@ -252,6 +256,7 @@ impl World {
             removed: None,
             membership_changes: 0,
             leader_removals: 0,
+            slowest_read_ns: 0,
             coordination: Coordination::default(),
         };
         for at in 0..world.nodes.len() {
@@ -586,6 +591,10 @@ impl World {
             // is not part of the models: count it as unknown.
             let reply = reply.filter(|reply| !reply.is_error());
             let ret_ns = self.clock.now_ns();
+            // (After the first election, which reads before it wait out.)
+            if reply.is_some() && flight.request.is_read() && flight.call_ns >= 3_000_000_000 {
+                self.slowest_read_ns = self.slowest_read_ns.max(ret_ns - flight.call_ns);
+            }
             self.note(("reply", id, format!("{reply:?}")));
             let seen =
                 self.histories
@@ -962,6 +971,7 @@ pub fn run(config: SimConfig) -> Outcome {
         membership_changes: world.membership_changes,
         leader_removals: world.leader_removals,
         ended_lease_keys_checked: world.coordination.ended_lease_keys_checked,
+        slowest_read_ms: world.slowest_read_ns / 1_000_000,
         frames_sent: world.network.sent,
         frames_dropped: world.network.dropped,
         highest_index: world.invariants.highest_applied(),

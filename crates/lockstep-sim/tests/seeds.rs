@@ -88,6 +88,29 @@ fn regression_a_leader_removed_from_the_voters_steps_down() {
     );
 }
 
+/// Regression: ReadIndex requests were numbered 1, 2, 3... on every node,
+/// and the leader keeps one pending request per number, dropping another
+/// node's request with the same one; that read then waited for the
+/// one-second resubmission. Without faults, no read may wait that long.
+#[test]
+fn regression_reads_on_different_nodes_are_never_dropped_as_duplicates() {
+    for seed in 1..=3 {
+        let mut config = SimConfig::new(seed, 3);
+        config.nemesis = false;
+        config.network.drop = 0.0;
+        config.network.duplicate = 0.0;
+        config.clients = 12;
+        config.duration_ms = 15_000;
+        let outcome = run(config);
+        check(&outcome);
+        assert!(
+            outcome.slowest_read_ms < 500,
+            "seed {seed}: a read waited {} ms",
+            outcome.slowest_read_ms
+        );
+    }
+}
+
 #[test]
 fn a_seed_replays_the_same_run() {
     let mut config = SimConfig::new(42, 3);

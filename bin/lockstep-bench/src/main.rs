@@ -71,6 +71,13 @@ struct Args {
     /// Native lock: how long LOCK.ACQUIRE may wait, in ms.
     #[arg(long, default_value_t = 30_000)]
     wait_ms: u64,
+    /// Keepalive: leases each client keeps alive.
+    #[arg(long, default_value_t = 100)]
+    leases_per_client: usize,
+    /// Keepalive: ms between one client's renewals; observe: between the
+    /// writer's changes.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
     /// Per-request timeout in ms (a request over it counts as an error).
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
@@ -97,6 +104,8 @@ struct ProcessCpu {
     pid: u32,
     /// CPU time per operation during the measured window, microseconds.
     us_per_op: f64,
+    /// Share of one core during the measured window.
+    busy_core_share: f64,
     /// Share of one core during the idle window after the pass.
     idle_core_share: Option<f64>,
 }
@@ -119,6 +128,9 @@ struct Pass {
     exclusion_violations: u64,
     /// All listed processes together, microseconds per operation.
     server_us_per_op: Option<f64>,
+    /// Log entries committed per second during the measured window (from
+    /// the first endpoint's INFO raft).
+    entries_per_sec: Option<f64>,
     processes: Vec<ProcessCpu>,
 }
 
@@ -155,13 +167,27 @@ fn print_pass(pass: &Pass) {
             wait.p50_ms, wait.p99_ms, wait.max_ms
         );
     }
-    if pass.workload != "put" && pass.workload != "get" {
+    if matches!(
+        pass.workload.as_str(),
+        "lock-cycle" | "spin-lock" | "native-lock" | "handover"
+    ) {
         line += &format!("  exclusion violations {}", pass.exclusion_violations);
     }
     if let Some(cpu) = pass.server_us_per_op {
         line += &format!("  server cpu {cpu:.0} us/op");
     }
+    if let Some(entries) = pass.entries_per_sec {
+        line += &format!("  entries {entries:.1}/s");
+    }
     println!("{line}");
+    let busy: Vec<String> = pass
+        .processes
+        .iter()
+        .map(|p| format!("{} {:.1}%", p.name, p.busy_core_share * 100.0))
+        .collect();
+    if !busy.is_empty() {
+        println!("  cpu during pass {}: {}", pass.pass, busy.join(", "));
+    }
     let idle: Vec<String> = pass
         .processes
         .iter()
@@ -186,11 +212,15 @@ async fn run_pass(
 ) -> Result<Pass> {
     let shared = Arc::new(Shared::new(args.workload, run_id, pass_number));
     let mut tasks = Vec::with_capacity(args.clients);
+    let mut clients = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
         let endpoint = args.endpoints[client % args.endpoints.len()].clone();
         let connection = workload::connect(&endpoint).await?;
         let config = workload::Config {
             client,
+            endpoint: client % args.endpoints.len(),
+            leases_per_client: args.leases_per_client,
+            interval: Duration::from_millis(args.interval_ms),
             keys: args.keys,
             value_size: args.value_size,
             ttl_ms: args.ttl_ms,
@@ -198,12 +228,18 @@ async fn run_pass(
             wait_ms: args.wait_ms,
             timeout: Duration::from_millis(args.timeout_ms),
         };
-        let shared = shared.clone();
+        clients.push((connection, config));
+    }
+    // Every client connected before any starts, so none begins late.
+    for (connection, config) in clients {
         tasks.push(tokio::spawn(workload::client_loop(
-            connection, config, shared,
+            connection,
+            config,
+            shared.clone(),
         )));
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let index_before = commit_index(&args.endpoints[0]).await;
     let before: Vec<u64> = processes.iter().map(Process::ticks).collect();
     let started = Instant::now();
     shared.measuring.store(true, Ordering::SeqCst);
@@ -211,12 +247,13 @@ async fn run_pass(
     shared.measuring.store(false, Ordering::SeqCst);
     let elapsed = started.elapsed().as_secs_f64();
     let after: Vec<u64> = processes.iter().map(Process::ticks).collect();
+    let index_after = commit_index(&args.endpoints[0]).await;
     shared.stop.store(true, Ordering::SeqCst);
     let mut reports = Vec::with_capacity(tasks.len());
     for task in tasks {
         reports.push(task.await.context("a client task failed")?);
     }
-    let merged = ClientReport::merge(reports);
+    let merged = ClientReport::merge(reports, &shared);
     let ops = merged.ops;
     let mut process_cpu: Vec<ProcessCpu> = processes
         .iter()
@@ -225,6 +262,7 @@ async fn run_pass(
             name: process.name.clone(),
             pid: process.pid,
             us_per_op: cpu::ticks_to_us(a - b) / ops.max(1) as f64,
+            busy_core_share: cpu::ticks_to_us(a - b) / 1e6 / elapsed,
             idle_core_share: None,
         })
         .collect();
@@ -253,8 +291,24 @@ async fn run_pass(
         exclusion_violations: shared.violations.load(Ordering::SeqCst),
         server_us_per_op: (!processes.is_empty())
             .then(|| process_cpu.iter().map(|p| p.us_per_op).sum()),
+        entries_per_sec: index_before
+            .zip(index_after)
+            .map(|(b, a)| a.saturating_sub(b) as f64 / elapsed),
         processes: process_cpu,
     })
+}
+
+/// A lockstep node's commit index (None for a server without INFO raft).
+async fn commit_index(endpoint: &str) -> Option<u64> {
+    let mut con = workload::connect(endpoint).await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("raft")
+        .query_async(&mut con)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("raft_commit_index:"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 #[tokio::main]
@@ -270,6 +324,9 @@ async fn main() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     if args.workload == Workload::Get {
         workload::load_keys(&args.endpoints[0], args.keys, args.value_size).await?;
+    }
+    if args.workload == Workload::Heartbeat {
+        workload::register_instances(&args.endpoints[0], args.keys).await?;
     }
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

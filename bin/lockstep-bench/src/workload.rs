@@ -1,7 +1,8 @@
 //! The workloads: what one closed-loop client does, over and over.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -30,6 +31,22 @@ pub enum Workload {
     /// Every client on one name: LOCK.ACQUIRE ... WAIT (queued, granted
     /// in order), then LOCK.RELEASE.
     NativeLock,
+    /// Every client campaigns in one election with its own lease; the
+    /// leader resigns at once. One operation is one leadership; the wait
+    /// is the hand-over: from the resignation's send to the next leader's
+    /// campaign returning.
+    Handover,
+    /// SVC.HEARTBEAT of a random instance among --keys registered ones.
+    Heartbeat,
+    /// Each client keeps --leases-per-client leases alive with one
+    /// LEASE.KEEPALIVE of all of them every --interval-ms.
+    Keepalive,
+    /// Client 0 leads an election and changes its value every
+    /// --interval-ms (ELECT.PROCLAIM); every other client follows with
+    /// ELECT.OBSERVE AFTER. The wait is the observe latency: from the
+    /// writer's node answering the change to an observer on another node
+    /// answering.
+    Observe,
 }
 
 impl Workload {
@@ -40,6 +57,10 @@ impl Workload {
             Workload::LockCycle => "lock-cycle",
             Workload::SpinLock => "spin-lock",
             Workload::NativeLock => "native-lock",
+            Workload::Handover => "handover",
+            Workload::Heartbeat => "heartbeat",
+            Workload::Keepalive => "keepalive",
+            Workload::Observe => "observe",
         }
     }
 }
@@ -56,6 +77,10 @@ pub struct Shared {
     /// before it releases; finding it set after acquiring is a violation.
     holder: AtomicBool,
     pub violations: AtomicU64,
+    /// Handover: when the last leader sent its resignation.
+    resigned_at: Mutex<Option<Instant>>,
+    /// Observe: each value the writer set, and when its reply came.
+    proclaimed: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Shared {
@@ -68,6 +93,8 @@ impl Shared {
             stop: AtomicBool::new(false),
             holder: AtomicBool::new(false),
             violations: AtomicU64::new(0),
+            resigned_at: Mutex::new(None),
+            proclaimed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -84,6 +111,10 @@ impl Shared {
 
 pub struct Config {
     pub client: usize,
+    /// Which endpoint this client talks to.
+    pub endpoint: usize,
+    pub leases_per_client: usize,
+    pub interval: Duration,
     pub keys: u64,
     pub value_size: usize,
     pub ttl_ms: u64,
@@ -98,8 +129,11 @@ pub struct ClientReport {
     pub first_errors: Vec<String>,
     /// Microseconds per operation.
     pub latency: Histogram<u64>,
-    /// Lock workloads: microseconds from the first attempt to holding.
+    /// Lock workloads: microseconds from the first attempt to holding;
+    /// handover and observe: see [`Workload`].
     pub wait: Option<Histogram<u64>>,
+    /// Observe: (value, when an observer on another node saw it).
+    observed: Vec<(u64, Instant)>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -113,7 +147,12 @@ impl ClientReport {
             errors: 0,
             first_errors: Vec::new(),
             latency: histogram(),
-            wait: matches!(workload, Workload::SpinLock | Workload::NativeLock).then(histogram),
+            wait: matches!(
+                workload,
+                Workload::SpinLock | Workload::NativeLock | Workload::Handover | Workload::Observe
+            )
+            .then(histogram),
+            observed: Vec::new(),
         }
     }
 
@@ -124,10 +163,26 @@ impl ClientReport {
         }
     }
 
-    pub fn merge(reports: Vec<ClientReport>) -> ClientReport {
+    /// All clients' reports in one; `shared` joins what observers saw with
+    /// when the writer's change was answered.
+    pub fn merge(reports: Vec<ClientReport>, shared: &Shared) -> ClientReport {
         let mut reports = reports.into_iter();
         let mut total = reports.next().expect("one client at least");
+        let proclaimed = shared.proclaimed.lock().expect("proclaimed");
+        let observe = |observed: &[(u64, Instant)], wait: &mut Option<Histogram<u64>>| {
+            if let Some(wait) = wait.as_mut() {
+                for (value, seen) in observed {
+                    if let Some(answered) = proclaimed.get(value) {
+                        let us = seen.saturating_duration_since(*answered).as_micros() as u64;
+                        let _ = wait.record(us.max(1));
+                    }
+                }
+            }
+        };
+        let first = std::mem::take(&mut total.observed);
+        observe(&first, &mut total.wait);
         for report in reports {
+            observe(&report.observed, &mut total.wait);
             total.ops += report.ops;
             total.errors += report.errors;
             for error in report.first_errors {
@@ -177,6 +232,67 @@ pub async fn load_keys(endpoint: &str, keys: u64, value_size: usize) -> Result<(
     Ok(())
 }
 
+/// The registry the heartbeat workload renews.
+pub const SERVICE: &str = "bench:svc";
+
+/// Registers the instances the heartbeat workload renews.
+pub async fn register_instances(endpoint: &str, instances: u64) -> Result<()> {
+    let mut con = connect(endpoint).await?;
+    for chunk in (0..instances).collect::<Vec<_>>().chunks(500) {
+        let mut pipe = redis::pipe();
+        for instance in chunk {
+            pipe.cmd("SVC.REGISTER")
+                .arg(SERVICE)
+                .arg(format!("i{instance}"))
+                .arg(format!("10.0.{}.{}:8080", instance / 250, instance % 250))
+                .arg("TTL")
+                .arg(60_000)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut con).await?;
+    }
+    Ok(())
+}
+
+/// Grants `count` leases of `ttl_ms`, pipelined.
+async fn grant_leases(
+    con: &mut MultiplexedConnection,
+    count: usize,
+    ttl_ms: u64,
+) -> Result<Vec<u64>> {
+    let mut pipe = redis::pipe();
+    for _ in 0..count {
+        pipe.cmd("LEASE.GRANT").arg(ttl_ms);
+    }
+    Ok(pipe.query_async(con).await?)
+}
+
+/// The `leader` value of an ELECT.OBSERVE reply, and its index.
+fn observed(reply: &Value) -> Option<(u64, Option<u64>)> {
+    // A map in RESP3, a flat array of pairs in RESP2.
+    let fields: Vec<(&Value, &Value)> = match reply {
+        Value::Map(fields) => fields.iter().map(|(k, v)| (k, v)).collect(),
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .map(|pair| (&pair[0], &pair[1]))
+            .collect(),
+        _ => return None,
+    };
+    let mut index = None;
+    let mut leader = None;
+    for (k, v) in fields {
+        let Value::BulkString(k) = k else { continue };
+        match (k.as_slice(), v) {
+            (b"index", Value::Int(i)) => index = Some(*i as u64),
+            (b"leader", Value::BulkString(value)) => {
+                leader = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+            }
+            _ => {}
+        }
+    }
+    Some((index?, leader))
+}
+
 /// One client's loop until the pass stops.
 pub async fn client_loop(
     mut con: MultiplexedConnection,
@@ -189,12 +305,135 @@ pub async fn client_loop(
     // A per-client xorshift for which key to read.
     let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (config.client as u64 + 1);
     let mut n: u64 = 0;
+    // Handover and observe: this client's lease, and the writer's token.
+    let mut lease: Option<u64> = None;
+    let mut token: Option<u64> = None;
+    let mut leases: Vec<u64> = Vec::new();
+    let mut after: u64 = 0;
+    let election = format!("bench:elect:{}:{}", shared.run, shared.pass);
     while !shared.stop.load(Ordering::Relaxed) {
         n += 1;
         let started = Instant::now();
         let measured = shared.measuring.load(Ordering::Relaxed);
         let outcome = tokio::time::timeout(config.timeout, async {
             match shared.workload {
+                Workload::Handover => {
+                    if lease.is_none() {
+                        lease = Some(grant_leases(&mut con, 1, 600_000).await?[0]);
+                    }
+                    let won: Option<u64> = redis::cmd("ELECT.CAMPAIGN")
+                        .arg(&election)
+                        .arg(config.client)
+                        .arg(lease)
+                        .arg("WAIT")
+                        .arg(config.wait_ms)
+                        .query_async(&mut con)
+                        .await?;
+                    let Some(token) = won else {
+                        return Err(anyhow!("ELECT.CAMPAIGN wait ran out"));
+                    };
+                    let handover = shared
+                        .resigned_at
+                        .lock()
+                        .expect("resigned_at")
+                        .map(|at| at.elapsed());
+                    shared.enter();
+                    shared.leave();
+                    *shared.resigned_at.lock().expect("resigned_at") = Some(Instant::now());
+                    let _: i64 = redis::cmd("ELECT.RESIGN")
+                        .arg(&election)
+                        .arg(token)
+                        .query_async(&mut con)
+                        .await?;
+                    Ok(handover)
+                }
+                Workload::Heartbeat => {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let _: i64 = redis::cmd("SVC.HEARTBEAT")
+                        .arg(SERVICE)
+                        .arg(format!("i{}", state % config.keys.max(1)))
+                        .arg("LOAD")
+                        .arg(n % 100)
+                        .query_async(&mut con)
+                        .await?;
+                    Ok(None)
+                }
+                Workload::Keepalive => {
+                    if leases.is_empty() {
+                        leases =
+                            grant_leases(&mut con, config.leases_per_client, config.ttl_ms).await?;
+                    }
+                    let left: Vec<i64> = redis::cmd("LEASE.KEEPALIVE")
+                        .arg(&leases)
+                        .query_async(&mut con)
+                        .await?;
+                    if left.iter().any(|ttl| *ttl <= 0) {
+                        return Err(anyhow!("a kept-alive lease was gone"));
+                    }
+                    Ok(None)
+                }
+                Workload::Observe if config.client == 0 => {
+                    if token.is_none() {
+                        let id = grant_leases(&mut con, 1, 600_000).await?[0];
+                        token = redis::cmd("ELECT.CAMPAIGN")
+                            .arg(&election)
+                            .arg(0)
+                            .arg(id)
+                            .arg("WAIT")
+                            .arg(config.wait_ms)
+                            .query_async(&mut con)
+                            .await?;
+                    }
+                    let done: i64 = redis::cmd("ELECT.PROCLAIM")
+                        .arg(&election)
+                        .arg(token)
+                        .arg(n)
+                        .query_async(&mut con)
+                        .await?;
+                    if done != 1 {
+                        return Err(anyhow!("the writer no longer leads"));
+                    }
+                    shared
+                        .proclaimed
+                        .lock()
+                        .expect("proclaimed")
+                        .insert(n, Instant::now());
+                    Ok(None)
+                }
+                Workload::Observe => {
+                    // A watcher starts from the current state, then waits
+                    // for what comes after it.
+                    let mut observe = redis::cmd("ELECT.OBSERVE");
+                    observe.arg(&election);
+                    if after > 0 {
+                        observe
+                            .arg("AFTER")
+                            .arg(after)
+                            .arg("WAIT")
+                            .arg(config.wait_ms);
+                    }
+                    let first = after == 0;
+                    let reply: Value = observe.query_async(&mut con).await?;
+                    let seen = Instant::now();
+                    if let Some((index, value)) = observed(&reply) {
+                        after = index;
+                        if first {
+                            if index == 0 {
+                                // No transition yet: look again shortly.
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            return Ok(None);
+                        }
+                        if let (Some(value), true) = (value, config.endpoint != 0) {
+                            if shared.measuring.load(Ordering::Relaxed) {
+                                report.observed.push((value, seen));
+                            }
+                        }
+                    }
+                    Ok(None)
+                }
                 Workload::Put => {
                     let key = format!("bench:{}:{}:{}:{n}", shared.run, shared.pass, config.client);
                     redis::cmd("SET")
@@ -300,15 +539,19 @@ pub async fn client_loop(
             Ok(result) => result,
             Err(_) => Err(anyhow!("request timed out")),
         };
+        let elapsed = started.elapsed();
+        if matches!(shared.workload, Workload::Keepalive)
+            || (shared.workload == Workload::Observe && config.client == 0)
+        {
+            tokio::time::sleep_until((started + config.interval).into()).await;
+        }
         if !measured || !shared.measuring.load(Ordering::Relaxed) {
             continue;
         }
         match outcome {
             Ok(waited) => {
                 report.ops += 1;
-                let _ = report
-                    .latency
-                    .record((started.elapsed().as_micros() as u64).max(1));
+                let _ = report.latency.record((elapsed.as_micros() as u64).max(1));
                 if let (Some(wait), Some(waited)) = (report.wait.as_mut(), waited) {
                     let _ = wait.record((waited.as_micros() as u64).max(1));
                 }

@@ -415,3 +415,55 @@ fn participants_on_different_nodes_enter_and_leave_a_double_barrier_together() -
     );
     Ok(())
 }
+
+#[test]
+fn a_limit_set_on_one_node_bounds_commands_on_every_node() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    cluster.wait_for_leader(Duration::from_secs(10))?;
+    let mut first = cluster.client(1)?;
+    let mut third = cluster.client(3)?;
+    let ok: String = redis::cmd("CONFIG")
+        .arg(&["SET", "svc-max-instances", "2"])
+        .query(&mut first)?;
+    ensure!(ok == "OK");
+    // A write acknowledged on node 1 is seen by the linearizable read on 3.
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "svc-max-*"])
+        .query(&mut third)?;
+    ensure!(
+        got.chunks(2)
+            .any(|pair| pair == ["svc-max-instances".to_string(), "2".to_string()]),
+        "{got:?}"
+    );
+    for instance in ["a", "b"] {
+        let _: i64 = redis::cmd("SVC.REGISTER")
+            .arg(&["web", instance, "10.0.0.1:80"])
+            .query(&mut third)?;
+    }
+    let refused = redis::cmd("SVC.REGISTER")
+        .arg(&["web", "c", "10.0.0.3:80"])
+        .query::<i64>(&mut cluster.client(2)?)
+        .expect_err("a third instance is over the limit");
+    ensure!(
+        refused
+            .to_string()
+            .contains("service already has 2 instances"),
+        "{refused}"
+    );
+    // Settings of the node itself stay fixed; unknown names are errors.
+    for (args, expected) in [
+        (vec!["SET", "appendonly", "no"], "is fixed"),
+        (vec!["SET", "maxmemory", "1"], "Unknown option"),
+        (
+            vec!["SET", "svc-max-instances", "-1"],
+            "must be between 1 and",
+        ),
+    ] {
+        let err = redis::cmd("CONFIG")
+            .arg(&args)
+            .query::<String>(&mut first)
+            .expect_err("refused");
+        ensure!(err.to_string().contains(expected), "{args:?}: {err}");
+    }
+    Ok(())
+}

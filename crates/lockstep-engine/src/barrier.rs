@@ -20,12 +20,11 @@ use crate::codec::{Reader, Writer};
 use crate::context::Context;
 use crate::expiry::Target;
 use crate::leases::{self, Attachment};
+use crate::limits::{self, Limit, MAX_PARTICIPANTS_CEILING};
 use crate::parking::{self, ParkRef};
 use crate::record::{Record, ValueType};
 use crate::{Reply, RequestId};
 
-/// Largest double-barrier count: a bound on its record.
-pub const MAX_PARTICIPANTS: i64 = 10_000;
 const MAX_WAIT_MS: i64 = 365 * 24 * 3600 * 1000;
 const FORMAT_V1: u8 = 1;
 const KIND_SINGLE: u8 = 0;
@@ -79,9 +78,9 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<BarrierCommand, Reply> {
         "barrier.remove" => BarrierCommand::Remove(args[0].clone()),
         "barrier.enter" => {
             let count = integer(&args[2])?;
-            if !(1..=MAX_PARTICIPANTS).contains(&count) {
+            if !(1..=MAX_PARTICIPANTS_CEILING).contains(&count) {
                 return Err(Reply::error(format!(
-                    "ERR invalid count: must be between 1 and {MAX_PARTICIPANTS}"
+                    "ERR invalid count: must be between 1 and {MAX_PARTICIPANTS_CEILING}"
                 )));
             }
             let mut wait = None;
@@ -429,6 +428,12 @@ pub fn execute(ctx: &mut Context<'_>, command: BarrierCommand) -> Result<Reply, 
                 Ok(Some((record, Barrier::Double(d)))) => (Some(record), d),
                 Ok(Some(_)) => return Ok(not_double()),
             };
+            let most = limits::get(ctx, Limit::Participants)?;
+            if u64::from(count) > most {
+                return Ok(Reply::error(format!(
+                    "ERR count {count} is above barrier-max-participants ({most})"
+                )));
+            }
             if double.count != count {
                 return Ok(Reply::error(format!(
                     "ERR barrier has count {}, not {count}",

@@ -24,12 +24,11 @@ use crate::codec::{Reader, Writer};
 use crate::context::Context;
 use crate::expiry::Target;
 use crate::leases::{self, Attachment};
+use crate::limits::{self, Limit};
 use crate::parking::{self, ParkRef};
 use crate::record::{Record, ValueType};
 use crate::{Reply, RequestId};
 
-/// Candidates one election may queue: a bound on its record.
-pub const MAX_CANDIDATES: usize = 10_000;
 /// Transitions an election keeps for observers.
 pub const HISTORY: usize = 32;
 /// Longest WAIT, ms.
@@ -446,9 +445,10 @@ pub fn execute(ctx: &mut Context<'_>, command: ElectionCommand) -> Result<Reply,
                     ctx.defer_reply(old.request, Reply::Nil);
                     parking::forget(ctx, &old.wait_id);
                 } else {
-                    if election.candidates.len() >= MAX_CANDIDATES {
+                    let most = limits::get(ctx, Limit::Candidates)?;
+                    if election.candidates.len() as u64 >= most {
                         return Ok(Reply::error(format!(
-                            "ERR election already has {MAX_CANDIDATES} candidates"
+                            "ERR election already has {most} candidates (election-max-candidates)"
                         )));
                     }
                     election.candidates.push_back(Candidate {

@@ -25,6 +25,7 @@ use crate::codec::{Reader, Writer};
 use crate::context::Context;
 use crate::expiry::{Deadlines, Target};
 use crate::layout::prefix_end;
+use crate::limits::{self, Limit};
 use crate::{barrier, election, locks, registry, Reply};
 
 /// Shortest and longest lease TTL, ms.
@@ -32,10 +33,6 @@ pub const MIN_TTL_MS: i64 = 100;
 pub const MAX_TTL_MS: i64 = 365 * 24 * 3600 * 1000;
 /// Longest lock-delay, ms (Consul's limit).
 pub const MAX_LOCK_DELAY_MS: i64 = 60_000;
-/// Leases alive at once: a bound on the state and the deadline set.
-pub const MAX_LEASES: u64 = 100_000;
-/// Items one lease may hold: a bound on its attachment record.
-pub const MAX_ATTACHMENTS: usize = 10_000;
 /// Longest lease name.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Most leases one LEASE.LIST page returns.
@@ -279,9 +276,10 @@ pub fn check_attachable(ctx: &Context<'_>, id: u64) -> Result<Result<(), Reply>,
     if !exists(ctx, id)? {
         return Ok(Err(no_such_lease()));
     }
-    if load_attachments(ctx, id)?.len() >= MAX_ATTACHMENTS {
+    let most = limits::get(ctx, Limit::LeaseItems)?;
+    if load_attachments(ctx, id)?.len() as u64 >= most {
         return Ok(Err(Reply::error(format!(
-            "ERR lease already holds {MAX_ATTACHMENTS} items"
+            "ERR lease already holds {most} items (lease-max-items)"
         ))));
     }
     Ok(Ok(()))
@@ -456,9 +454,10 @@ pub fn execute(ctx: &mut Context<'_>, command: LeaseCommand) -> Result<Reply, St
             lock_delay_ms,
         } => {
             let alive = count(ctx)?;
-            if alive >= MAX_LEASES {
+            let most = limits::get(ctx, Limit::Leases)?;
+            if alive >= most {
                 return Ok(Reply::error(format!(
-                    "ERR {MAX_LEASES} leases are alive already"
+                    "ERR {most} leases are alive already (lease-max-alive)"
                 )));
             }
             let id = ctx.index;

@@ -29,6 +29,7 @@ mod expiry;
 mod glob;
 mod layout;
 mod leases;
+mod limits;
 mod locks;
 mod managed;
 mod parking;
@@ -47,6 +48,7 @@ pub use entry::{
 };
 pub use expiry::{Deadlines, Target, SWEEP_BATCH};
 pub use glob::glob_match;
+pub use limits::is_limit;
 pub use parking::{parking, Parking};
 pub use reply::{format_double, Reply};
 pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};

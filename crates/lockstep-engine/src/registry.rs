@@ -23,15 +23,12 @@ use crate::context::Context;
 use crate::expiry::{Deadlines, Target};
 use crate::layout::prefix_end;
 use crate::leases::{self, Attachment};
+use crate::limits::{self, Limit};
 use crate::record::{Record, ValueType};
 use crate::Reply;
 
-/// Instances one service may have: a bound on its record.
-pub const MAX_INSTANCES: usize = 10_000;
-/// Services at once: a bound on the catalog.
-pub const MAX_SERVICES: usize = 10_000;
-/// Metadata and tags of one instance, in bytes altogether.
-pub const MAX_META_BYTES: usize = 4096;
+/// Longest heartbeat note, bytes.
+pub const MAX_NOTE_BYTES: usize = 4096;
 /// Longest check TTL or deregister-after, ms.
 const MAX_MS: i64 = 365 * 24 * 3600 * 1000;
 /// Shortest check TTL, ms.
@@ -202,13 +199,6 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<RegistryCommand, Reply> {
                     return Err(Reply::syntax_error());
                 }
             }
-            let size: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-                + tags.iter().map(|t| t.len()).sum::<usize>();
-            if size > MAX_META_BYTES {
-                return Err(Reply::error(format!(
-                    "ERR metadata and tags exceed {MAX_META_BYTES} bytes"
-                )));
-            }
             if args[1].is_empty() {
                 return Err(Reply::error("ERR an instance id cannot be empty"));
             }
@@ -236,9 +226,9 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<RegistryCommand, Reply> {
                     load = Some(integer(rest.value()?)?);
                 } else if is(option, "note") {
                     let text = rest.value()?.clone();
-                    if text.len() > MAX_META_BYTES {
+                    if text.len() > MAX_NOTE_BYTES {
                         return Err(Reply::error(format!(
-                            "ERR note longer than {MAX_META_BYTES} bytes"
+                            "ERR note longer than {MAX_NOTE_BYTES} bytes"
                         )));
                     }
                     note = Some(text);
@@ -680,15 +670,25 @@ pub fn execute(ctx: &mut Context<'_>, command: RegistryCommand) -> Result<Reply,
                     return Ok(reply);
                 }
             }
-            let new = !instances.contains_key(&instance);
-            if new && instances.len() >= MAX_INSTANCES {
+            let size: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + tags.iter().map(|t| t.len()).sum::<usize>();
+            let most = limits::get(ctx, Limit::MetaBytes)?;
+            if size as u64 > most {
                 return Ok(Reply::error(format!(
-                    "ERR service already has {MAX_INSTANCES} instances"
+                    "ERR metadata and tags exceed {most} bytes (svc-max-meta-bytes)"
                 )));
             }
-            if new && instances.is_empty() && catalog(ctx)?.len() >= MAX_SERVICES {
+            let new = !instances.contains_key(&instance);
+            let most = limits::get(ctx, Limit::Instances)?;
+            if new && instances.len() as u64 >= most {
                 return Ok(Reply::error(format!(
-                    "ERR {MAX_SERVICES} services are registered already"
+                    "ERR service already has {most} instances (svc-max-instances)"
+                )));
+            }
+            let most = limits::get(ctx, Limit::Services)?;
+            if new && instances.is_empty() && catalog(ctx)?.len() as u64 >= most {
+                return Ok(Reply::error(format!(
+                    "ERR {most} services are registered already (svc-max-services)"
                 )));
             }
             let previous = instances.get(&instance).cloned();

@@ -496,3 +496,103 @@ fn a_restarted_node_rebuilds_every_pending_deadline() {
         r.engine.deadlines()
     );
 }
+
+#[test]
+fn the_limits_are_replicated_settings_that_bound_every_record() {
+    let mut r = Replica::new();
+    assert_eq!(
+        r.read(1_000, "CONFIG.GET lease-max-alive"),
+        Reply::Map(vec![(bulk("lease-max-alive"), bulk("100000"))])
+    );
+    assert_eq!(
+        r.write(1_000, "CONFIG.SET lease-max-alive 2 lease-max-items 1"),
+        Reply::ok()
+    );
+    let first = int(&r.write(1_000, "LEASE.GRANT 60000"));
+    int(&r.write(1_000, "LEASE.GRANT 60000"));
+    assert_eq!(
+        err(&r.write(1_000, "LEASE.GRANT 60000")),
+        "ERR 2 leases are alive already (lease-max-alive)"
+    );
+    r.write(1_000, &format!("SET a 1 LEASE {first}"));
+    assert_eq!(
+        err(&r.write(1_000, &format!("SET b 1 LEASE {first}"))),
+        "ERR lease already holds 1 items (lease-max-items)"
+    );
+    r.write(
+        1_000,
+        "CONFIG.SET election-max-candidates 1 svc-max-meta-bytes 4 svc-max-instances 1",
+    );
+    r.write(
+        1_000,
+        "CONFIG.SET barrier-max-participants 2 lease-max-items 100",
+    );
+    let second = first + 1;
+    r.write(1_000, &format!("ELECT.CAMPAIGN e one {first}"));
+    park(
+        &mut r,
+        1_000,
+        "w1",
+        &format!("ELECT.CAMPAIGN e two {second}"),
+    );
+    let third = int(&{
+        r.write(1_000, "CONFIG.SET lease-max-alive 3");
+        r.write(1_000, "LEASE.GRANT 60000")
+    });
+    assert_eq!(
+        err(&r
+            .apply_command(1_000, &format!("PARK w2 ELECT.CAMPAIGN e three {third}"))
+            .reply
+            .expect("a reply")),
+        "ERR election already has 1 candidates (election-max-candidates)"
+    );
+    assert_eq!(
+        err(&r.write(1_000, "SVC.REGISTER s i1 addr META k toolong")),
+        "ERR metadata and tags exceed 4 bytes (svc-max-meta-bytes)"
+    );
+    assert_eq!(
+        r.write(1_000, "SVC.REGISTER s i1 addr META k v"),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        err(&r.write(1_000, "SVC.REGISTER s i2 addr")),
+        "ERR service already has 1 instances (svc-max-instances)"
+    );
+    assert_eq!(
+        err(&r.write(1_000, "BARRIER.ENTER b p 3")),
+        "ERR count 3 is above barrier-max-participants (2)"
+    );
+    // Bad settings are refused whole, before the log.
+    for (command, expected) in [
+        (
+            "CONFIG.SET lease-max-alive 0",
+            "ERR CONFIG SET failed (possibly related to argument 'lease-max-alive') - argument must be between 1 and 10000000 inclusive",
+        ),
+        (
+            "CONFIG.SET lease-max-alive 5 nosuch 1",
+            "ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'",
+        ),
+        (
+            "CONFIG.SET lease-max-alive x",
+            "ERR CONFIG SET failed (possibly related to argument 'lease-max-alive') - argument must be between 1 and 10000000 inclusive",
+        ),
+    ] {
+        assert_eq!(
+            err(&lockstep_engine::parse(&common::argv(command)).expect_err(command)),
+            expected
+        );
+    }
+    assert_eq!(
+        r.read(1_000, "CONFIG.GET lease-max-*"),
+        Reply::Map(vec![
+            (bulk("lease-max-alive"), bulk("3")),
+            (bulk("lease-max-items"), bulk("100")),
+        ])
+    );
+    // Back to the default: nothing stored.
+    r.write(1_000, "CONFIG.SET lease-max-alive 100000");
+    assert_eq!(
+        r.read(1_000, "CONFIG.GET lease-max-alive"),
+        Reply::Map(vec![(bulk("lease-max-alive"), bulk("100000"))])
+    );
+}

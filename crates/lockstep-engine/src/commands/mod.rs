@@ -21,6 +21,7 @@ use crate::collections::{self, CollectionCommand};
 use crate::context::Context;
 use crate::election::{self, ElectionCommand};
 use crate::leases::{self, LeaseCommand};
+use crate::limits::{self, LimitsCommand};
 use crate::locks::{self, LockCommand};
 use crate::record::{Record, ValueType};
 use crate::registry::{self, RegistryCommand};
@@ -133,6 +134,7 @@ pub enum Command {
     Registry(RegistryCommand),
     /// BARRIER.SET / WAIT / REMOVE / ENTER / LEAVE.
     Barrier(BarrierCommand),
+    Limits(LimitsCommand),
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
 }
@@ -182,6 +184,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         name if name.starts_with("elect.") => Command::Election(election::parse(name, args)?),
         name if name.starts_with("svc.") => Command::Registry(registry::parse(name, args)?),
         name if name.starts_with("barrier.") => Command::Barrier(barrier::parse(name, args)?),
+        "config.set" | "config.get" => Command::Limits(limits::parse(spec.name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),
             message: args[1].clone(),
@@ -243,6 +246,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         Command::Election(command) => election::execute(ctx, command)?,
         Command::Registry(command) => registry::execute(ctx, command)?,
         Command::Barrier(command) => barrier::execute(ctx, command)?,
+        Command::Limits(command) => limits::execute(ctx, command)?,
         Command::Blocking(pop) => blocking::failure_reply(blocking::execute(ctx, pop))?,
         Command::Park { id, inner } => {
             if id.is_empty() {

@@ -3,6 +3,7 @@
 //! help (lease binding and coalesced renewals, blocking reads, round-robin
 //! turns) are in `coordination`; everything else goes to the engine.
 
+mod config;
 mod coordination;
 
 use std::sync::Arc;
@@ -235,7 +236,7 @@ impl Session {
                 self.stale_reads = false;
                 Reply::ok()
             }
-            "config" => config(args),
+            "config" => self.config(args).await,
             _ => match self.coordination(&name, &argv).await {
                 Some(reply) => reply,
                 None => self.engine_command(&argv).await,
@@ -569,39 +570,5 @@ impl Session {
                 Reply::Integer(status.applied_index as i64),
             ])
         }
-    }
-}
-
-/// CONFIG GET answers the few settings clients and tools probe for; CONFIG
-/// SET is refused (lockstep is configured at start).
-fn config(args: &[Bytes]) -> Reply {
-    let Some(sub) = args.first() else {
-        return Reply::wrong_arity("config");
-    };
-    if is(sub, "get") {
-        if args.len() < 2 {
-            return Reply::error("ERR wrong number of arguments for 'config|get' command");
-        }
-        let known = [
-            ("appendonly", "yes"),
-            ("appendfsync", "always"),
-            ("save", ""),
-        ];
-        let mut pairs = Vec::new();
-        for pattern in &args[1..] {
-            for (name, value) in known {
-                if lockstep_engine::glob_match(pattern, name.as_bytes()) {
-                    pairs.push((Reply::bulk(name), Reply::bulk(value)));
-                }
-            }
-        }
-        Reply::Map(pairs)
-    } else if is(sub, "set") || is(sub, "resetstat") || is(sub, "rewrite") {
-        Reply::error("ERR lockstep is configured at start; CONFIG SET is not supported")
-    } else {
-        Reply::error(format!(
-            "ERR unknown subcommand '{}'. Try CONFIG HELP.",
-            text(sub)
-        ))
     }
 }

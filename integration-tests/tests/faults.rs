@@ -117,3 +117,21 @@ fn negative_control_locks_without_nx_are_granted_twice() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn negative_control_leaders_acting_past_their_lease_overlap() -> Result<()> {
+    let mut scenario = short(Nemesis::None, 8);
+    scenario.duration = Duration::from_secs(seconds().min(15));
+    scenario.leaders_ignore_leases = true;
+    let report = run(scenario)?;
+    ensure!(
+        report.leadership_overlaps > 0,
+        "leaders that stalled past their lease and acted on never overlapped:\n{report}"
+    );
+    // The service itself still refuses the stalled leaders' token writes.
+    ensure!(
+        report.stale_proclaims_accepted == 0 && report.proclaims.1 > 0,
+        "{report}"
+    );
+    Ok(())
+}

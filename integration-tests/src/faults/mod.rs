@@ -60,6 +60,9 @@ pub struct Scenario {
     pub unsafe_binary: bool,
     /// Negative control: lock clients "acquire" with SET PX, no NX.
     pub locks_without_nx: bool,
+    /// Negative control: leaders stall past their lease now and then and
+    /// go on acting as leader afterwards, as if nothing happened.
+    pub leaders_ignore_leases: bool,
 }
 
 impl Scenario {
@@ -77,6 +80,7 @@ impl Scenario {
             node_args: Vec::new(),
             unsafe_binary: false,
             locks_without_nx: false,
+            leaders_ignore_leases: false,
         }
     }
 }
@@ -230,6 +234,7 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
         next_value: AtomicU64::new(1),
         release_sha,
         locks_without_nx: scenario.locks_without_nx,
+        leaders_ignore_leases: scenario.leaders_ignore_leases,
         histories: Mutex::new(Histories::default()),
     });
     let mut rng = StdRng::seed_from_u64(scenario.seed);

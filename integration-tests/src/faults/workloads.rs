@@ -101,6 +101,8 @@ pub struct Shared {
     pub release_sha: String,
     /// Negative control: acquire without NX (every "acquire" succeeds).
     pub locks_without_nx: bool,
+    /// Negative control: leaders stall past their lease and act on.
+    pub leaders_ignore_leases: bool,
     pub histories: Mutex<Histories>,
 }
 
@@ -436,7 +438,17 @@ fn lead(
     let ttl_ns = ELECTION_LEASE_TTL_MS * 1_000_000;
     let end = loop {
         let now = shared.clock.now();
-        if now >= valid_until || !shared.running() {
+        if !shared.running() {
+            break valid_until.min(now);
+        }
+        if shared.leaders_ignore_leases {
+            // A stall longer than the lease (a GC pause, a swapped-out
+            // process), after which this leader acts on regardless.
+            if client.rng.gen_range(0..4) == 0 {
+                std::thread::sleep(Duration::from_millis(ELECTION_LEASE_TTL_MS + 1000));
+            }
+            valid_until = u64::MAX;
+        } else if now >= valid_until {
             break valid_until.min(now);
         }
         if proclaim(shared, client, token) == Some(false) {

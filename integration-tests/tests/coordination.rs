@@ -467,3 +467,51 @@ fn a_limit_set_on_one_node_bounds_commands_on_every_node() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_waiting_candidate_whose_connection_closes_leaves_the_queue() -> Result<()> {
+    use std::io::Write;
+    let mut cluster = Cluster::start(3)?;
+    cluster.wait_for_leader(Duration::from_secs(10))?;
+    let mut con = cluster.client(1)?;
+    let leading: i64 = redis::cmd("LEASE.GRANT").arg(60_000).query(&mut con)?;
+    let waiting: i64 = redis::cmd("LEASE.GRANT").arg(60_000).query(&mut con)?;
+    let token: i64 = redis::cmd("ELECT.CAMPAIGN")
+        .arg(&["jobs", "first"])
+        .arg(leading)
+        .query(&mut con)?;
+    // A second candidate on node 2 waits (no WAIT: for ever), on a raw
+    // socket this test can close under it.
+    let addr = cluster.client_addrs()[1];
+    let mut socket = std::net::TcpStream::connect(addr)?;
+    socket.write_all(
+        &redis::cmd("ELECT.CAMPAIGN")
+            .arg(&["jobs", "second"])
+            .arg(waiting)
+            .get_packed_command(),
+    )?;
+    let candidates = |con: &mut redis::Connection| -> Result<i64> {
+        let leader: Value = redis::cmd("ELECT.LEADER").arg("jobs").query(con)?;
+        as_int(field(&leader, "candidates")).ok_or_else(|| anyhow!("no candidates in {leader:?}"))
+    };
+    retry(Duration::from_secs(10), || {
+        let n = candidates(&mut con)?;
+        ensure!(n == 1, "{n} candidates wait");
+        Ok(())
+    })?;
+    drop(socket);
+    retry(Duration::from_secs(10), || {
+        let n = candidates(&mut con)?;
+        ensure!(n == 0, "{n} candidates still wait after the client left");
+        Ok(())
+    })?;
+    // So the resignation leaves nobody leading, rather than the departed
+    // candidate.
+    let _: i64 = redis::cmd("ELECT.RESIGN")
+        .arg("jobs")
+        .arg(token)
+        .query(&mut con)?;
+    let leader: Value = redis::cmd("ELECT.LEADER").arg("jobs").query(&mut con)?;
+    ensure!(leader == Value::Nil, "{leader:?}");
+    Ok(())
+}

@@ -32,26 +32,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
-work=$(mktemp -d)
-export LOCKSTEP_CLUSTER_DIR=$work/cluster
-cleanup() {
-  "$repo/scripts/cluster.sh" clean >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$repo/scripts/setup.sh"
-cargo build --release -p lockstep-bench -p lockstep --manifest-path "$repo/Cargo.toml" >&2
-"$repo/scripts/cluster.sh" start >/dev/null
-pids=""
-leader=""
-for n in 1 2 3; do
-  pids="$pids${pids:+,}node$n=$(cat "$LOCKSTEP_CLUSTER_DIR/node$n/pid")"
-  role=$(redis-cli -p $((7000 + n)) info raft | tr -d '\r' | awk -F: '/^raft_role/ {print $2}')
-  [ "$role" = leader ] && leader=node$n
-done
-endpoints=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+# shellcheck source=scripts/bench-cluster.sh
+. "$repo/scripts/bench-cluster.sh"
 bench() {
   local name=$1; shift
   "$CARGO_TARGET_DIR/release/lockstep-bench" --endpoints "$endpoints" --pids "$pids" \

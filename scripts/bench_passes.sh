@@ -29,25 +29,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
-work=$(mktemp -d)
-export LOCKSTEP_CLUSTER_DIR=$work/cluster
-cleanup() {
-  "$repo/scripts/cluster.sh" clean >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$repo/scripts/setup.sh"
-cargo build --release -p lockstep-bench --manifest-path "$repo/Cargo.toml" >&2
-"$repo/scripts/cluster.sh" start >/dev/null
-pids=""
-for n in 1 2 3; do
-  pids="$pids${pids:+,}node$n=$(cat "$LOCKSTEP_CLUSTER_DIR/node$n/pid")"
-done
+# shellcheck source=scripts/bench-cluster.sh
+. "$repo/scripts/bench-cluster.sh"
 echo "lockstep: 3 nodes ($(${LOCKSTEP_BIN:-$CARGO_TARGET_DIR/release/lockstep} --version)), $clients clients over all nodes, $workload, $passes passes of ${seconds}s, cores: $(nproc)"
 "$CARGO_TARGET_DIR/release/lockstep-bench" \
-  --endpoints 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 \
+  --endpoints "$endpoints" \
   --clients "$clients" --workload "$workload" --seconds "$seconds" --warmup 1 \
   --passes "$passes" --idle-delay 5 --idle-seconds "$idle" --pids "$pids" \
   --json "$work/passes.json" | tee "$work/passes.txt"

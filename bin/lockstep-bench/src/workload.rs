@@ -267,6 +267,42 @@ async fn grant_leases(
     Ok(pipe.query_async(con).await?)
 }
 
+/// `SET name token NX PX ttl`: whether it was granted.
+async fn set_nx_px(
+    con: &mut MultiplexedConnection,
+    name: &str,
+    token: &str,
+    ttl_ms: u64,
+) -> Result<bool> {
+    let granted: Option<String> = redis::cmd("SET")
+        .arg(name)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .query_async(con)
+        .await?;
+    Ok(granted.is_some())
+}
+
+/// ELECT.CAMPAIGN with a wait: the token, or None if the wait ran out.
+async fn campaign(
+    con: &mut MultiplexedConnection,
+    election: &str,
+    value: usize,
+    lease: Option<u64>,
+    wait_ms: u64,
+) -> Result<Option<u64>> {
+    Ok(redis::cmd("ELECT.CAMPAIGN")
+        .arg(election)
+        .arg(value)
+        .arg(lease)
+        .arg("WAIT")
+        .arg(wait_ms)
+        .query_async(con)
+        .await?)
+}
+
 /// The `leader` value of an ELECT.OBSERVE reply, and its index.
 fn observed(reply: &Value) -> Option<(u64, Option<u64>)> {
     // A map in RESP3, a flat array of pairs in RESP2.
@@ -321,14 +357,8 @@ pub async fn client_loop(
                     if lease.is_none() {
                         lease = Some(grant_leases(&mut con, 1, 600_000).await?[0]);
                     }
-                    let won: Option<u64> = redis::cmd("ELECT.CAMPAIGN")
-                        .arg(&election)
-                        .arg(config.client)
-                        .arg(lease)
-                        .arg("WAIT")
-                        .arg(config.wait_ms)
-                        .query_async(&mut con)
-                        .await?;
+                    let won =
+                        campaign(&mut con, &election, config.client, lease, config.wait_ms).await?;
                     let Some(token) = won else {
                         return Err(anyhow!("ELECT.CAMPAIGN wait ran out"));
                     };
@@ -377,14 +407,7 @@ pub async fn client_loop(
                 Workload::Observe if config.client == 0 => {
                     if token.is_none() {
                         let id = grant_leases(&mut con, 1, 600_000).await?[0];
-                        token = redis::cmd("ELECT.CAMPAIGN")
-                            .arg(&election)
-                            .arg(0)
-                            .arg(id)
-                            .arg("WAIT")
-                            .arg(config.wait_ms)
-                            .query_async(&mut con)
-                            .await?;
+                        token = campaign(&mut con, &election, 0, Some(id), config.wait_ms).await?;
                     }
                     let done: i64 = redis::cmd("ELECT.PROCLAIM")
                         .arg(&election)
@@ -457,15 +480,7 @@ pub async fn client_loop(
                 Workload::LockCycle => {
                     let name = format!("lock:{}:{}:{}:{n}", shared.run, shared.pass, config.client);
                     let token = format!("{}-{n}", config.client);
-                    let granted: Option<String> = redis::cmd("SET")
-                        .arg(&name)
-                        .arg(&token)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(config.ttl_ms)
-                        .query_async(&mut con)
-                        .await?;
-                    if granted.is_none() {
+                    if !set_nx_px(&mut con, &name, &token, config.ttl_ms).await? {
                         return Err(anyhow!("a new lock name was not granted"));
                     }
                     let released: i64 = release
@@ -482,15 +497,7 @@ pub async fn client_loop(
                     let name = format!("spin:{}:{}", shared.run, shared.pass);
                     let token = format!("{}-{n}", config.client);
                     loop {
-                        let granted: Option<String> = redis::cmd("SET")
-                            .arg(&name)
-                            .arg(&token)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(config.ttl_ms)
-                            .query_async(&mut con)
-                            .await?;
-                        if granted.is_some() {
+                        if set_nx_px(&mut con, &name, &token, config.ttl_ms).await? {
                             break;
                         }
                         if shared.stop.load(Ordering::Relaxed) {

@@ -323,14 +323,13 @@ fn load(
     ctx: &Context<'_>,
     key: &[u8],
 ) -> Result<Result<Option<(Record, Barrier)>, Reply>, StoreError> {
-    match ctx.record(key)? {
-        None => Ok(Ok(None)),
-        Some(record) if record.value_type == ValueType::Barrier => {
+    Ok(match ctx.typed_record(key, ValueType::Barrier)? {
+        Ok(Some(record)) => {
             let barrier = Barrier::decode(&record.body)?;
-            Ok(Ok(Some((record, barrier))))
+            Ok(Some((record, barrier)))
         }
-        Some(_) => Ok(Err(Reply::wrong_type())),
-    }
+        other => other.map(|_| None),
+    })
 }
 
 fn save(
@@ -339,22 +338,12 @@ fn save(
     existing: Option<Record>,
     barrier: &Barrier,
 ) -> Result<(), StoreError> {
-    let record = match existing {
-        Some(record) => Record {
-            modified: ctx.index,
-            body: Bytes::from(barrier.encode()),
-            ..record
-        },
-        None => Record {
-            value_type: ValueType::Barrier,
-            created: ctx.index,
-            modified: ctx.index,
-            expire_at: None,
-            lease: None,
-            body: Bytes::from(barrier.encode()),
-        },
-    };
-    ctx.store(key, record)?;
+    ctx.store_body(
+        key,
+        existing,
+        ValueType::Barrier,
+        Bytes::from(barrier.encode()),
+    )?;
     let waits = match barrier {
         Barrier::Double(d) => d.waits_deadline(),
         Barrier::Single => None,
@@ -476,10 +465,7 @@ pub fn execute(ctx: &mut Context<'_>, command: BarrierCommand) -> Result<Reply, 
                 let old = double.waiters.remove(at);
                 answer(ctx, &old, Reply::Nil);
             }
-            let wait_id = ctx.wait_id().cloned().unwrap_or_default();
-            if !wait_id.is_empty() {
-                parking::register(ctx, &wait_id, ParkRef::Barrier(name.clone()));
-            }
+            let wait_id = parking::park(ctx, ParkRef::Barrier(name.clone()));
             double.waiters.push(Waiter {
                 phase: Phase::Enter,
                 participant,
@@ -487,7 +473,6 @@ pub fn execute(ctx: &mut Context<'_>, command: BarrierCommand) -> Result<Reply, 
                 wait_id,
                 deadline: wait.map(|ms| ctx.ct.saturating_add(ms)),
             });
-            ctx.park();
             save_double(ctx, &name, record, double)?;
             Ok(Reply::Nil)
         }
@@ -514,10 +499,7 @@ pub fn execute(ctx: &mut Context<'_>, command: BarrierCommand) -> Result<Reply, 
                 save_double(ctx, &name, Some(record), double)?;
                 return Ok(Reply::Nil);
             };
-            let wait_id = ctx.wait_id().cloned().unwrap_or_default();
-            if !wait_id.is_empty() {
-                parking::register(ctx, &wait_id, ParkRef::Barrier(name.clone()));
-            }
+            let wait_id = parking::park(ctx, ParkRef::Barrier(name.clone()));
             double.waiters.push(Waiter {
                 phase: Phase::Leave,
                 participant,
@@ -525,7 +507,6 @@ pub fn execute(ctx: &mut Context<'_>, command: BarrierCommand) -> Result<Reply, 
                 wait_id,
                 deadline: wait.map(|ms| ctx.ct.saturating_add(ms)),
             });
-            ctx.park();
             save_double(ctx, &name, Some(record), double)?;
             Ok(Reply::Nil)
         }

@@ -13,7 +13,7 @@ use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
 use crate::expiry::Target;
 use crate::layout::value_key;
-use crate::record::Record;
+use crate::record::{Record, ValueType};
 use crate::{leases, managed, Event, Reply, RequestId};
 
 #[derive(Clone)]
@@ -104,6 +104,47 @@ impl<'a> Context<'a> {
         Ok(self
             .record_any(key)?
             .filter(|record| record.is_live_at(self.ct)))
+    }
+
+    /// The key's live record if it is of `value_type`; `Ok(None)` if there
+    /// is none; WRONGTYPE (as the reply) if the key holds another type.
+    pub fn typed_record(
+        &self,
+        key: &[u8],
+        value_type: ValueType,
+    ) -> Result<Result<Option<Record>, Reply>, StoreError> {
+        Ok(match self.record(key)? {
+            Some(record) if record.value_type != value_type => Err(Reply::wrong_type()),
+            found => Ok(found),
+        })
+    }
+
+    /// Writes `body` as the key's value: into `existing` (keeping its
+    /// creation index, TTL and lease), or as a new record of `value_type`
+    /// created by this entry.
+    pub fn store_body(
+        &mut self,
+        key: &[u8],
+        existing: Option<Record>,
+        value_type: ValueType,
+        body: Bytes,
+    ) -> Result<(), StoreError> {
+        let record = match existing {
+            Some(record) => Record {
+                modified: self.index,
+                body,
+                ..record
+            },
+            None => Record {
+                value_type,
+                created: self.index,
+                modified: self.index,
+                expire_at: None,
+                lease: None,
+                body,
+            },
+        };
+        self.store(key, record)
     }
 
     /// Writes `record` for `key`. A record whose deadline has already

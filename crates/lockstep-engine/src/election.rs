@@ -336,14 +336,14 @@ fn load(
     ctx: &Context<'_>,
     key: &[u8],
 ) -> Result<Result<(Option<Record>, Election), Reply>, StoreError> {
-    match ctx.record(key)? {
-        None => Ok(Ok((None, Election::default()))),
-        Some(record) if record.value_type == ValueType::Election => {
+    Ok(match ctx.typed_record(key, ValueType::Election)? {
+        Ok(Some(record)) => {
             let election = Election::decode(&record.body)?;
-            Ok(Ok((Some(record), election)))
+            Ok((Some(record), election))
         }
-        Some(_) => Ok(Err(Reply::wrong_type())),
-    }
+        Ok(None) => Ok((None, Election::default())),
+        Err(reply) => Err(reply),
+    })
 }
 
 fn save(
@@ -352,22 +352,12 @@ fn save(
     existing: Option<Record>,
     election: &Election,
 ) -> Result<(), StoreError> {
-    let record = match existing {
-        Some(record) => Record {
-            modified: ctx.index,
-            body: Bytes::from(election.encode()),
-            ..record
-        },
-        None => Record {
-            value_type: ValueType::Election,
-            created: ctx.index,
-            modified: ctx.index,
-            expire_at: None,
-            lease: None,
-            body: Bytes::from(election.encode()),
-        },
-    };
-    ctx.store(key, record)?;
+    ctx.store_body(
+        key,
+        existing,
+        ValueType::Election,
+        Bytes::from(election.encode()),
+    )?;
     ctx.set_deadline(
         Target::Waits(Bytes::copy_from_slice(key)),
         election.waits_deadline(),
@@ -428,42 +418,35 @@ pub fn execute(ctx: &mut Context<'_>, command: ElectionCommand) -> Result<Reply,
                 leases::attach(ctx, lease, attachment(&key))?;
                 Reply::Integer(ctx.index as i64)
             } else if let Some(request) = ctx.parkable_request() {
-                let wait_id = ctx.wait_id().cloned().unwrap_or_default();
-                let deadline = wait.map(|ms| ctx.ct.saturating_add(ms));
-                if let Some(queued) = election.candidates.iter_mut().find(|c| c.lease == lease) {
-                    // A retried campaign takes the queued one's place.
-                    let old = std::mem::replace(
-                        queued,
-                        Candidate {
-                            lease,
-                            value,
-                            request,
-                            wait_id: wait_id.clone(),
-                            deadline,
-                        },
-                    );
-                    ctx.defer_reply(old.request, Reply::Nil);
-                    parking::forget(ctx, &old.wait_id);
-                } else {
+                let queued = election.candidates.iter().position(|c| c.lease == lease);
+                if queued.is_none() {
                     let most = limits::get(ctx, Limit::Candidates)?;
                     if election.candidates.len() as u64 >= most {
                         return Ok(Reply::error(format!(
                             "ERR election already has {most} candidates (election-max-candidates)"
                         )));
                     }
-                    election.candidates.push_back(Candidate {
-                        lease,
-                        value,
-                        request,
-                        wait_id: wait_id.clone(),
-                        deadline,
-                    });
-                    leases::attach(ctx, lease, attachment(&key))?;
                 }
-                if !wait_id.is_empty() {
-                    parking::register(ctx, &wait_id, ParkRef::Election(key.clone()));
+                if let Some(at) = queued {
+                    // A retried campaign takes the queued one's place.
+                    let old = &election.candidates[at];
+                    ctx.defer_reply(old.request, Reply::Nil);
+                    parking::forget(ctx, &old.wait_id);
                 }
-                ctx.park();
+                let candidate = Candidate {
+                    lease,
+                    value,
+                    request,
+                    wait_id: parking::park(ctx, ParkRef::Election(key.clone())),
+                    deadline: wait.map(|ms| ctx.ct.saturating_add(ms)),
+                };
+                match queued {
+                    Some(at) => election.candidates[at] = candidate,
+                    None => {
+                        election.candidates.push_back(candidate);
+                        leases::attach(ctx, lease, attachment(&key))?;
+                    }
+                }
                 Reply::Nil
             } else {
                 // Inside a script or MULTI a campaign cannot wait.

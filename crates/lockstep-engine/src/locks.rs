@@ -524,10 +524,7 @@ pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, Sto
                         "ERR lock already has {MAX_WAITERS} waiters"
                     )));
                 }
-                let wait_id = ctx.wait_id().cloned().unwrap_or_default();
-                if !wait_id.is_empty() {
-                    parking::register(ctx, &wait_id, ParkRef::Lock(name.clone()));
-                }
+                let wait_id = parking::park(ctx, ParkRef::Lock(name.clone()));
                 state.waiters.push_back(Waiter {
                     owner: owner.clone(),
                     ttl,
@@ -536,7 +533,6 @@ pub fn execute(ctx: &mut Context<'_>, command: LockCommand) -> Result<Reply, Sto
                     lease,
                     wait_id,
                 });
-                ctx.park();
                 Reply::Nil
             } else {
                 holds_or_waits = false;

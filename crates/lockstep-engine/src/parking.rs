@@ -49,6 +49,18 @@ fn wait_id_key(id: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Parks the request being applied in `at`: its entry owes no reply now,
+/// and its wait id (if it came as `PARK id ...`) is noted so that a cancel
+/// finds it. Returns that wait id (empty without one) for the waiter.
+pub fn park(ctx: &mut Context<'_>, at: ParkRef) -> Bytes {
+    let wait_id = ctx.wait_id().cloned().unwrap_or_default();
+    if !wait_id.is_empty() {
+        register(ctx, &wait_id, at);
+    }
+    ctx.park();
+    wait_id
+}
+
 /// Notes that the request waiting under `id` sits in `at`.
 pub fn register(ctx: &mut Context<'_>, id: &[u8], at: ParkRef) {
     let (kind, payload) = match &at {

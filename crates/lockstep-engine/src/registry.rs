@@ -511,14 +511,14 @@ fn load(
     ctx: &Context<'_>,
     service: &[u8],
 ) -> Result<Result<(Option<Record>, Instances), Reply>, StoreError> {
-    match ctx.record(service)? {
-        None => Ok(Ok((None, Instances::new()))),
-        Some(record) if record.value_type == ValueType::Service => {
+    Ok(match ctx.typed_record(service, ValueType::Service)? {
+        Ok(Some(record)) => {
             let instances = decode_service(&record.body)?;
-            Ok(Ok((Some(record), instances)))
+            Ok((Some(record), instances))
         }
-        Some(_) => Ok(Err(Reply::wrong_type())),
-    }
+        Ok(None) => Ok((None, Instances::new())),
+        Err(reply) => Err(reply),
+    })
 }
 
 /// The services and their instance counts.
@@ -561,22 +561,7 @@ fn save(
         services.remove(&name);
     } else {
         let body = Bytes::from(encode_service(instances));
-        let record = match existing {
-            Some(record) => Record {
-                modified: ctx.index,
-                body,
-                ..record
-            },
-            None => Record {
-                value_type: ValueType::Service,
-                created: ctx.index,
-                modified: ctx.index,
-                expire_at: None,
-                lease: None,
-                body,
-            },
-        };
-        ctx.store(service, record)?;
+        ctx.store_body(service, existing, ValueType::Service, body)?;
         services.insert(name, instances.len() as u64);
     }
     save_catalog(ctx, &services);

@@ -7,15 +7,22 @@
 //! the real RocksDB store and count, with RocksDB's own counter, the
 //! deleted entries its iterators skipped.
 
-use bytes::Bytes;
-use lockstep_engine::{Engine, LogEntry, Payload, Reply, RequestId};
-use lockstep_store::{count_deleted_entries_skipped, Applied, NodeStore, RocksStore};
+mod common;
 
+use lockstep_engine::{Engine, Reply};
+use lockstep_store::{count_deleted_entries_skipped, RocksStore};
+
+/// The common replica, on a RocksDB store in a temporary directory.
 struct Replica {
     _dir: tempfile::TempDir,
-    store: RocksStore,
-    engine: Engine,
-    index: u64,
+    inner: common::Replica<RocksStore>,
+}
+
+impl std::ops::Deref for Replica {
+    type Target = common::Replica<RocksStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
 }
 
 impl Replica {
@@ -24,50 +31,18 @@ impl Replica {
         let store = RocksStore::open(&dir.path().join("store")).unwrap();
         Replica {
             _dir: dir,
-            store,
-            engine: Engine::new(),
-            index: 0,
+            inner: common::Replica::on(store),
         }
     }
 
-    fn apply(&mut self, ct: u64, payload: Payload) -> lockstep_engine::Applied {
-        self.index += 1;
-        let entry = LogEntry {
-            request: RequestId {
-                origin: 1,
-                seq: self.index,
-            },
-            settled_below: self.index,
-            ct,
-            payload,
-        };
-        let outcome = self
-            .engine
-            .apply(&self.store, self.index, &entry.encode())
-            .unwrap();
-        self.store
-            .apply(
-                &outcome.batch,
-                Applied {
-                    index: self.index,
-                    term: 1,
-                },
-            )
-            .unwrap();
-        outcome
-    }
-
+    /// The reply, or None for a parked request.
     fn write(&mut self, ct: u64, command: &str) -> Option<Reply> {
-        let argv = command
-            .split_whitespace()
-            .map(|word| Bytes::copy_from_slice(word.as_bytes()))
-            .collect();
-        self.apply(ct, Payload::Command(argv)).reply
+        self.inner.apply_command(ct, command).reply
     }
 
     /// A sweep at `ct`, and the deleted entries RocksDB skipped for it.
     fn sweep(&mut self, ct: u64) -> u64 {
-        let (outcome, skipped) = count_deleted_entries_skipped(|| self.apply(ct, Payload::Sweep));
+        let (outcome, skipped) = count_deleted_entries_skipped(|| self.inner.sweep(ct));
         assert!(outcome.reply.is_none());
         skipped
     }
@@ -103,14 +78,7 @@ fn released_locks_leave_nothing_for_expiry() {
     assert_eq!(r.engine.next_deadline(), Some(63_000));
     r.sweep(63_000);
     assert_eq!(r.engine.deadlines().len(), 0);
-    let reply = r
-        .engine
-        .read(
-            &r.store,
-            63_000,
-            &[Bytes::from_static(b"EXISTS"), Bytes::from_static(b"held")],
-        )
-        .unwrap();
+    let reply = r.read(63_000, "EXISTS held");
     assert_eq!(reply, Reply::Integer(0));
 }
 
@@ -169,15 +137,9 @@ fn pushes_and_cancels_do_not_step_over_served_waiters() {
     for i in 0..waits {
         // A waiter blocks on the signal list, then a push serves it (as
         // python-redis-lock's unlock does), or it times out.
-        let parked = r.apply(
-            1_000,
-            Payload::Command(
-                format!("BLOCK.WAIT w{i} BLPOP signal 0")
-                    .split_whitespace()
-                    .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-                    .collect(),
-            ),
-        );
+        let parked = r
+            .inner
+            .apply_command(1_000, &format!("BLOCK.WAIT w{i} BLPOP signal 0"));
         assert!(parked.parked);
         if i % 2 == 0 {
             r.write(1_000, "LPUSH signal 1");

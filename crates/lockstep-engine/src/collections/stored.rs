@@ -111,22 +111,7 @@ pub fn save<T: Collection>(
         return Ok(());
     }
     let body = Bytes::from(encode_items(&value.items()));
-    let record = match existing {
-        Some(record) => Record {
-            body,
-            modified: ctx.index,
-            ..record
-        },
-        None => Record {
-            value_type: T::TYPE,
-            created: ctx.index,
-            modified: ctx.index,
-            expire_at: None,
-            lease: None,
-            body,
-        },
-    };
-    ctx.store(key, record)?;
+    ctx.store_body(key, existing, T::TYPE, body)?;
     Ok(())
 }
 

@@ -5,8 +5,10 @@ use bytes::Bytes;
 use lockstep_engine::{Engine, LogEntry, Payload, Reply, RequestId};
 use lockstep_store::{Applied, MemStore, NodeStore};
 
-pub struct Replica {
-    pub store: MemStore,
+/// A replica over any store: memory by default, RocksDB where a test
+/// counts what RocksDB does.
+pub struct Replica<S = MemStore> {
+    pub store: S,
     pub engine: Engine,
     pub index: u64,
     seq: u64,
@@ -21,8 +23,15 @@ pub fn argv(command: &str) -> Vec<Bytes> {
 
 impl Replica {
     pub fn new() -> Self {
+        Replica::on(MemStore::in_memory())
+    }
+}
+
+impl<S: NodeStore> Replica<S> {
+    /// A fresh replica on an empty `store`.
+    pub fn on(store: S) -> Self {
         Replica {
-            store: MemStore::in_memory(),
+            store,
             engine: Engine::new(),
             index: 0,
             seq: 0,
@@ -47,7 +56,8 @@ impl Replica {
                 origin: 1,
                 seq: self.seq,
             },
-            settled_below: 0,
+            // One request at a time: every earlier one is settled.
+            settled_below: self.seq,
             ct,
             payload: Payload::Command(command),
         }

@@ -4,6 +4,11 @@
 //! A small keyspace of a few keys makes commands meet every type (and so
 //! WRONGTYPE), and some commands get a broken argument on purpose.
 //!
+//! Keyspace notifications are compared too: both servers run with
+//! `notify-keyspace-events KEAn`, a subscriber on each collects what every
+//! command published (up to a marker message published after it), and the
+//! two must be the same messages in the same order.
+//!
 //! `LOCKSTEP_DIFF_SEED` and `LOCKSTEP_DIFF_COMMANDS` pick the sequence and
 //! its length; `scripts/differential.sh` runs long ones.
 //!
@@ -589,12 +594,12 @@ fn resync_float(
     ours: &Resp,
     theirs: &Resp,
     reference: &mut RawClient,
-) -> Result<()> {
+) -> Result<bool> {
     let (Resp::Bulk(text), Resp::Bulk(_)) = (ours, theirs) else {
-        return Ok(());
+        return Ok(false);
     };
     if ours == theirs {
-        return Ok(());
+        return Ok(false);
     }
     let text = String::from_utf8_lossy(text).to_string();
     match command[0].to_ascii_uppercase().as_str() {
@@ -604,9 +609,9 @@ fn resync_float(
         "HINCRBYFLOAT" => {
             reference.call(&["HSET", &command[1], &command[2], &text])?;
         }
-        _ => {}
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Every key's type and whole value, to compare the two keyspaces.
@@ -633,6 +638,40 @@ fn dump(client: &mut RawClient) -> Result<Vec<(String, Resp)>> {
     Ok(out)
 }
 
+/// A connection subscribed to every keyspace event and to the marker
+/// channel that ends one command's events.
+struct Events {
+    client: RawClient,
+}
+
+const MARKER: &str = "differential-marker";
+
+impl Events {
+    fn subscribe(addr: std::net::SocketAddr) -> Result<Events> {
+        let mut client = RawClient::connect(addr)?;
+        client.call(&["PSUBSCRIBE", "__key*__:*"])?;
+        client.call(&["SUBSCRIBE", MARKER])?;
+        Ok(Events { client })
+    }
+
+    /// The messages published since the last marker, up to the one that
+    /// `publisher` publishes now.
+    fn collect(&mut self, publisher: &mut RawClient) -> Result<Vec<String>> {
+        publisher.call(&["PUBLISH", MARKER, "end"])?;
+        let mut events = Vec::new();
+        loop {
+            let Resp::Array(items) = self.client.read()? else {
+                bail!("a subscriber got something other than a message");
+            };
+            if items.first() == Some(&Resp::Bulk(b"message".to_vec())) {
+                return Ok(events);
+            }
+            let text: Vec<String> = items[2..].iter().map(|item| item.to_string()).collect();
+            events.push(text.join(" "));
+        }
+    }
+}
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -649,6 +688,13 @@ fn replies_match_redis() -> Result<()> {
     let redis = RedisServer::start()?;
     let mut lockstep = RawClient::connect(cluster.client_addrs()[0])?;
     let mut reference = RawClient::connect(redis.addr)?;
+    for client in [&mut lockstep, &mut reference] {
+        let reply = client.call(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"])?;
+        assert_eq!(reply, Resp::Status("OK".into()));
+    }
+    let mut our_events = Events::subscribe(cluster.client_addrs()[0])?;
+    let mut their_events = Events::subscribe(redis.addr)?;
+    let mut events_seen = 0;
     let gen = Gen {
         rng: std::cell::RefCell::new(StdRng::seed_from_u64(seed)),
     };
@@ -669,7 +715,22 @@ fn replies_match_redis() -> Result<()> {
                 command.join(" ")
             );
         }
-        resync_float(&command, &ours, &theirs, &mut reference)?;
+        let (ours_published, theirs_published) = (
+            our_events.collect(&mut lockstep)?,
+            their_events.collect(&mut reference)?,
+        );
+        if ours_published != theirs_published {
+            let recent = history[history.len().saturating_sub(10)..].join("\n  ");
+            bail!(
+                "seed {seed}, command {n}: {}\n  lockstep published: {ours_published:?}\n  redis published:    {theirs_published:?}\nlast commands:\n  {recent}",
+                command.join(" ")
+            );
+        }
+        events_seen += ours_published.len();
+        if resync_float(&command, &ours, &theirs, &mut reference)? {
+            // The reference's own write is not one of the sequence's.
+            their_events.collect(&mut reference)?;
+        }
         if n % 200 == 199 {
             let (ours, theirs) = (dump(&mut lockstep)?, dump(&mut reference)?);
             let differs = ours
@@ -683,7 +744,8 @@ fn replies_match_redis() -> Result<()> {
     }
     eprintln!(
         "differential: seed {seed}, {count} commands, identical replies but {checked_first} \
-         where lockstep refused an argument before looking at the key ({:.1} s)",
+         where lockstep refused an argument before looking at the key, {events_seen} identical \
+         keyspace events ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -21,6 +21,7 @@ use crate::context::Context;
 use crate::expiry::Target;
 use crate::leases::{self, Attachment};
 use crate::limits::{self, Limit, MAX_PARTICIPANTS_CEILING};
+use crate::notify;
 use crate::parking::{self, ParkRef};
 use crate::record::{Record, ValueType};
 use crate::{Reply, RequestId};
@@ -344,6 +345,7 @@ fn save(
         ValueType::Barrier,
         Bytes::from(barrier.encode()),
     )?;
+    ctx.notify(notify::MODULE, "barrier", key)?;
     let waits = match barrier {
         Barrier::Double(d) => d.waits_deadline(),
         Barrier::Single => None,
@@ -362,6 +364,7 @@ fn save_double(
         // Everybody left: the barrier resets.
         if existing.is_some() {
             ctx.remove_own(key)?;
+            ctx.notify(notify::GENERIC, "del", key)?;
         }
         return Ok(());
     }
@@ -395,6 +398,7 @@ pub fn execute(ctx: &mut Context<'_>, command: BarrierCommand) -> Result<Reply, 
             Ok(None) => Ok(Reply::Integer(0)),
             Ok(Some(_)) => {
                 ctx.remove(&name)?;
+                ctx.notify(notify::GENERIC, "del", &name)?;
                 Ok(Reply::Integer(1))
             }
         },

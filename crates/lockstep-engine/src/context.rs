@@ -11,10 +11,13 @@
 use bytes::Bytes;
 use lockstep_store::{Overlay, StateBatch, StateRead, StoreError};
 
+use std::collections::HashMap;
+
+use crate::changes::{self, Change};
 use crate::expiry::Target;
 use crate::layout::value_key;
 use crate::record::{Record, ValueType};
-use crate::{leases, managed, Event, Reply, RequestId};
+use crate::{leases, limits, managed, notify, Event, Reply, RequestId};
 
 #[derive(Clone)]
 pub struct Checkpoint<'a> {
@@ -22,6 +25,18 @@ pub struct Checkpoint<'a> {
     events: usize,
     deferred: usize,
     deadlines: usize,
+    history: History,
+}
+
+/// What this entry added to the change feed so far.
+#[derive(Clone, Default)]
+struct History {
+    /// Changes recorded (the next one's number within the entry).
+    count: u32,
+    bytes: u64,
+    /// Each key's string value as of its latest change in this entry (the
+    /// next change's "before").
+    latest: HashMap<Bytes, Option<Bytes>>,
 }
 
 pub struct Finished {
@@ -34,7 +49,11 @@ pub struct Finished {
 }
 
 pub struct Context<'a> {
+    base: &'a dyn StateRead,
     overlay: Overlay<'a>,
+    /// `notify-keyspace-events` at this entry.
+    notify_flags: u32,
+    history: History,
     /// What the entry makes happen outside the keyspace (published messages).
     events: Vec<Event>,
     /// Replies this entry gives to earlier, parked requests.
@@ -49,14 +68,20 @@ pub struct Context<'a> {
     parked: bool,
     /// Log index of the entry being applied; 0 on the read path.
     pub index: u64,
+    /// The last applied index of the state a read looks at (0 on the
+    /// write path, where `index` is the entry's).
+    pub applied: u64,
     /// Cluster time at which expiry is evaluated.
     pub ct: u64,
 }
 
 impl<'a> Context<'a> {
-    pub fn new(state: &'a dyn StateRead, index: u64, ct: u64) -> Self {
-        Context {
+    pub fn new(state: &'a dyn StateRead, index: u64, ct: u64) -> Result<Self, StoreError> {
+        let mut ctx = Context {
+            base: state,
             overlay: Overlay::new(state),
+            notify_flags: 0,
+            history: History::default(),
             events: Vec::new(),
             deferred: Vec::new(),
             deadlines: Vec::new(),
@@ -64,8 +89,77 @@ impl<'a> Context<'a> {
             park_request: None,
             parked: false,
             index,
+            applied: 0,
             ct,
+        };
+        if index != 0 {
+            ctx.notify_flags = limits::get(&ctx, limits::Limit::NotifyEvents)? as u32;
         }
+        Ok(ctx)
+    }
+
+    /// A command's event on `key`, after it changed the key: published as
+    /// Redis's keyspace notification (when `notify-keyspace-events` asks
+    /// for its class) and kept in the change feed (`new` events only as a
+    /// notification: the event that follows says what happened).
+    pub fn notify(
+        &mut self,
+        class: u32,
+        event: &'static str,
+        key: &[u8],
+    ) -> Result<(), StoreError> {
+        if notify::publishes(self.notify_flags, class) {
+            for (channel, message) in notify::messages(self.notify_flags, event, key) {
+                self.publish(Bytes::from(channel), Bytes::from(message), false);
+            }
+        }
+        if class == notify::NEW {
+            return Ok(());
+        }
+        self.note_change(event, key)
+    }
+
+    /// Records a change in the feed without a keyspace notification (for
+    /// what Redis does not announce, such as FLUSHALL).
+    pub fn note_change(&mut self, event: &'static str, key: &[u8]) -> Result<(), StoreError> {
+        if self.index == 0 {
+            return Ok(());
+        }
+        let key = Bytes::copy_from_slice(key);
+        let now = self.record(&key)?;
+        let after = now
+            .as_ref()
+            .filter(|record| record.value_type == ValueType::String)
+            .map(|record| record.body.clone());
+        let before = match self.history.latest.get(&key) {
+            Some(latest) => latest.clone(),
+            None => match self.base.get(&value_key(&key))? {
+                Some(bytes) => Some(Record::decode(&bytes)?)
+                    .filter(|r| r.value_type == ValueType::String && r.is_live_at(self.ct))
+                    .map(|r| r.body),
+                None => None,
+            },
+        };
+        let change = Change {
+            index: self.index,
+            key: key.clone(),
+            event: Bytes::from_static(event.as_bytes()),
+            value_type: now.map(|record| record.value_type),
+            before,
+            after: after.clone(),
+        };
+        let record_key = changes::change_key(self.index, self.history.count);
+        let data = change.encode();
+        self.history.count += 1;
+        self.history.bytes += (record_key.len() + data.len()) as u64;
+        self.history.latest.insert(key, after);
+        self.raw_put(record_key, data);
+        Ok(())
+    }
+
+    /// How many changes this entry recorded, and their bytes.
+    pub fn recorded_changes(&self) -> (u64, u64) {
+        (self.history.count as u64, self.history.bytes)
     }
 
     pub fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -154,7 +248,17 @@ impl<'a> Context<'a> {
             self.remove(key)?;
             return Ok(());
         }
-        let previous = self.record_any(key)?;
+        let mut previous = self.record_any(key)?;
+        if previous
+            .as_ref()
+            .is_some_and(|old| !old.is_live_at(self.ct) && !old.value_type.is_managed())
+        {
+            // Written over once its TTL passed: it expires first, as Redis
+            // expires a key a write looks up. (A lock, election, service or
+            // barrier settles its own deadlines.)
+            self.remove(key)?;
+            previous = None;
+        }
         if let Some(old) = &previous {
             if old.value_type.is_managed() && old.value_type != record.value_type {
                 managed::replaced(self, key, old)?;
@@ -182,6 +286,9 @@ impl<'a> Context<'a> {
             .push((Target::Key(key_bytes.clone()), record.expire_at));
         self.events.push(Event::Changed { key: key_bytes });
         self.raw_put(value_key(key), record.encode());
+        if previous.is_none() {
+            self.notify(notify::NEW, "new", key)?;
+        }
         Ok(())
     }
 
@@ -196,7 +303,11 @@ impl<'a> Context<'a> {
             managed::replaced(self, key, &old)?;
         }
         self.erase(key, &old)?;
-        Ok(old.is_live_at(self.ct))
+        let live = old.is_live_at(self.ct);
+        if !live {
+            self.notify(notify::EXPIRED, "expired", key)?;
+        }
+        Ok(live)
     }
 
     /// Removes a managed record that its own family has already emptied
@@ -253,6 +364,7 @@ impl<'a> Context<'a> {
             events: self.events.len(),
             deferred: self.deferred.len(),
             deadlines: self.deadlines.len(),
+            history: self.history.clone(),
         }
     }
 
@@ -261,6 +373,7 @@ impl<'a> Context<'a> {
         self.events.truncate(checkpoint.events);
         self.deferred.truncate(checkpoint.deferred);
         self.deadlines.truncate(checkpoint.deadlines);
+        self.history = checkpoint.history;
     }
 
     /// Lets the top-level command of this entry park it (reply later).

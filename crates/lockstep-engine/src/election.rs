@@ -25,6 +25,7 @@ use crate::context::Context;
 use crate::expiry::Target;
 use crate::leases::{self, Attachment};
 use crate::limits::{self, Limit};
+use crate::notify;
 use crate::parking::{self, ParkRef};
 use crate::record::{Record, ValueType};
 use crate::{Reply, RequestId};
@@ -358,6 +359,7 @@ fn save(
         ValueType::Election,
         Bytes::from(election.encode()),
     )?;
+    ctx.notify(notify::MODULE, "election", key)?;
     ctx.set_deadline(
         Target::Waits(Bytes::copy_from_slice(key)),
         election.waits_deadline(),

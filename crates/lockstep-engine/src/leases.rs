@@ -26,6 +26,7 @@ use crate::context::Context;
 use crate::expiry::{Deadlines, Target};
 use crate::layout::prefix_end;
 use crate::limits::{self, Limit};
+use crate::notify;
 use crate::{barrier, election, locks, registry, Reply};
 
 /// Shortest and longest lease TTL, ms.
@@ -600,8 +601,14 @@ fn end(ctx: &mut Context<'_>, id: u64, expired: bool) -> Result<bool, StoreError
     for item in items {
         match item {
             Attachment::Key(key) => {
-                if ctx.record_any(&key)?.is_some_and(|r| r.lease == Some(id)) {
-                    ctx.remove(&key)?;
+                if ctx.record_any(&key)?.is_some_and(|r| r.lease == Some(id)) && ctx.remove(&key)? {
+                    // The key goes with its lease: expired with it, or
+                    // deleted by the revocation.
+                    if expired {
+                        ctx.notify(notify::EXPIRED, "expired", &key)?;
+                    } else {
+                        ctx.notify(notify::GENERIC, "del", &key)?;
+                    }
                 }
             }
             Attachment::Lock { name, owner } => {

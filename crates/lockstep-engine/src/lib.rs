@@ -19,6 +19,7 @@
 
 mod args;
 mod barrier;
+mod changes;
 mod codec;
 mod collections;
 mod commands;
@@ -32,6 +33,7 @@ mod leases;
 mod limits;
 mod locks;
 mod managed;
+mod notify;
 mod parking;
 mod record;
 mod registry;
@@ -186,7 +188,7 @@ impl Engine {
         // Cluster time never goes backwards in the state machine, whatever a
         // leader stamped.
         let ct = previous_ct.max(entry.ct);
-        let mut ctx = Context::new(state, index, ct);
+        let mut ctx = Context::new(state, index, ct)?;
         ctx.raw_put(META_CLUSTER_TIME.to_vec(), ct.to_be_bytes().to_vec());
         let mut reply_counts_deliveries = false;
         let reply = match entry.payload {
@@ -230,6 +232,8 @@ impl Engine {
                 None
             }
         };
+        let (added, added_bytes) = ctx.recorded_changes();
+        changes::settle(&mut ctx, added, added_bytes)?;
         let finished = ctx.finish();
         for (target, deadline) in finished.deadlines {
             self.deadlines.set(target, deadline);
@@ -248,10 +252,12 @@ impl Engine {
         })
     }
 
-    /// Runs a read-only command at cluster time `ct` without changing state.
+    /// Runs a read-only command at cluster time `ct` against `state`, the
+    /// state after log index `applied`, without changing it.
     pub fn read(
         &self,
         state: &dyn StateRead,
+        applied: u64,
         ct: u64,
         argv: &[Bytes],
     ) -> Result<Reply, StoreError> {
@@ -263,7 +269,8 @@ impl Engine {
                         spec.name
                     )));
                 }
-                let mut ctx = Context::new(state, 0, ct);
+                let mut ctx = Context::new(state, 0, ct)?;
+                ctx.applied = applied;
                 commands::execute(&mut ctx, command)
             }
             Err(reply) => Ok(reply),

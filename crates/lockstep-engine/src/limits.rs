@@ -1,4 +1,5 @@
-//! The bounds of the coordination records, as replicated settings.
+//! The bounds of the coordination records and the change feed, and
+//! `notify-keyspace-events`, as replicated settings.
 //!
 //! Every record a coordination command writes is bounded (leases alive,
 //! items per lease, candidates per election, instances per service, ...),
@@ -37,6 +38,13 @@ pub enum Limit {
     MetaBytes,
     /// Participants of one double barrier.
     Participants,
+    /// `notify-keyspace-events`: the classes of keyspace events published
+    /// (flags of `notify`, shown as Redis's letters).
+    NotifyEvents,
+    /// Changes the change feed keeps.
+    ChangesKept,
+    /// Bytes the change feed keeps.
+    ChangesBytes,
 }
 
 /// Name, default, smallest and largest value a limit may be set to.
@@ -46,6 +54,8 @@ struct Definition {
     default: u64,
     min: u64,
     max: u64,
+    /// Written and shown as Redis's event-class letters, not a number.
+    letters: bool,
 }
 
 const DEFINITIONS: &[Definition] = &[
@@ -55,6 +65,7 @@ const DEFINITIONS: &[Definition] = &[
         default: 100_000,
         min: 1,
         max: 10_000_000,
+        letters: false,
     },
     Definition {
         limit: Limit::LeaseItems,
@@ -62,6 +73,7 @@ const DEFINITIONS: &[Definition] = &[
         default: 10_000,
         min: 1,
         max: 1_000_000,
+        letters: false,
     },
     Definition {
         limit: Limit::Candidates,
@@ -69,6 +81,7 @@ const DEFINITIONS: &[Definition] = &[
         default: 10_000,
         min: 1,
         max: 1_000_000,
+        letters: false,
     },
     Definition {
         limit: Limit::Instances,
@@ -76,6 +89,7 @@ const DEFINITIONS: &[Definition] = &[
         default: 10_000,
         min: 1,
         max: 1_000_000,
+        letters: false,
     },
     Definition {
         limit: Limit::Services,
@@ -83,6 +97,7 @@ const DEFINITIONS: &[Definition] = &[
         default: 10_000,
         min: 1,
         max: 1_000_000,
+        letters: false,
     },
     Definition {
         limit: Limit::MetaBytes,
@@ -90,6 +105,7 @@ const DEFINITIONS: &[Definition] = &[
         default: 4096,
         min: 0,
         max: 1 << 20,
+        letters: false,
     },
     Definition {
         limit: Limit::Participants,
@@ -97,6 +113,31 @@ const DEFINITIONS: &[Definition] = &[
         default: 10_000,
         min: 1,
         max: 1_000_000,
+        letters: false,
+    },
+    Definition {
+        limit: Limit::NotifyEvents,
+        name: "notify-keyspace-events",
+        default: 0,
+        min: 0,
+        max: u32::MAX as u64,
+        letters: true,
+    },
+    Definition {
+        limit: Limit::ChangesKept,
+        name: "changes-max-kept",
+        default: 1_000_000,
+        min: 1,
+        max: 1_000_000_000,
+        letters: false,
+    },
+    Definition {
+        limit: Limit::ChangesBytes,
+        name: "changes-max-bytes",
+        default: 256 << 20,
+        min: 1 << 10,
+        max: 1 << 40,
+        letters: false,
     },
 ];
 
@@ -166,16 +207,29 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<LimitsCommand, Reply> {
                         String::from_utf8_lossy(&pair[0])
                     )));
                 };
-                let value = integer(&pair[1])
-                    .ok()
-                    .filter(|v| u64::try_from(*v).is_ok_and(|v| (d.min..=d.max).contains(&v)));
-                let Some(value) = value else {
-                    return Err(Reply::error(format!(
-                        "ERR CONFIG SET failed (possibly related to argument '{}') - argument must be between {} and {} inclusive",
-                        d.name, d.min, d.max
-                    )));
+                let failed = |why: String| {
+                    Reply::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
+                        d.name
+                    ))
                 };
-                settings.push((d.name, value as u64));
+                let value = if d.letters {
+                    crate::notify::parse_flags(&pair[1])
+                        .map(u64::from)
+                        .ok_or_else(|| failed(crate::notify::INVALID_FLAGS.to_string()))?
+                } else {
+                    integer(&pair[1])
+                        .ok()
+                        .and_then(|v| u64::try_from(v).ok())
+                        .filter(|v| (d.min..=d.max).contains(v))
+                        .ok_or_else(|| {
+                            failed(format!(
+                                "argument must be between {} and {} inclusive",
+                                d.min, d.max
+                            ))
+                        })?
+                };
+                settings.push((d.name, value));
             }
             LimitsCommand::Set(settings)
         }
@@ -201,10 +255,13 @@ pub fn execute(ctx: &mut Context<'_>, command: LimitsCommand) -> Result<Reply, S
             let mut pairs = Vec::new();
             for d in DEFINITIONS {
                 if patterns.iter().any(|p| glob_match(p, d.name.as_bytes())) {
-                    pairs.push((
-                        Reply::bulk(d.name),
-                        Reply::Bulk(Bytes::from(get(ctx, d.limit)?.to_string())),
-                    ));
+                    let value = get(ctx, d.limit)?;
+                    let shown = if d.letters {
+                        crate::notify::flags_text(value as u32)
+                    } else {
+                        value.to_string()
+                    };
+                    pairs.push((Reply::bulk(d.name), Reply::Bulk(Bytes::from(shown))));
                 }
             }
             Reply::Map(pairs)

@@ -25,6 +25,7 @@ use crate::args::{integer, is, Args};
 use crate::codec::{Reader, Writer};
 use crate::context::Context;
 use crate::leases::{self, Attachment};
+use crate::notify;
 use crate::parking::{self, ParkRef};
 use crate::record::{Record, ValueType};
 use crate::{Reply, RequestId};
@@ -358,6 +359,7 @@ fn save(
     let Some(deadline) = state.next_deadline(ctx.ct) else {
         if existing.is_some() {
             ctx.remove_own(name)?;
+            ctx.notify(notify::GENERIC, "del", name)?;
         }
         return Ok(());
     };
@@ -373,7 +375,8 @@ fn save(
         lease: None,
         body: Bytes::from(state.encode()),
     };
-    ctx.store(name, record)
+    ctx.store(name, record)?;
+    ctx.notify(notify::MODULE, "lock", name)
 }
 
 /// Settles a lock whose deadline passed (from the leader's sweeps).

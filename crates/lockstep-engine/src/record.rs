@@ -34,7 +34,7 @@ pub enum ValueType {
 }
 
 impl ValueType {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             ValueType::String => 0,
             ValueType::Hash => 1,
@@ -48,7 +48,7 @@ impl ValueType {
         }
     }
 
-    fn from_code(code: u8) -> Option<Self> {
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
         match code {
             0 => Some(ValueType::String),
             1 => Some(ValueType::Hash),

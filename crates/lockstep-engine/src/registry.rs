@@ -24,6 +24,7 @@ use crate::expiry::{Deadlines, Target};
 use crate::layout::prefix_end;
 use crate::leases::{self, Attachment};
 use crate::limits::{self, Limit};
+use crate::notify;
 use crate::record::{Record, ValueType};
 use crate::Reply;
 
@@ -557,11 +558,13 @@ fn save(
     if instances.is_empty() {
         if existing.is_some() {
             ctx.remove_own(service)?;
+            ctx.notify(notify::GENERIC, "del", service)?;
         }
         services.remove(&name);
     } else {
         let body = Bytes::from(encode_service(instances));
         ctx.store_body(service, existing, ValueType::Service, body)?;
+        ctx.notify(notify::MODULE, "service", service)?;
         services.insert(name, instances.len() as u64);
     }
     save_catalog(ctx, &services);

@@ -149,6 +149,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("barrier.leave", -3, Write, 1, 1, 1),
     spec("config.set", -3, Write, 0, 0, 0),
     spec("config.get", -2, Read, 0, 0, 0),
+    spec("changes.read", -4, Read, 0, 0, 0),
+    spec("changes.info", 1, Read, 0, 0, 0),
     spec("spublish", 3, Write, 1, 1, 1),
     spec("hset", -4, Write, 1, 1, 1),
     spec("hmset", -4, Write, 1, 1, 1),

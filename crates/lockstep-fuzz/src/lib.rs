@@ -88,7 +88,8 @@ impl Replica {
     }
 
     fn try_read(&self, argv: &[Bytes]) -> Result<Reply, StoreError> {
-        self.engine.read(&self.store, 1_000 + self.index * 10, argv)
+        self.engine
+            .read(&self.store, self.index, 1_000 + self.index * 10, argv)
     }
 
     /// Applies a command on a store the engine alone wrote: any storage

@@ -61,9 +61,9 @@ pub(crate) fn read_applied<S: NodeStore>(
     engine: &Engine,
     argv: &[Bytes],
 ) -> Result<Reply, StoreError> {
-    store.read_view(|state, _| {
+    store.read_view(|state, applied| {
         let ct = Engine::cluster_time(state)?;
-        engine.read(state, ct, argv)
+        engine.read(state, applied.index, ct, argv)
     })
 }
 

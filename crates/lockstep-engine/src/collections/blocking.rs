@@ -17,9 +17,10 @@ use bytes::Bytes;
 use lockstep_store::StoreError;
 
 use super::stored::{load, save, Failure, List, Outcome};
-use super::{bulk, pop, side, Side};
+use super::{bulk, side, Side};
 use crate::codec::{Reader, Writer};
 use crate::context::Context;
+use crate::notify;
 use crate::parking::{self, ParkRef};
 use crate::{Reply, RequestId};
 
@@ -202,33 +203,35 @@ impl Waiter {
 /// Pops for `pop` if one of its lists has an item.
 fn try_pop(ctx: &mut Context<'_>, pop: &BlockingPop) -> Outcome<Option<Reply>> {
     for key in &pop.keys {
-        let (record, mut list) = load::<List>(ctx, key)?;
+        let (record, list) = load::<List>(ctx, key)?;
         if let Some((destination, _)) = &pop.to {
             load::<List>(ctx, destination)?;
         }
-        let Some(item) = super::pop(&mut list.0, pop.from) else {
+        if list.0.is_empty() {
             continue;
-        };
-        save(ctx, key, record, &list)?;
-        return Ok(Some(match &pop.to {
-            Some((destination, to)) => {
-                push(ctx, destination, *to, item.clone())?;
-                bulk(&item)
-            }
-            None => Reply::Array(vec![bulk(key), bulk(&item)]),
-        }));
+        }
+        return Ok(Some(take(ctx, key, record, list, pop)?));
     }
     Ok(None)
 }
 
-fn push(ctx: &mut Context<'_>, key: &Bytes, to: Side, item: Bytes) -> Outcome<()> {
-    let (record, mut list) = load::<List>(ctx, key)?;
-    match to {
-        Side::Left => list.0.push_front(item),
-        Side::Right => list.0.push_back(item),
+/// Pops one item of the non-empty `list` at `key` for `pop`, as the
+/// command without B would: BLMOVE moves it as LMOVE does (and serves the
+/// destination's waiters), BLPOP answers the key and the item.
+fn take(
+    ctx: &mut Context<'_>,
+    key: &Bytes,
+    record: Option<crate::record::Record>,
+    mut list: List,
+    pop: &BlockingPop,
+) -> Outcome<Reply> {
+    if let Some((destination, to)) = &pop.to {
+        return super::lists::list_move(ctx, key, destination, pop.from, *to);
     }
-    save(ctx, key, record, &list)?;
-    serve(ctx, key)
+    let item = super::pop(&mut list.0, pop.from).expect("a non-empty list");
+    let event = (notify::LIST, super::lists::side_event(pop.from, "pop"));
+    save(ctx, key, record, &list, event)?;
+    Ok(Reply::Array(vec![bulk(key), bulk(&item)]))
 }
 
 /// A blocking pop as a command: pops at once if it can; otherwise parks
@@ -311,19 +314,12 @@ pub fn serve(ctx: &mut Context<'_>, key: &Bytes) -> Outcome<()> {
                 "queued wait id without a waiter",
             )));
         };
-        let (record, mut list) = load::<List>(ctx, key)?;
-        let Some(item) = pop(&mut list.0, waiter.pop.from) else {
+        let (record, list) = load::<List>(ctx, key)?;
+        if list.0.is_empty() {
             return Ok(());
-        };
-        save(ctx, key, record, &list)?;
+        }
         unregister(ctx, &waiter)?;
-        let reply = match &waiter.pop.to {
-            Some((destination, to)) => {
-                push(ctx, destination, *to, item.clone())?;
-                bulk(&item)
-            }
-            None => Reply::Array(vec![bulk(key), bulk(&item)]),
-        };
+        let reply = take(ctx, key, record, list, &waiter.pop)?;
         ctx.defer_reply(waiter.request, reply);
     }
 }

@@ -7,6 +7,7 @@ use super::{bulk, Validation};
 use crate::args::{integer, parse_i64};
 use crate::commands::strings::{format_float, parse_float};
 use crate::context::Context;
+use crate::notify;
 use crate::Reply;
 
 pub const NAMES: &[&str] = &[
@@ -50,7 +51,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
             for pair in args[1..].chunks(2) {
                 added += map.insert(pair[0].clone(), pair[1].clone()).is_none() as i64;
             }
-            save(ctx, key, record, &hash)?;
+            save(ctx, key, record, &hash, (notify::HASH, "hset"))?;
             return Ok(if name == "hset" {
                 Reply::Integer(added)
             } else {
@@ -62,7 +63,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 return Ok(Reply::Integer(0));
             }
             map.insert(args[1].clone(), args[2].clone());
-            save(ctx, key, record, &hash)?;
+            save(ctx, key, record, &hash, (notify::HASH, "hset"))?;
             return Ok(Reply::Integer(1));
         }
         "hdel" => {
@@ -71,7 +72,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 .filter(|f| map.remove(*f).is_some())
                 .count();
             if removed > 0 {
-                save(ctx, key, record, &hash)?;
+                save(ctx, key, record, &hash, (notify::HASH, "hdel"))?;
             }
             return Ok(Reply::Integer(removed as i64));
         }
@@ -86,7 +87,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 .checked_add(by)
                 .ok_or_else(|| Reply::error("ERR increment or decrement would overflow"))?;
             map.insert(args[1].clone(), Bytes::from(next.to_string()));
-            save(ctx, key, record, &hash)?;
+            save(ctx, key, record, &hash, (notify::HASH, "hincrby"))?;
             return Ok(Reply::Integer(next));
         }
         "hincrbyfloat" => {
@@ -103,7 +104,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
             }
             let text = Bytes::from(format_float(next));
             map.insert(args[1].clone(), text.clone());
-            save(ctx, key, record, &hash)?;
+            save(ctx, key, record, &hash, (notify::HASH, "hincrbyfloat"))?;
             return Ok(Reply::Bulk(text));
         }
         "hget" => map.get(&args[1]).map_or(Reply::Nil, bulk),

@@ -8,6 +8,7 @@ use super::stored::{load, save, List, Outcome};
 use super::{blocking, bulk, pop, positive_count, range, side, Side, Validation};
 use crate::args::{integer, is, Args};
 use crate::context::Context;
+use crate::notify;
 use crate::Reply;
 
 pub const NAMES: &[&str] = &[
@@ -95,7 +96,12 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 }
             }
             let len = items.len() as i64;
-            save(ctx, key, record, &list)?;
+            let event = if name.starts_with('l') {
+                "lpush"
+            } else {
+                "rpush"
+            };
+            save(ctx, key, record, &list, (notify::LIST, event))?;
             // Blocked clients are served after the push, as in Redis.
             blocking::serve(ctx, key)?;
             return Ok(Reply::Integer(len));
@@ -106,9 +112,12 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
             } else {
                 Side::Right
             };
+            let event = (notify::LIST, side_event(from, "pop"));
             let Some(count) = args.get(1) else {
                 let popped = pop(items, from);
-                save(ctx, key, record, &list)?;
+                if popped.is_some() {
+                    save(ctx, key, record, &list, event)?;
+                }
                 return Ok(popped.as_ref().map_or(Reply::Nil, bulk));
             };
             if record.is_none() {
@@ -119,7 +128,9 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 .map_while(|_| pop(items, from))
                 .map(|item| bulk(&item))
                 .collect();
-            save(ctx, key, record, &list)?;
+            if !popped.is_empty() {
+                save(ctx, key, record, &list, event)?;
+            }
             return Ok(Reply::Array(popped));
         }
         "lrem" => {
@@ -154,7 +165,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 items.remove(at);
             }
             if !positions.is_empty() {
-                save(ctx, key, record, &list)?;
+                save(ctx, key, record, &list, (notify::LIST, "lrem"))?;
             }
             return Ok(Reply::Integer(positions.len() as i64));
         }
@@ -172,7 +183,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 return Ok(Reply::error("ERR index out of range"));
             };
             *slot = args[2].clone();
-            save(ctx, key, record, &list)?;
+            save(ctx, key, record, &list, (notify::LIST, "lset"))?;
             return Ok(Reply::ok());
         }
         "ltrim" => {
@@ -182,7 +193,9 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                     None => VecDeque::new(),
                 };
             *items = kept;
-            save(ctx, key, record, &list)?;
+            if record.is_some() {
+                save(ctx, key, record, &list, (notify::LIST, "ltrim"))?;
+            }
             return Ok(Reply::ok());
         }
         "llen" => Reply::Integer(items.len() as i64),
@@ -207,7 +220,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
     Ok(reply)
 }
 
-fn list_move(
+pub(super) fn list_move(
     ctx: &mut Context<'_>,
     source: &Bytes,
     destination: &Bytes,
@@ -223,15 +236,41 @@ fn list_move(
     let Some(item) = pop(&mut source_list.0, from) else {
         return Ok(Reply::Nil);
     };
-    save(ctx, source, source_record, &source_list)?;
-    let (destination_record, mut destination_list) = load::<List>(ctx, destination)?;
-    match to {
-        Side::Left => destination_list.0.push_front(item.clone()),
-        Side::Right => destination_list.0.push_back(item.clone()),
+    let popped = (notify::LIST, side_event(from, "pop"));
+    let pushed = (notify::LIST, side_event(to, "push"));
+    let push = |list: &mut List| match to {
+        Side::Left => list.0.push_front(item.clone()),
+        Side::Right => list.0.push_back(item.clone()),
+    };
+    // As Redis: the push (its events first), then the pop's.
+    if source == destination {
+        push(&mut source_list);
+        save(ctx, source, source_record, &source_list, pushed)?;
+        ctx.notify(popped.0, popped.1, source)?;
+    } else {
+        let (destination_record, mut destination_list) = load::<List>(ctx, destination)?;
+        push(&mut destination_list);
+        save(
+            ctx,
+            destination,
+            destination_record,
+            &destination_list,
+            pushed,
+        )?;
+        save(ctx, source, source_record, &source_list, popped)?;
     }
-    save(ctx, destination, destination_record, &destination_list)?;
     blocking::serve(ctx, destination)?;
     Ok(bulk(&item))
+}
+
+/// `lpop`, `rpush`, ...: a list event's name for a side.
+pub fn side_event(side: Side, verb: &str) -> &'static str {
+    match (side, verb) {
+        (Side::Left, "pop") => "lpop",
+        (Side::Right, "pop") => "rpop",
+        (Side::Left, _) => "lpush",
+        (Side::Right, _) => "rpush",
+    }
 }
 
 /// LPOS's RANK, COUNT and MAXLEN.
@@ -342,6 +381,6 @@ fn linsert(ctx: &mut Context<'_>, args: &[Bytes]) -> Outcome<Reply> {
     list.0
         .insert(if before { at } else { at + 1 }, args[3].clone());
     let len = list.0.len() as i64;
-    save(ctx, &args[0], record, &list)?;
+    save(ctx, &args[0], record, &list, (notify::LIST, "linsert"))?;
     Ok(Reply::Integer(len))
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use super::stored::{load, save, Outcome, Set};
+use super::stored::{load, save, save_result, Outcome, Set};
 use super::{bulk, positive_count, Draw, Validation};
 use crate::args::{integer, is, Args};
 use crate::context::Context;
+use crate::notify;
 use crate::Reply;
 
 pub const NAMES: &[&str] = &[
@@ -122,8 +123,12 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
         if name.ends_with("store") {
             let result = combine(ctx, &args[1..], op)?;
             let len = result.len() as i64;
-            ctx.remove(&args[0])?;
-            save(ctx, &args[0], None, &Set(result))?;
+            let event = match op {
+                Algebra::Inter => "sinterstore",
+                Algebra::Union => "sunionstore",
+                Algebra::Diff => "sdiffstore",
+            };
+            save_result(ctx, &args[0], &Set(result), (notify::SET, event))?;
             return Ok(Reply::Integer(len));
         }
         let result = combine(ctx, args, op)?;
@@ -148,14 +153,14 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 .filter(|m| set.0.insert((*m).clone()))
                 .count();
             if added > 0 {
-                save(ctx, key, record, &set)?;
+                save(ctx, key, record, &set, (notify::SET, "sadd"))?;
             }
             Reply::Integer(added as i64)
         }
         "srem" => {
             let removed = args[1..].iter().filter(|m| set.0.remove(*m)).count();
             if removed > 0 {
-                save(ctx, key, record, &set)?;
+                save(ctx, key, record, &set, (notify::SET, "srem"))?;
             }
             Reply::Integer(removed as i64)
         }
@@ -175,7 +180,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                     return Ok(Reply::Nil);
                 };
                 set.0.remove(&member);
-                save(ctx, key, record, &set)?;
+                save(ctx, key, record, &set, (notify::SET, "spop"))?;
                 return Ok(bulk(&member));
             };
             let count = positive_count(count)?;
@@ -188,7 +193,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &str, args: &[Bytes]) -> Outcome<Rep
                 popped.push(bulk(&member));
             }
             if !popped.is_empty() {
-                save(ctx, key, record, &set)?;
+                save(ctx, key, record, &set, (notify::SET, "spop"))?;
             }
             Reply::Array(popped)
         }
@@ -244,9 +249,22 @@ fn smove(
         return Ok(Reply::Integer(1));
     }
     source_set.0.remove(member);
-    save(ctx, source, source_record, &source_set)?;
+    save(
+        ctx,
+        source,
+        source_record,
+        &source_set,
+        (notify::SET, "srem"),
+    )?;
     if destination_set.0.insert(member.clone()) {
-        save(ctx, destination, destination_record, &destination_set)?;
+        let event = (notify::SET, "sadd");
+        save(
+            ctx,
+            destination,
+            destination_record,
+            &destination_set,
+            event,
+        )?;
     }
     Ok(Reply::Integer(1))
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use lockstep_store::StoreError;
 
 use crate::context::Context;
+use crate::notify;
 use crate::record::{Record, ValueType};
 use crate::Reply;
 
@@ -97,21 +98,49 @@ pub fn load<T: Collection>(ctx: &Context<'_>, key: &[u8]) -> Outcome<(Option<Rec
     }
 }
 
-/// Writes a collection back; an empty collection deletes the key, as in Redis.
+/// A command's keyspace event: its notification class and Redis's name.
+pub type KeyEvent = (u32, &'static str);
+
+/// Writes a collection back and announces `event`; an empty collection
+/// deletes the key (a `del` event after the command's), as in Redis.
 pub fn save<T: Collection>(
     ctx: &mut Context<'_>,
     key: &[u8],
     existing: Option<Record>,
     value: &T,
+    (class, event): KeyEvent,
 ) -> Outcome<()> {
     if value.is_empty() {
         if existing.is_some() {
             ctx.remove(key)?;
+            ctx.notify(class, event, key)?;
+            ctx.notify(notify::GENERIC, "del", key)?;
         }
         return Ok(());
     }
     let body = Bytes::from(encode_items(&value.items()));
     ctx.store_body(key, existing, T::TYPE, body)?;
+    ctx.notify(class, event, key)?;
+    Ok(())
+}
+
+/// Writes the result of a STORE command at `key` in place of whatever was
+/// there (no TTL, a new value); an empty result deletes the key.
+pub fn save_result<T: Collection>(
+    ctx: &mut Context<'_>,
+    key: &[u8],
+    value: &T,
+    (class, event): KeyEvent,
+) -> Outcome<()> {
+    if value.is_empty() {
+        if ctx.remove(key)? {
+            ctx.notify(notify::GENERIC, "del", key)?;
+        }
+        return Ok(());
+    }
+    let body = Bytes::from(encode_items(&value.items()));
+    ctx.store_body(key, None, T::TYPE, body)?;
+    ctx.notify(class, event, key)?;
     Ok(())
 }
 

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::stored::{load, save, Failure, Outcome, Set, SortedSet};
+use super::stored::{load, save, save_result, Failure, Outcome, Set, SortedSet};
 use super::{bulk, positive_count, range, Validation};
 use crate::args::{integer, is};
 use crate::context::Context;
+use crate::notify;
 use crate::record::ValueType;
 use crate::Reply;
 
@@ -583,8 +584,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &'static str, args: &[Bytes]) -> Out
             let options = combine_options(name, &args[1..])?;
             let result = combine(ctx, name, &options)?;
             let len = result.scores.len() as i64;
-            ctx.remove(&args[0])?;
-            save(ctx, &args[0], None, &result)?;
+            save_result(ctx, &args[0], &result, (notify::ZSET, name))?;
             return Ok(Reply::Integer(len));
         }
         "zunion" | "zinter" | "zdiff" => {
@@ -629,7 +629,8 @@ pub fn execute(ctx: &mut Context<'_>, name: &'static str, args: &[Bytes]) -> Out
             }
             if added + changed > 0 {
                 zset.prepare();
-                save(ctx, key, record, &zset)?;
+                let event = if options.incr { "zincr" } else { "zadd" };
+                save(ctx, key, record, &zset, (notify::ZSET, event))?;
             }
             return Ok(if options.incr {
                 incremented.map_or(Reply::Nil, Reply::Double)
@@ -641,13 +642,16 @@ pub fn execute(ctx: &mut Context<'_>, name: &'static str, args: &[Bytes]) -> Out
         }
         "zincrby" => {
             let by = score(&args[1])?;
-            let next = zset.scores.get(&args[2]).copied().unwrap_or(0.0) + by;
+            let current = zset.scores.get(&args[2]).copied();
+            let next = current.unwrap_or(0.0) + by;
             if next.is_nan() {
                 return Err(Reply::error("ERR resulting score is not a number (NaN)").into());
             }
-            zset.scores.insert(args[2].clone(), next);
-            zset.prepare();
-            save(ctx, key, record, &zset)?;
+            if current != Some(next) {
+                zset.scores.insert(args[2].clone(), next);
+                zset.prepare();
+                save(ctx, key, record, &zset, (notify::ZSET, "zincr"))?;
+            }
             return Ok(Reply::Double(next));
         }
         "zrem" => {
@@ -657,7 +661,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &'static str, args: &[Bytes]) -> Out
                 .count();
             if removed > 0 {
                 zset.prepare();
-                save(ctx, key, record, &zset)?;
+                save(ctx, key, record, &zset, (notify::ZSET, "zrem"))?;
             }
             return Ok(Reply::Integer(removed as i64));
         }
@@ -720,7 +724,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &'static str, args: &[Bytes]) -> Out
             }
             if !doomed.is_empty() {
                 zset.prepare();
-                save(ctx, key, record, &zset)?;
+                save(ctx, key, record, &zset, (notify::ZSET, name))?;
             }
             Reply::Integer(doomed.len() as i64)
         }
@@ -746,7 +750,7 @@ pub fn execute(ctx: &mut Context<'_>, name: &'static str, args: &[Bytes]) -> Out
             }
             if !popped.is_empty() {
                 zset.prepare();
-                save(ctx, key, record, &zset)?;
+                save(ctx, key, record, &zset, (notify::ZSET, name))?;
             }
             Reply::Array(out)
         }

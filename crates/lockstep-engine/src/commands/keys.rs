@@ -10,6 +10,7 @@ use crate::collections::blocking;
 use crate::context::Context;
 use crate::glob::glob_match;
 use crate::layout::{prefix_end, VALUE, VALUE_KEY_HEADER};
+use crate::notify;
 use crate::record::{Record, ValueType};
 use crate::Reply;
 
@@ -295,7 +296,10 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
         KeyCommand::Del(keys) => {
             let mut removed = 0;
             for key in keys {
-                removed += ctx.remove(&key)? as i64;
+                if ctx.remove(&key)? {
+                    ctx.notify(notify::GENERIC, "del", &key)?;
+                    removed += 1;
+                }
             }
             Reply::Integer(removed)
         }
@@ -326,10 +330,12 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
             }
             if at <= ctx.ct as i64 {
                 ctx.remove(&key)?;
+                ctx.notify(notify::GENERIC, "del", &key)?;
             } else {
                 record.expire_at = Some(at as u64);
                 record.modified = ctx.index;
                 ctx.store(&key, record)?;
+                ctx.notify(notify::GENERIC, "expire", &key)?;
             }
             Reply::Integer(1)
         }
@@ -356,6 +362,7 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
                 record.expire_at = None;
                 record.modified = ctx.index;
                 ctx.store(&key, record)?;
+                ctx.notify(notify::GENERIC, "persist", &key)?;
                 Reply::Integer(1)
             }
             _ => Reply::Integer(0),
@@ -410,7 +417,11 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
             // One by one, so locks, elections, barriers and services answer
             // what is parked in them and leases let go of their keys.
             for key in doomed {
-                ctx.remove(&key)?;
+                if ctx.remove(&key)? {
+                    // Redis publishes nothing for FLUSHALL; the feed says
+                    // what went.
+                    ctx.note_change("flushall", &key)?;
+                }
             }
             Reply::ok()
         }
@@ -441,7 +452,10 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
                 }
             }
             ctx.remove(&from)?;
-            place(ctx, &to, record)?;
+            let arrived = place(ctx, &to, record)?;
+            ctx.notify(notify::GENERIC, "rename_from", &from)?;
+            ctx.notify(notify::GENERIC, "rename_to", &to)?;
+            arrived.serve(ctx, &to)?;
             if only_if_new {
                 Reply::Integer(1)
             } else {
@@ -465,7 +479,9 @@ pub fn execute(ctx: &mut Context<'_>, command: KeyCommand) -> Result<Reply, Stor
                 Some(existing) if existing.value_type.is_managed() => return Ok(cannot_move_lock()),
                 _ => {}
             }
-            place(ctx, &to, record)?;
+            let arrived = place(ctx, &to, record)?;
+            ctx.notify(notify::GENERIC, "copy_to", &to)?;
+            arrived.serve(ctx, &to)?;
             Reply::Integer(1)
         }
         KeyCommand::Object(query, key) => object(ctx, query, key)?,
@@ -498,10 +514,24 @@ fn cannot_move_lock() -> Reply {
     )
 }
 
+/// A value written by RENAME or COPY: a list serves the clients blocked on
+/// its new name once the command's own events are out, as in Redis.
+struct Arrived {
+    is_list: bool,
+}
+
+impl Arrived {
+    fn serve(self, ctx: &mut Context<'_>, to: &Bytes) -> Result<(), StoreError> {
+        if self.is_list {
+            blocking::failure_reply(blocking::serve(ctx, to).map(|()| Reply::ok()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes a moved or copied value at `to`, replacing what was there: a new
-/// value there, so a new fencing token, with the source's TTL. A list that
-/// arrives serves the clients blocked on `to`, as in Redis.
-fn place(ctx: &mut Context<'_>, to: &Bytes, record: Record) -> Result<(), StoreError> {
+/// value there, so a new fencing token, with the source's TTL.
+fn place(ctx: &mut Context<'_>, to: &Bytes, record: Record) -> Result<Arrived, StoreError> {
     ctx.remove(to)?;
     let is_list = record.value_type == ValueType::List;
     ctx.store(
@@ -514,10 +544,7 @@ fn place(ctx: &mut Context<'_>, to: &Bytes, record: Record) -> Result<(), StoreE
             ..record
         },
     )?;
-    if is_list {
-        blocking::failure_reply(blocking::serve(ctx, to).map(|()| Reply::ok()))?;
-    }
-    Ok(())
+    Ok(Arrived { is_list })
 }
 
 /// OBJECT: lockstep keeps every value in one record, so the encoding is

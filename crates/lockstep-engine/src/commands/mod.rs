@@ -16,6 +16,7 @@ use lockstep_store::StoreError;
 
 use crate::args::{integer, is};
 use crate::barrier::{self, BarrierCommand};
+use crate::changes::{self, ChangesCommand};
 use crate::collections::blocking::{self, BlockingPop};
 use crate::collections::{self, CollectionCommand};
 use crate::context::Context;
@@ -135,6 +136,8 @@ pub enum Command {
     /// BARRIER.SET / WAIT / REMOVE / ENTER / LEAVE.
     Barrier(BarrierCommand),
     Limits(LimitsCommand),
+    /// CHANGES.READ / CHANGES.INFO: the change feed.
+    Changes(ChangesCommand),
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
 }
@@ -185,6 +188,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         name if name.starts_with("svc.") => Command::Registry(registry::parse(name, args)?),
         name if name.starts_with("barrier.") => Command::Barrier(barrier::parse(name, args)?),
         "config.set" | "config.get" => Command::Limits(limits::parse(spec.name, args)?),
+        "changes.read" | "changes.info" => Command::Changes(changes::parse(spec.name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),
             message: args[1].clone(),
@@ -247,6 +251,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         Command::Registry(command) => registry::execute(ctx, command)?,
         Command::Barrier(command) => barrier::execute(ctx, command)?,
         Command::Limits(command) => limits::execute(ctx, command)?,
+        Command::Changes(command) => changes::execute(ctx, command)?,
         Command::Blocking(pop) => blocking::failure_reply(blocking::execute(ctx, pop))?,
         Command::Park { id, inner } => {
             if id.is_empty() {

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::args::{integer, is, parse_i64, Args};
 use crate::context::Context;
+use crate::notify;
 use crate::record::Record;
 use crate::Reply;
 
@@ -495,13 +496,19 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                 match expire_at {
                     // An absolute deadline already past: Redis deletes the key.
                     Some(at) if at <= ctx.ct as i64 => {
-                        ctx.remove(&key)?;
+                        if ctx.remove(&key)? {
+                            ctx.notify(notify::GENERIC, "del", &key)?;
+                        }
                     }
                     _ => {
                         let mut record =
                             Record::string(value, ctx.index, expire_at.map(|at| at as u64));
                         record.lease = lease;
                         ctx.store(&key, record)?;
+                        ctx.notify(notify::STRING, "set", &key)?;
+                        if matches!(ttl, TtlChange::Set(_)) {
+                            ctx.notify(notify::GENERIC, "expire", &key)?;
+                        }
                     }
                 }
             }
@@ -521,12 +528,14 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                 None => Reply::Nil,
             };
             ctx.store_string(&key, value, None)?;
+            ctx.notify(notify::STRING, "set", &key)?;
             old
         }
         StringCommand::GetDel(key) => match string_or_reply!(ctx, &key) {
             None => Reply::Nil,
             Some((body, _)) => {
                 ctx.remove(&key)?;
+                ctx.notify(notify::GENERIC, "del", &key)?;
                 Reply::Bulk(body)
             }
         },
@@ -544,16 +553,19 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                             record.expire_at = None;
                             record.modified = ctx.index;
                             ctx.store(&key, record)?;
+                            ctx.notify(notify::GENERIC, "persist", &key)?;
                         }
                     }
                     Some(TtlChange::Set(expiry)) => {
                         let at = resolve(ctx, expiry);
                         if at <= ctx.ct as i64 {
                             ctx.remove(&key)?;
+                            ctx.notify(notify::GENERIC, "del", &key)?;
                         } else {
                             record.expire_at = Some(at as u64);
                             record.modified = ctx.index;
                             ctx.store(&key, record)?;
+                            ctx.notify(notify::GENERIC, "expire", &key)?;
                         }
                     }
                 }
@@ -583,6 +595,7 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
             }
             for (key, value) in pairs {
                 ctx.store_string(&key, value, None)?;
+                ctx.notify(notify::STRING, "set", &key)?;
             }
             if only_if_none_exist {
                 Reply::Integer(1)
@@ -602,6 +615,7 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                 return Ok(Reply::error("ERR increment or decrement would overflow"));
             };
             ctx.store_string(&key, Bytes::from(next.to_string()), expire_at)?;
+            ctx.notify(notify::STRING, "incrby", &key)?;
             Reply::Integer(next)
         }
         StringCommand::IncrByFloat(key, by) => {
@@ -618,6 +632,7 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
             }
             let text = Bytes::from(format_float(next));
             ctx.store_string(&key, text.clone(), expire_at)?;
+            ctx.notify(notify::STRING, "incrbyfloat", &key)?;
             Reply::Bulk(text)
         }
         StringCommand::Append(key, suffix) => {
@@ -629,6 +644,7 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
             body.extend_from_slice(&suffix);
             let len = body.len() as i64;
             ctx.store_string(&key, Bytes::from(body), expire_at)?;
+            ctx.notify(notify::STRING, "append", &key)?;
             Reply::Integer(len)
         }
         StringCommand::StrLen(key) => {
@@ -661,6 +677,7 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
             body[offset..end].copy_from_slice(&value);
             let len = body.len() as i64;
             ctx.store_string(&key, Bytes::from(body), expire_at)?;
+            ctx.notify(notify::STRING, "setrange", &key)?;
             Reply::Integer(len)
         }
         StringCommand::GetBit(key, offset) => {
@@ -668,10 +685,17 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
             Reply::Integer(body.map_or(0, |body| bit(&body, offset) as i64))
         }
         StringCommand::SetBit(key, offset, value) => {
-            let (body, expire_at) = string_or_reply!(ctx, &key).unwrap_or_default();
+            let current = string_or_reply!(ctx, &key);
+            let existed = current.is_some();
+            let (body, expire_at) = current.unwrap_or_default();
             let old = bit(&body, offset);
             let mut body = body.to_vec();
             let byte = (offset / 8) as usize;
+            // As Redis: a bit set to what it was, in a key that neither
+            // appears nor grows, is no write (and no event).
+            if existed && body.len() > byte && old == value {
+                return Ok(Reply::Integer(old as i64));
+            }
             if body.len() <= byte {
                 body.resize(byte + 1, 0);
             }
@@ -682,6 +706,7 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                 body[byte] &= !mask;
             }
             ctx.store_string(&key, Bytes::from(body), expire_at)?;
+            ctx.notify(notify::STRING, "setbit", &key)?;
             Reply::Integer(old as i64)
         }
         StringCommand::BitCount(key, range) => {
@@ -695,7 +720,13 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                 return Ok(Reply::Integer(0));
             }
             match condition.allows(existing.as_ref()) {
-                Ok(true) => Reply::Integer(ctx.remove(&key)? as i64),
+                Ok(true) => {
+                    let removed = ctx.remove(&key)?;
+                    if removed {
+                        ctx.notify(notify::GENERIC, "del", &key)?;
+                    }
+                    Reply::Integer(removed as i64)
+                }
                 Ok(false) => Reply::Integer(0),
                 Err(reply) => reply,
             }
@@ -710,6 +741,7 @@ pub fn execute(ctx: &mut Context<'_>, command: StringCommand) -> Result<Reply, S
                     record.expire_at = Some(ctx.ct.saturating_add(millis as u64));
                     record.modified = ctx.index;
                     ctx.store(&key, record)?;
+                    ctx.notify(notify::GENERIC, "expire", &key)?;
                     Reply::Integer(1)
                 }
                 Ok(_) => Reply::Integer(0),

@@ -101,7 +101,9 @@ impl<S: NodeStore> Replica<S> {
             .iter()
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect();
-        self.engine.read(&self.store, ct, &args).unwrap()
+        self.engine
+            .read(&self.store, self.index, ct, &args)
+            .unwrap()
     }
 
     pub fn write_argv(&mut self, ct: u64, command: Vec<Bytes>) -> Reply {
@@ -110,7 +112,9 @@ impl<S: NodeStore> Replica<S> {
     }
 
     pub fn read(&self, ct: u64, command: &str) -> Reply {
-        self.engine.read(&self.store, ct, &argv(command)).unwrap()
+        self.engine
+            .read(&self.store, self.index, ct, &argv(command))
+            .unwrap()
     }
 
     /// Applies a leader's sweep entry at `ct`; returns the keys it removed

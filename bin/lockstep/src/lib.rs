@@ -91,7 +91,7 @@ async fn run(settings: Settings, log: Logger) -> Result<()> {
         store,
         peer_listener,
         &tokio::runtime::Handle::current(),
-        Arc::new(move |event| sink.deliver(event)),
+        Arc::new(move |index, event| sink.deliver(index, event)),
         &log,
     )
     .context("starting the replication core")?;

@@ -1,6 +1,7 @@
 //! The replication core: one raft-rs `RawNode` with its Ready handling,
 //! proposals, ReadIndex reads, apply and leadership duties.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -55,15 +56,15 @@ impl TimeSource for SystemTime {
 }
 
 /// Serves a read-only command from `store`'s applied state, at the cluster
-/// time of the last applied entry.
+/// time of the last applied entry; with the index that state is at.
 pub(crate) fn read_applied<S: NodeStore>(
     store: &S,
     engine: &Engine,
     argv: &[Bytes],
-) -> Result<Reply, StoreError> {
+) -> Result<(Reply, u64), StoreError> {
     store.read_view(|state, applied| {
         let ct = Engine::cluster_time(state)?;
-        engine.read(state, applied.index, ct, argv)
+        Ok((engine.read(state, applied.index, ct, argv)?, applied.index))
     })
 }
 
@@ -143,9 +144,9 @@ struct Effects {
     reply: Option<(u64, Reply, bool)>,
 }
 
-/// Delivers an applied entry's event to this node's subscribers; returns
-/// how many received it.
-pub type EventSink = Arc<dyn Fn(&AppliedEvent) -> usize + Send + Sync>;
+/// Delivers an applied entry's event (with the entry's index) to this
+/// node's subscribers; returns how many received it.
+pub type EventSink = Arc<dyn Fn(u64, &AppliedEvent) -> usize + Send + Sync>;
 
 impl<'a> AppliedRun<'a> {
     fn new(base: &'a dyn StateRead) -> Self {
@@ -229,11 +230,21 @@ impl<S: NodeStore> Core<S> {
             expiry_in_flight: None,
             applied_ct: cluster_time,
             sink,
+            delivered: Arc::new(AtomicU64::new(0)),
             config,
             log,
         };
+        core.delivered
+            .store(core.store.applied().index, Ordering::Release);
         core.publish_status();
         Ok(core)
+    }
+
+    /// The index through which applied entries' events have been handed
+    /// to the sink (it trails the applied state by the time the sink
+    /// takes).
+    pub(crate) fn delivered_cell(&self) -> Arc<AtomicU64> {
+        self.delivered.clone()
     }
 
     pub(crate) fn status_cell(&self) -> Arc<RwLock<NodeStatus>> {
@@ -286,6 +297,8 @@ pub struct Core<S: NodeStore> {
     expiry_in_flight: Option<(u64, Instant)>,
     applied_ct: u64,
     sink: EventSink,
+    /// Events handed to the sink through this index (see `delivered_cell`).
+    delivered: Arc<AtomicU64>,
     config: NodeConfig,
     log: Logger,
 }
@@ -312,7 +325,7 @@ impl<S: NodeStore> Core<S> {
 
     /// Reads this node's applied state (linearizable after a barrier).
     pub fn read_local(&self, argv: &[Bytes]) -> Result<Reply, StoreError> {
-        read_applied(&*self.store, &self.engine, argv)
+        read_applied(&*self.store, &self.engine, argv).map(|(reply, _)| reply)
     }
 
     /// Hands over a frame a peer sent; undecodable frames are dropped.
@@ -597,6 +610,8 @@ impl<S: NodeStore> Core<S> {
                     .store
                     .read_view(|state, _| Engine::cluster_time(state))?;
                 self.engine = self.store.read_view(|state, _| Engine::open(state))?;
+                self.delivered
+                    .store(self.store.applied().index, Ordering::Release);
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
             }
             for read_state in ready.take_read_states() {
@@ -772,7 +787,11 @@ impl<S: NodeStore> Core<S> {
         let overlay = std::mem::replace(&mut run.overlay, Overlay::caching(run.base));
         self.store.apply(&overlay.into_batch(), position)?;
         for effects in run.effects.drain(..) {
-            let delivered: usize = effects.events.iter().map(|event| (self.sink)(event)).sum();
+            let delivered: usize = effects
+                .events
+                .iter()
+                .map(|event| (self.sink)(effects.index, event))
+                .sum();
             if let Some((seq, reply, counts_deliveries)) = effects.reply {
                 let reply = if counts_deliveries {
                     Reply::Integer(delivered as i64)
@@ -791,6 +810,7 @@ impl<S: NodeStore> Core<S> {
                 }
             }
         }
+        self.delivered.store(position.index, Ordering::Release);
         Ok(())
     }
 

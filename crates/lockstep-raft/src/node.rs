@@ -41,7 +41,7 @@ pub(crate) enum Event {
     Stop,
 }
 
-type Reader = dyn Fn(&[Bytes]) -> Result<Reply, StoreError> + Send + Sync;
+type Reader = dyn Fn(&[Bytes]) -> Result<(Reply, u64), StoreError> + Send + Sync;
 
 /// The client side of a running node; cheap to clone.
 #[derive(Clone)]
@@ -49,6 +49,7 @@ pub struct NodeHandle {
     events: Sender<Event>,
     status: Arc<RwLock<NodeStatus>>,
     reader: Arc<Reader>,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
     request_timeout: Duration,
     /// A negative control for the fault tests: reads skip ReadIndex and
     /// may be stale. Only a debug build with the test switches can set it.
@@ -88,18 +89,36 @@ impl NodeHandle {
 
     /// A linearizable read of a read-only command.
     pub async fn read(&self, argv: &[Bytes]) -> Result<Reply, ProposeError> {
+        Ok(self.read_at(argv).await?.0)
+    }
+
+    /// A linearizable read, with the applied index of the state it read.
+    pub async fn read_at(&self, argv: &[Bytes]) -> Result<(Reply, u64), ProposeError> {
         if !self.barrier_free_reads {
             self.read_barrier().await?;
         }
-        Ok(self.read_local(argv))
+        Ok(self.read_local_at(argv))
     }
 
     /// A read of this node's applied state, without a barrier (may be stale).
     pub fn read_local(&self, argv: &[Bytes]) -> Reply {
+        self.read_local_at(argv).0
+    }
+
+    /// A read of this node's applied state, with the index it is at.
+    pub fn read_local_at(&self, argv: &[Bytes]) -> (Reply, u64) {
         match (self.reader)(argv) {
-            Ok(reply) => reply,
-            Err(err) => Reply::error(format!("ERR storage failure: {err}")),
+            Ok(answer) => answer,
+            Err(err) => (Reply::error(format!("ERR storage failure: {err}")), 0),
         }
+    }
+
+    /// The index through which this node has delivered the events of
+    /// applied entries (published messages, changes); a reply computed at
+    /// a later index waits for it, so that a client sees an event before
+    /// any reply computed at or after it.
+    pub fn delivered_index(&self) -> u64 {
+        self.delivered.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -176,6 +195,7 @@ impl Node {
             events: events_tx,
             status: core.status_cell(),
             reader,
+            delivered: core.delivered_cell(),
             request_timeout: core.request_timeout(),
             barrier_free_reads: false,
         };

@@ -14,6 +14,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::codec::{ProtocolError, RequestDecoder};
 use crate::encode::{encode, Protocol};
+use crate::pubsub::Push;
 use crate::session::Session;
 use crate::ServerContext;
 
@@ -61,12 +62,14 @@ pub async fn run(
                 }
                 tokio::select! {
                     next = frames.next() => next,
-                    Some(message) = messages.recv() => {
+                    Some(push) = messages.recv() => {
                         if overflowed.load(std::sync::atomic::Ordering::Relaxed) {
                             debug!(context.log, "closing subscriber that fell behind"; "client" => id);
                             break;
                         }
-                        encode(session.protocol(), &message, &mut out);
+                        // Idle: any later reply is computed after this
+                        // push's entry was applied, so it goes out now.
+                        encode(session.protocol(), &push.message, &mut out);
                         continue;
                     }
                     _ = shutdown.changed() => break,
@@ -100,7 +103,11 @@ pub async fn run(
         } else {
             session.execute(argv).await
         };
+        let after = pushes_around_reply(&session, &mut messages, &mut out).await;
         encode(session.protocol(), &reply, &mut out);
+        for push in after {
+            encode(session.protocol(), &push.message, &mut out);
+        }
         if close {
             break;
         }
@@ -118,6 +125,42 @@ pub async fn run(
     }
     session.finish().await;
     context.clients.unregister(id);
+}
+
+/// Longest a reply waits for this node to hand out the events of the
+/// entries it was computed from (normally microseconds).
+const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Orders the connection's waiting pushes around the reply about to be
+/// written: those caused by entries up to the reply's index go first (a
+/// client sees an invalidation or a watch event before any reply that
+/// reflects the change), the later ones after it. Returns the later ones.
+async fn pushes_around_reply(
+    session: &Session,
+    messages: &mut tokio::sync::mpsc::Receiver<Push>,
+    out: &mut BytesMut,
+) -> Vec<Push> {
+    let (index, own_write) = session.reply_position();
+    if index > 0 {
+        let node = &session.context().node;
+        let started = std::time::Instant::now();
+        while node.delivered_index() < index && started.elapsed() < DELIVERY_WAIT {
+            tokio::task::yield_now().await;
+        }
+    }
+    let noloop = own_write && session.noloop();
+    let mut after = Vec::new();
+    while let Ok(push) = messages.try_recv() {
+        if noloop && push.index == index && push.invalidation.is_some() {
+            continue;
+        }
+        if push.index <= index {
+            encode(session.protocol(), &push.message, out);
+        } else {
+            after.push(push);
+        }
+    }
+    after
 }
 
 /// Resolves when the client has closed its side of the connection; never

@@ -20,6 +20,7 @@ mod pubsub;
 mod server;
 mod session;
 mod subscriptions;
+mod tracking;
 mod transaction;
 mod watchers;
 

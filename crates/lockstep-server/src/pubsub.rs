@@ -31,15 +31,36 @@ impl Kind {
     }
 }
 
+/// A message for one connection: published messages, invalidations,
+/// watch events. `index` is the entry that caused it: the connection
+/// writes it before any reply computed at or after that index.
+#[derive(Clone, Debug)]
+pub struct Push {
+    pub index: u64,
+    pub message: Reply,
+    /// An invalidation for this tracking client (NOLOOP may drop it).
+    pub invalidation: Option<u64>,
+}
+
+impl Push {
+    pub fn new(index: u64, message: Reply) -> Self {
+        Push {
+            index,
+            message,
+            invalidation: None,
+        }
+    }
+}
+
 /// One connection's way to receive messages.
 #[derive(Clone)]
 pub struct Mailbox {
-    sender: mpsc::Sender<Reply>,
+    sender: mpsc::Sender<Push>,
     overflowed: Arc<AtomicBool>,
 }
 
 impl Mailbox {
-    pub fn new() -> (Mailbox, mpsc::Receiver<Reply>, Arc<AtomicBool>) {
+    pub fn new() -> (Mailbox, mpsc::Receiver<Push>, Arc<AtomicBool>) {
         let (sender, receiver) = mpsc::channel(SUBSCRIBER_QUEUE);
         let overflowed = Arc::new(AtomicBool::new(false));
         (
@@ -52,7 +73,8 @@ impl Mailbox {
         )
     }
 
-    fn post(&self, message: Reply) -> bool {
+    /// Queues `message`; a connection too far behind is marked to close.
+    pub fn post(&self, message: Push) -> bool {
         match self.sender.try_send(message) {
             Ok(()) => true,
             Err(_) => {
@@ -83,8 +105,9 @@ impl PubSub {
         f(&mut self.subscriptions.lock().expect("pubsub lock"))
     }
 
-    /// Delivers an applied entry's event; returns how many received it.
-    pub fn deliver(&self, event: &Event) -> usize {
+    /// Delivers the event of the entry at `index`; returns how many
+    /// received it.
+    pub fn deliver(&self, index: u64, event: &Event) -> usize {
         let Event::Publish {
             channel,
             message,
@@ -100,7 +123,7 @@ impl PubSub {
             if let Some(boxes) = subs.get(&kind).and_then(|by| by.get(channel)) {
                 for mailbox in boxes.values() {
                     let push = Reply::Push(vec![Reply::bulk(verb), bulk(channel), bulk(message)]);
-                    delivered += mailbox.post(push) as usize;
+                    delivered += mailbox.post(Push::new(index, push)) as usize;
                 }
             }
             if !sharded {
@@ -115,7 +138,7 @@ impl PubSub {
                             bulk(channel),
                             bulk(message),
                         ]);
-                        delivered += mailbox.post(push) as usize;
+                        delivered += mailbox.post(Push::new(index, push)) as usize;
                     }
                 }
             }

@@ -14,6 +14,7 @@ use crate::clients::Clients;
 use crate::connection;
 use crate::keepalive::Keepalives;
 use crate::pubsub::PubSub;
+use crate::tracking::Tracking;
 use crate::watchers::Watchers;
 use crate::Limits;
 
@@ -24,18 +25,20 @@ use crate::Limits;
 pub struct Events {
     pub pubsub: Arc<PubSub>,
     pub watchers: Arc<Watchers>,
+    pub tracking: Arc<Tracking>,
 }
 
 impl Events {
-    /// Delivers one event; returns how many subscribers received a
-    /// published message.
-    pub fn deliver(&self, event: &lockstep_engine::Event) -> usize {
+    /// Delivers one event of the entry at `index`; returns how many
+    /// subscribers received a published message.
+    pub fn deliver(&self, index: u64, event: &lockstep_engine::Event) -> usize {
         match event {
             lockstep_engine::Event::Changed { key } => {
-                self.watchers.changed(key);
+                self.watchers.changed(index, key);
+                self.tracking.changed(index, key);
                 0
             }
-            publish => self.pubsub.deliver(publish),
+            publish => self.pubsub.deliver(index, publish),
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct ServerContext {
     pub pubsub: Arc<PubSub>,
     /// Readers blocked until a record changes.
     pub watchers: Arc<Watchers>,
+    /// Client-side caching.
+    pub tracking: Arc<Tracking>,
     /// Coalesced lease renewals.
     pub keepalives: Keepalives,
     pub started: Instant,
@@ -73,6 +78,7 @@ impl ServerContext {
             client_addrs,
             pubsub: events.pubsub.clone(),
             watchers: events.watchers.clone(),
+            tracking: events.tracking.clone(),
             started: Instant::now(),
             clients: Clients::default(),
             log,

@@ -9,14 +9,14 @@ use bytes::Bytes;
 use lockstep_engine::Reply;
 use tokio::sync::mpsc;
 
-use crate::pubsub::{Kind, Mailbox, PubSub};
+use crate::pubsub::{Kind, Mailbox, PubSub, Push};
 
 pub struct Subscriptions {
     client: u64,
     pubsub: Arc<PubSub>,
     mailbox: Mailbox,
     /// Taken by the connection, which writes what arrives in it.
-    receiver: Option<mpsc::Receiver<Reply>>,
+    receiver: Option<mpsc::Receiver<Push>>,
     overflowed: Arc<AtomicBool>,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
@@ -38,8 +38,13 @@ impl Subscriptions {
         }
     }
 
-    pub fn take_receiver(&mut self) -> Option<mpsc::Receiver<Reply>> {
+    pub fn take_receiver(&mut self) -> Option<mpsc::Receiver<Push>> {
         self.receiver.take()
+    }
+
+    /// Where this connection's messages go.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
     }
 
     pub fn overflowed(&self) -> Arc<AtomicBool> {

@@ -1,7 +1,9 @@
 //! Readers blocked until a key's record changes (ELECT.OBSERVE,
 //! SVC.DISCOVER ... AFTER, BARRIER.WAIT): woken by the `Changed` events
 //! of applied entries, on this node, for exactly the keys they watch. No
-//! polling, and a write to another key wakes nobody.
+//! polling, and a write to another key wakes nobody. Change-feed readers
+//! (CHANGES.READ ... BLOCK, CHANGES.SUBSCRIBE) follow the index of the
+//! newest change instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,9 +11,19 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-#[derive(Default)]
 pub struct Watchers {
     by_key: Mutex<HashMap<Bytes, Vec<Arc<Notify>>>>,
+    /// The index of the newest applied change.
+    feed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers {
+            by_key: Mutex::default(),
+            feed: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// A registration; dropping it stops watching.
@@ -56,8 +68,18 @@ impl Watchers {
         }
     }
 
-    /// `key`'s record changed: wake its watchers.
-    pub fn changed(&self, key: &Bytes) {
+    /// Follows the index of the newest change (any key).
+    pub fn feed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.feed.subscribe()
+    }
+
+    /// `key`'s record changed at `index`: wake its watchers.
+    pub fn changed(&self, index: u64, key: &Bytes) {
+        self.feed.send_if_modified(|newest| {
+            let moved = index > *newest;
+            *newest = (*newest).max(index);
+            moved
+        });
         let by_key = self.by_key.lock().expect("watchers lock");
         if let Some(list) = by_key.get(key) {
             for notify in list {

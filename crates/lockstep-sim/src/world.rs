@@ -273,7 +273,7 @@ impl World {
             node.store.clone(),
             Box::new(NodeSender::new(node.outbox.clone())),
             node.time.clone(),
-            Arc::new(|_: &lockstep_engine::Event| 0usize),
+            Arc::new(|_: u64, _: &lockstep_engine::Event| 0usize),
             &slog::Logger::root(slog::Discard, slog::o!()),
         )
         .expect("a memory store opens");

@@ -34,6 +34,10 @@ pub fn blocks(argv: &[Bytes]) -> bool {
     if is(name, "barrier.wait") {
         return true;
     }
+    if is(name, "changes.read") {
+        // Options follow `pattern FROM index`; no option's value is a word.
+        return argv.iter().skip(4).any(|arg| is(arg, "block"));
+    }
     (is(name, "elect.observe") || is(name, "svc.discover")) && option(argv, 2, "after").is_some()
 }
 
@@ -52,6 +56,7 @@ impl Session {
             "elect.observe" | "svc.discover" | "barrier.wait" if blocks(argv) => {
                 self.blocking_read(argv).await
             }
+            "changes.read" if blocks(argv) => self.blocking_feed_read(argv).await,
             "svc.pick" if argv.len() >= 2 && option(argv, 2, "cursor").is_none() => {
                 if self.pick_turns.len() >= MAX_PICK_SERVICES {
                     self.pick_turns.clear();
@@ -146,6 +151,74 @@ impl Session {
         match self.context.keepalives.renew(ids).await {
             Ok(remaining) => Reply::Array(remaining.into_iter().map(Reply::Integer).collect()),
             Err(err) => propose_error(err, self.context.node.request_timeout().as_secs()),
+        }
+    }
+
+    /// CHANGES.READ ... BLOCK ms: an empty page waits until a change is
+    /// applied on this node, then reads on from where the page ended; at
+    /// the timeout the (empty) page is the answer, with the index reached.
+    /// BLOCK 0 waits without end.
+    async fn blocking_feed_read(&mut self, argv: &[Bytes]) -> Reply {
+        if let Err(reply) = lockstep_engine::parse(argv) {
+            return reply;
+        }
+        let block_at = 4 + argv[4..]
+            .iter()
+            .position(|arg| is(arg, "block"))
+            .unwrap_or(0);
+        let wait = argv
+            .get(block_at + 1)
+            .and_then(|ms| number(ms))
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        let deadline = wait.map(|wait| Instant::now() + wait);
+        // Without BLOCK: the engine answers at once.
+        let mut query: Vec<Bytes> = argv.to_vec();
+        query.drain(block_at..(block_at + 2).min(query.len()));
+        let mut feed = self.context.watchers.feed();
+        let node = self.context.node.clone();
+        let mut first = true;
+        loop {
+            feed.mark_unchanged();
+            let reply = if first && !self.stale_reads {
+                match node.read(&query).await {
+                    Ok(reply) => reply,
+                    Err(err) => return propose_error(err, node.request_timeout().as_secs()),
+                }
+            } else {
+                node.read_local(&query)
+            };
+            first = false;
+            let Reply::Map(fields) = &reply else {
+                return reply;
+            };
+            let found = fields.iter().any(|(k, v)| {
+                matches!((k, v), (Reply::Bulk(k), Reply::Array(changes)) if k.as_ref() == b"changes" && !changes.is_empty())
+            });
+            if found {
+                return reply;
+            }
+            // Go on from where this page ended.
+            let next = fields.iter().find_map(|(k, v)| match (k, v) {
+                (Reply::Bulk(k), Reply::Integer(next)) if k.as_ref() == b"next" => Some(*next),
+                _ => None,
+            });
+            if let Some(next) = next {
+                query[3] = Bytes::from(next.to_string());
+            }
+            match deadline {
+                Some(at) => {
+                    tokio::select! {
+                        changed = feed.changed() => if changed.is_err() { return reply },
+                        _ = tokio::time::sleep_until(at.into()) => return reply,
+                    }
+                }
+                None => {
+                    if feed.changed().await.is_err() {
+                        return reply;
+                    }
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod config;
 mod coordination;
+mod tracking;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,6 +42,18 @@ pub struct Session {
     bound_leases: std::collections::BTreeSet<u64>,
     /// SVC.PICK round-robin turns, per service.
     pick_turns: std::collections::HashMap<Bytes, u64>,
+    /// CLIENT TRACKING's options while tracking is on.
+    tracking: Option<crate::tracking::Options>,
+    /// CLIENT CACHING YES|NO: the number of the command it applies to.
+    caching: Option<u64>,
+    /// Commands this connection ran.
+    commands_run: u64,
+    /// The log index the last reply was computed at (0: none): pushes
+    /// caused by entries up to it go out before the reply.
+    reply_index: u64,
+    /// Whether the last reply answered this connection's own write.
+    replied_to_write: bool,
+    resp3: Arc<std::sync::atomic::AtomicBool>,
     context: Arc<ServerContext>,
 }
 
@@ -78,19 +91,44 @@ pub fn propose_error(err: ProposeError, timeout_secs: u64) -> Reply {
 
 impl Session {
     pub fn new(id: u64, context: Arc<ServerContext>) -> Self {
+        let subscriptions = Subscriptions::new(id, context.pubsub.clone());
+        let resp3 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        context.tracking.connect(
+            id,
+            crate::tracking::Target {
+                mailbox: subscriptions.mailbox().clone(),
+                resp3: resp3.clone(),
+            },
+        );
         Session {
             id,
             protocol: Protocol::Resp2,
             stale_reads: false,
             transaction: TransactionState::default(),
             last_write_index: 0,
-            subscriptions: Subscriptions::new(id, context.pubsub.clone()),
+            subscriptions,
             pending_cancel: None,
             waits_started: 0,
             bound_leases: Default::default(),
             pick_turns: Default::default(),
+            tracking: None,
+            caching: None,
+            commands_run: 0,
+            reply_index: 0,
+            replied_to_write: false,
+            resp3,
             context,
         }
+    }
+
+    /// The log index the last reply was computed at, and whether it
+    /// answered this connection's own write (see `reply_index`).
+    pub fn reply_position(&self) -> (u64, bool) {
+        (self.reply_index, self.replied_to_write)
+    }
+
+    pub fn context(&self) -> &Arc<ServerContext> {
+        &self.context
     }
 
     /// Where this connection's pub/sub messages arrive, and the flag set
@@ -98,7 +136,7 @@ impl Session {
     pub fn take_messages(
         &mut self,
     ) -> Option<(
-        tokio::sync::mpsc::Receiver<Reply>,
+        tokio::sync::mpsc::Receiver<crate::pubsub::Push>,
         Arc<std::sync::atomic::AtomicBool>,
     )> {
         let receiver = self.subscriptions.take_receiver()?;
@@ -114,6 +152,9 @@ impl Session {
     pub async fn execute(&mut self, argv: Vec<Bytes>) -> (Reply, bool) {
         let name = argv[0].to_ascii_lowercase();
         let name = String::from_utf8_lossy(&name).into_owned();
+        self.commands_run += 1;
+        self.reply_index = 0;
+        self.replied_to_write = false;
         self.context.clients.count_command();
         self.context.clients.update(self.id, |client| {
             client.last_command = name.clone();
@@ -274,6 +315,7 @@ impl Session {
     /// no longer kept alive (they run out one TTL later unless bound
     /// again elsewhere).
     pub async fn finish(&mut self) {
+        self.context.tracking.disconnect(self.id);
         self.cancel_wait().await;
         for id in std::mem::take(&mut self.bound_leases) {
             self.context.keepalives.unbind(id);
@@ -331,6 +373,7 @@ impl Session {
     ) -> Result<Reply, ProposeError> {
         let answered = result?;
         self.last_write_index = self.last_write_index.max(answered.index);
+        self.reply_index = answered.index;
         Ok(answered.reply)
     }
 
@@ -402,10 +445,21 @@ impl Session {
                     return self.parked(argv, parking).await;
                 }
                 let result = node.propose(argv).await;
+                self.replied_to_write = true;
                 self.answered(result)
             }
-            Access::Read if self.stale_reads => Ok(node.read_local(argv)),
-            Access::Read => node.read(argv).await,
+            Access::Read => {
+                self.track_read(argv);
+                let read = if self.stale_reads {
+                    Ok(node.read_local_at(argv))
+                } else {
+                    node.read_at(argv).await
+                };
+                read.map(|(reply, index)| {
+                    self.reply_index = index;
+                    reply
+                })
+            }
         };
         result.unwrap_or_else(|err| propose_error(err, node.request_timeout().as_secs()))
     }
@@ -452,6 +506,10 @@ impl Session {
             }
         }
         self.protocol = protocol;
+        self.resp3.store(
+            protocol == Protocol::Resp3,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let proto = if protocol == Protocol::Resp3 { 3 } else { 2 };
         self.context
             .clients
@@ -515,6 +573,9 @@ impl Session {
                 None => Reply::Nil,
             },
             ("no-evict" | "no-touch", [_]) | ("capa", [_, ..]) => Reply::ok(),
+            ("tracking" | "caching", _) | ("getredir" | "trackinginfo", []) => {
+                self.tracking_command(&sub_name, &args[1..])
+            }
             ("id" | "setname" | "getname" | "setinfo" | "info", _) => Reply::error(format!(
                 "ERR wrong number of arguments for 'client|{sub_name}' command"
             )),

@@ -348,3 +348,60 @@ fn a_feed_reader_resumes_on_another_node_after_a_kill_and_misses_nothing() -> Re
     assert_eq!(late[0].1, "feed:late");
     Ok(())
 }
+
+#[test]
+fn a_feed_subscription_catches_up_then_follows_live_changes() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
+    let ids = cluster.ids();
+    let addrs: HashMap<u64, SocketAddr> = ids.iter().copied().zip(cluster.client_addrs()).collect();
+    let follower = ids.iter().copied().find(|id| *id != leader).unwrap();
+    let mut writer = RawClient::connect(addrs[&leader])?;
+    for i in 0..1500 {
+        writer.call(&["SET", &format!("sub:{i}"), "v"])?;
+    }
+    let mut subscriber = RawClient::connect(addrs[&follower])?;
+    let Resp::Array(confirm) = subscriber.call(&["CHANGES.SUBSCRIBE", "sub:", "FROM", "0"])? else {
+        bail!("CHANGES.SUBSCRIBE")
+    };
+    assert_eq!(text(&confirm[0]), "changes-subscribe");
+    let live = std::thread::spawn(move || -> Result<()> {
+        for i in 1500..1600 {
+            writer.call(&["SET", &format!("sub:{i}"), "v"])?;
+            writer.call(&["SET", &format!("other:{i}"), "v"])?;
+        }
+        Ok(())
+    });
+    let mut last_index = 0;
+    for i in 0..1600 {
+        let Resp::Array(push) = subscriber.read()? else {
+            bail!("not a push")
+        };
+        assert_eq!(text(&push[0]), "changes");
+        let Resp::Array(change) = &push[2] else {
+            bail!("change {}", push[2])
+        };
+        let field = |name: &str| {
+            change
+                .chunks(2)
+                .find(|pair| text(&pair[0]) == name)
+                .map(|pair| pair[1].clone())
+        };
+        assert_eq!(text(&field("key").unwrap()), format!("sub:{i}"));
+        let Some(Resp::Integer(index)) = field("index") else {
+            bail!("index")
+        };
+        assert!(index > last_index, "in log order");
+        last_index = index;
+    }
+    live.join().expect("writer")?;
+    // Below the floor: refused, naming it.
+    let mut client = RawClient::connect(addrs[&follower])?;
+    client.call(&["CONFIG", "SET", "changes-max-kept", "100"])?;
+    client.call(&["SET", "sub:trim", "v"])?;
+    match client.call(&["CHANGES.SUBSCRIBE", "sub:", "FROM", "1"])? {
+        Resp::Error(text) if text.starts_with("COMPACTED") => {}
+        other => bail!("expected COMPACTED, got {other}"),
+    }
+    Ok(())
+}

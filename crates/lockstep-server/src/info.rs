@@ -69,6 +69,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line("connected_clients", &context.clients.connected());
             w.line("maxclients", &context.limits.max_connections);
             w.line("blocked_clients", &status.parked_requests);
+            w.line("tracking_clients", &context.tracking.tracking_clients());
         }
         "persistence" => {
             w.header("Persistence");
@@ -86,6 +87,8 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
                 "total_commands_processed",
                 &context.clients.total_commands(),
             );
+            w.line("pubsub_patterns", &context.pubsub.pattern_count());
+            w.line("tracking_total_keys", &context.tracking.tracked_keys());
         }
         "replication" => {
             w.header("Replication");

@@ -73,6 +73,12 @@ impl Mailbox {
         )
     }
 
+    /// Queues `message` once there is room (a change-feed subscription
+    /// goes at its reader's pace); false once the connection is gone.
+    pub async fn post_waiting(&self, message: Push) -> bool {
+        self.sender.send(message).await.is_ok()
+    }
+
     /// Queues `message`; a connection too far behind is marked to close.
     pub fn post(&self, message: Push) -> bool {
         match self.sender.try_send(message) {

@@ -5,6 +5,7 @@
 
 mod config;
 mod coordination;
+mod feed;
 mod tracking;
 
 use std::sync::Arc;
@@ -54,7 +55,17 @@ pub struct Session {
     /// Whether the last reply answered this connection's own write.
     replied_to_write: bool,
     resp3: Arc<std::sync::atomic::AtomicBool>,
+    /// CHANGES.SUBSCRIBE tasks, by pattern.
+    feeds: std::collections::HashMap<Bytes, tokio::task::JoinHandle<()>>,
     context: Arc<ServerContext>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for (_, task) in self.feeds.drain() {
+            task.abort();
+        }
+    }
 }
 
 fn is(arg: &[u8], name: &str) -> bool {
@@ -117,6 +128,7 @@ impl Session {
             reply_index: 0,
             replied_to_write: false,
             resp3,
+            feeds: Default::default(),
             context,
         }
     }
@@ -278,6 +290,8 @@ impl Session {
                 Reply::ok()
             }
             "config" => self.config(args).await,
+            "changes.subscribe" => self.feed_subscribe(&argv).await,
+            "changes.unsubscribe" => self.feed_unsubscribe(&argv),
             _ => match self.coordination(&name, &argv).await {
                 Some(reply) => reply,
                 None => self.engine_command(&argv).await,

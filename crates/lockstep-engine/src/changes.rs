@@ -25,7 +25,6 @@ use crate::context::Context;
 use crate::glob::glob_match;
 use crate::layout::prefix_end;
 use crate::limits::{self, Limit};
-use crate::record::ValueType;
 use crate::Reply;
 
 pub const CHANGE: u8 = b'H';
@@ -64,8 +63,9 @@ pub struct Change {
     pub index: u64,
     pub key: Bytes,
     pub event: Bytes,
-    /// The key's type after the change; `None` if it is gone.
-    pub value_type: Option<ValueType>,
+    /// The key's type after the change (`none` once it is gone; `znode`
+    /// for a node of the namespace).
+    pub kind: Bytes,
     /// A string's value before and after the change (other types: none).
     pub before: Option<Bytes>,
     pub after: Option<Bytes>,
@@ -94,7 +94,7 @@ impl Change {
         out.put_u8(FORMAT);
         out.put_bytes(&self.key);
         out.put_bytes(&self.event);
-        out.put_u8(self.value_type.map_or(0xff, ValueType::code));
+        out.put_bytes(&self.kind);
         put_value(&mut out, &self.before);
         put_value(&mut out, &self.after);
         out
@@ -107,13 +107,7 @@ impl Change {
         }
         let key = reader.bytes()?;
         let event = reader.bytes()?;
-        let value_type = match reader.u8()? {
-            0xff => None,
-            code => Some(
-                ValueType::from_code(code)
-                    .ok_or_else(|| StoreError::corrupt("change record", "unknown type"))?,
-            ),
-        };
+        let kind = reader.bytes()?;
         let before = value(&mut reader)?;
         let after = value(&mut reader)?;
         reader.finish()?;
@@ -121,7 +115,7 @@ impl Change {
             index,
             key,
             event,
-            value_type,
+            kind,
             before,
             after,
         })
@@ -132,10 +126,7 @@ impl Change {
             (Reply::bulk("index"), Reply::Integer(self.index as i64)),
             (Reply::bulk("key"), Reply::Bulk(self.key.clone())),
             (Reply::bulk("event"), Reply::Bulk(self.event.clone())),
-            (
-                Reply::bulk("type"),
-                Reply::bulk(self.value_type.map_or("none", ValueType::name)),
-            ),
+            (Reply::bulk("type"), Reply::Bulk(self.kind.clone())),
         ];
         if with_values {
             let shown = |value: &Option<Bytes>| value.clone().map_or(Reply::Nil, Reply::Bulk);
@@ -402,7 +393,7 @@ mod tests {
             index: 7,
             key: Bytes::from_static(b"k"),
             event: Bytes::from_static(b"set"),
-            value_type: Some(ValueType::String),
+            kind: Bytes::from_static(b"string"),
             before: None,
             after: Some(Bytes::from_static(b"v")),
         };

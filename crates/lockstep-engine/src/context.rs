@@ -144,17 +144,41 @@ impl<'a> Context<'a> {
             index: self.index,
             key: key.clone(),
             event: Bytes::from_static(event.as_bytes()),
-            value_type: now.map(|record| record.value_type),
+            kind: Bytes::from_static(now.map_or("none", |r| r.value_type.name()).as_bytes()),
             before,
             after: after.clone(),
         };
+        self.history.latest.insert(key, after);
+        self.keep_change(&change);
+        Ok(())
+    }
+
+    /// Records a znode's change in the feed: `after` is its data (`None`
+    /// once deleted).
+    pub fn note_znode_change(
+        &mut self,
+        event: &'static str,
+        path: &[u8],
+        before: Option<Bytes>,
+        after: Option<Bytes>,
+    ) {
+        let change = Change {
+            index: self.index,
+            key: Bytes::copy_from_slice(path),
+            event: Bytes::from_static(event.as_bytes()),
+            kind: Bytes::from_static(if after.is_some() { b"znode" } else { b"none" }),
+            before,
+            after,
+        };
+        self.keep_change(&change);
+    }
+
+    fn keep_change(&mut self, change: &Change) {
         let record_key = changes::change_key(self.index, self.history.count);
         let data = change.encode();
         self.history.count += 1;
         self.history.bytes += (record_key.len() + data.len()) as u64;
-        self.history.latest.insert(key, after);
         self.raw_put(record_key, data);
-        Ok(())
     }
 
     /// How many changes this entry recorded, and their bytes.
@@ -397,6 +421,11 @@ impl<'a> Context<'a> {
 
     pub fn defer_reply(&mut self, request: RequestId, reply: Reply) {
         self.deferred.push((request, reply));
+    }
+
+    /// An effect for this node's watchers (see `Event`).
+    pub fn push_event(&mut self, event: Event) {
+        self.events.push(event);
     }
 
     pub fn publish(&mut self, channel: Bytes, message: Bytes, sharded: bool) {

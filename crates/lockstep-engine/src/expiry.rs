@@ -50,6 +50,8 @@ pub enum Target {
     /// A registered instance's next health deadline (its TTL check, or
     /// its removal after staying critical): service, instance.
     Check(Bytes, Bytes),
+    /// A TTL znode without children: path.
+    Znode(Bytes),
 }
 
 /// Every pending deadline, in deadline order.
@@ -90,6 +92,7 @@ impl Deadlines {
         }
         leases::load_deadlines(state, &mut deadlines)?;
         registry::load_deadlines(state, &mut deadlines)?;
+        crate::namespace::load_deadlines(state, &mut deadlines)?;
         Ok(deadlines)
     }
 
@@ -159,6 +162,7 @@ pub fn sweep(ctx: &mut Context<'_>, due: Vec<(u64, Target)>) -> Result<(), Store
                 _ => ctx.set_deadline(Target::Waits(key), None),
             },
             Target::Check(service, instance) => registry::check(ctx, &service, &instance)?,
+            Target::Znode(path) => crate::namespace::ttl_passed(ctx, &path)?,
         }
     }
     Ok(())

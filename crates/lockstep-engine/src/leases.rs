@@ -79,6 +79,8 @@ pub enum Attachment {
     Instance { service: Bytes, instance: Bytes },
     /// A double-barrier participant: leaves.
     Participant { barrier: Bytes, participant: Bytes },
+    /// An ephemeral znode: deleted.
+    Znode(Bytes),
 }
 
 impl Attachment {
@@ -110,6 +112,10 @@ impl Attachment {
                 out.put_bytes(barrier);
                 out.put_bytes(participant);
             }
+            Attachment::Znode(path) => {
+                out.put_u8(6);
+                out.put_bytes(path);
+            }
         }
     }
 
@@ -131,6 +137,7 @@ impl Attachment {
                 barrier: reader.bytes()?,
                 participant: reader.bytes()?,
             },
+            6 => Attachment::Znode(reader.bytes()?),
             _ => return Err(StoreError::corrupt("lease attachments", "unknown kind")),
         })
     }
@@ -148,6 +155,7 @@ impl Attachment {
                 barrier,
                 participant,
             } => vec![Reply::bulk("participant"), b(barrier), b(participant)],
+            Attachment::Znode(path) => vec![Reply::bulk("znode"), b(path)],
         })
     }
 }
@@ -622,6 +630,7 @@ fn end(ctx: &mut Context<'_>, id: u64, expired: bool) -> Result<bool, StoreError
                 barrier,
                 participant,
             } => barrier::lease_ended(ctx, &barrier, &participant, id)?,
+            Attachment::Znode(path) => crate::namespace::lease_ended(ctx, &path, id)?,
         }
     }
     Ok(true)

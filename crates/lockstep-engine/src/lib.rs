@@ -33,6 +33,7 @@ mod leases;
 mod limits;
 mod locks;
 mod managed;
+mod namespace;
 mod notify;
 mod parking;
 mod record;
@@ -98,6 +99,10 @@ pub enum Event {
     /// The record of `key` was written or removed: readers blocked on it
     /// (ELECT.OBSERVE, SVC.DISCOVER ... WAIT, BARRIER.WAIT) look again.
     Changed { key: Bytes },
+    /// A znode changed: ZooKeeper's event type (`NodeCreated`,
+    /// `NodeDeleted`, `NodeDataChanged`, `NodeChildrenChanged`) for the
+    /// watches of `path`.
+    Znode { path: Bytes, event: &'static str },
 }
 
 /// The state machine: stateless but for the in-memory deadline set

@@ -34,7 +34,7 @@ pub enum ValueType {
 }
 
 impl ValueType {
-    pub(crate) fn code(self) -> u8 {
+    fn code(self) -> u8 {
         match self {
             ValueType::String => 0,
             ValueType::Hash => 1,
@@ -48,7 +48,7 @@ impl ValueType {
         }
     }
 
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
+    fn from_code(code: u8) -> Option<Self> {
         match code {
             0 => Some(ValueType::String),
             1 => Some(ValueType::Hash),

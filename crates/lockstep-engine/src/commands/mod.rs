@@ -24,6 +24,7 @@ use crate::election::{self, ElectionCommand};
 use crate::leases::{self, LeaseCommand};
 use crate::limits::{self, LimitsCommand};
 use crate::locks::{self, LockCommand};
+use crate::namespace::{self, ZnodeCommand};
 use crate::record::{Record, ValueType};
 use crate::registry::{self, RegistryCommand};
 use crate::script::{self, ScriptCommand};
@@ -138,6 +139,8 @@ pub enum Command {
     Limits(LimitsCommand),
     /// CHANGES.READ / CHANGES.INFO: the change feed.
     Changes(ChangesCommand),
+    /// ZNODE.*: the namespace.
+    Znode(ZnodeCommand),
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
 }
@@ -189,6 +192,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         name if name.starts_with("barrier.") => Command::Barrier(barrier::parse(name, args)?),
         "config.set" | "config.get" => Command::Limits(limits::parse(spec.name, args)?),
         "changes.read" | "changes.info" => Command::Changes(changes::parse(spec.name, args)?),
+        name if name.starts_with("znode.") => Command::Znode(namespace::parse(name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),
             message: args[1].clone(),
@@ -252,6 +256,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         Command::Barrier(command) => barrier::execute(ctx, command)?,
         Command::Limits(command) => limits::execute(ctx, command)?,
         Command::Changes(command) => changes::execute(ctx, command)?,
+        Command::Znode(command) => namespace::execute(ctx, command)?,
         Command::Blocking(pop) => blocking::failure_reply(blocking::execute(ctx, pop))?,
         Command::Park { id, inner } => {
             if id.is_empty() {

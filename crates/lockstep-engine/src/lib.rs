@@ -51,6 +51,11 @@ pub use entry::{
 };
 pub use expiry::{Deadlines, Target, SWEEP_BATCH};
 pub use glob::glob_match;
+
+/// ZooKeeper's watch event types, as [`Event::Znode`] names them.
+pub mod watch_events {
+    pub use crate::namespace::{CHILDREN_CHANGED, CREATED, DATA_CHANGED, DELETED};
+}
 pub use limits::is_limit;
 pub use parking::{parking, Parking};
 pub use reply::{format_double, Reply};
@@ -281,6 +286,14 @@ impl Engine {
             Err(reply) => Ok(reply),
         }
     }
+}
+
+/// Checks a znode path by ZooKeeper's rules (for the node's own watch
+/// commands); the error is the reply.
+pub fn validate_znode_path(path: &[u8]) -> Result<(), Reply> {
+    namespace::validate_path(path, false)
+        .map(|_| ())
+        .map_err(|err| Reply::error(format!("{} {}", err.0, err.1)))
 }
 
 /// The keyspace key under which `key`'s value record is stored; exposed

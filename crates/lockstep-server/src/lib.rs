@@ -23,6 +23,7 @@ mod subscriptions;
 mod tracking;
 mod transaction;
 mod watchers;
+mod znode_watches;
 
 pub use codec::{ProtocolError, RequestDecoder};
 pub use limits::Limits;

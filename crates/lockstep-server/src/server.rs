@@ -16,6 +16,7 @@ use crate::keepalive::Keepalives;
 use crate::pubsub::PubSub;
 use crate::tracking::Tracking;
 use crate::watchers::Watchers;
+use crate::znode_watches::ZnodeWatches;
 use crate::Limits;
 
 /// Where applied entries' events go on this node: published messages to
@@ -26,6 +27,7 @@ pub struct Events {
     pub pubsub: Arc<PubSub>,
     pub watchers: Arc<Watchers>,
     pub tracking: Arc<Tracking>,
+    pub znode_watches: Arc<ZnodeWatches>,
 }
 
 impl Events {
@@ -36,6 +38,10 @@ impl Events {
             lockstep_engine::Event::Changed { key } => {
                 self.watchers.changed(index, key);
                 self.tracking.changed(index, key);
+                0
+            }
+            lockstep_engine::Event::Znode { path, event } => {
+                self.znode_watches.deliver(index, path, event);
                 0
             }
             publish => self.pubsub.deliver(index, publish),
@@ -55,6 +61,8 @@ pub struct ServerContext {
     pub watchers: Arc<Watchers>,
     /// Client-side caching.
     pub tracking: Arc<Tracking>,
+    /// Watches on znodes.
+    pub znode_watches: Arc<ZnodeWatches>,
     /// Coalesced lease renewals.
     pub keepalives: Keepalives,
     pub started: Instant,
@@ -79,6 +87,7 @@ impl ServerContext {
             pubsub: events.pubsub.clone(),
             watchers: events.watchers.clone(),
             tracking: events.tracking.clone(),
+            znode_watches: events.znode_watches.clone(),
             started: Instant::now(),
             clients: Clients::default(),
             log,

@@ -7,6 +7,7 @@ mod config;
 mod coordination;
 mod feed;
 mod tracking;
+mod znode;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -291,6 +292,11 @@ impl Session {
             }
             "config" => self.config(args).await,
             "changes.subscribe" => self.feed_subscribe(&argv).await,
+            "znode.get" | "znode.exists" | "znode.children" if znode::watches(&argv) => {
+                self.watched_read(&argv).await
+            }
+            "znode.watch" => self.persistent_watch(&argv),
+            "znode.unwatch" => self.unwatch(&argv),
             "changes.unsubscribe" => self.feed_unsubscribe(&argv),
             _ => match self.coordination(&name, &argv).await {
                 Some(reply) => reply,
@@ -330,6 +336,7 @@ impl Session {
     /// again elsewhere).
     pub async fn finish(&mut self) {
         self.context.tracking.disconnect(self.id);
+        self.context.znode_watches.disconnect(self.id);
         self.cancel_wait().await;
         for id in std::mem::take(&mut self.bound_leases) {
             self.context.keepalives.unbind(id);

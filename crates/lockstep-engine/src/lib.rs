@@ -302,6 +302,19 @@ pub fn value_record_key(key: &[u8]) -> Vec<u8> {
     layout::value_key(key)
 }
 
+/// The keyspace key of the znode at `path`; exposed for fuzzing and tools.
+pub fn znode_record_key(path: &str) -> Vec<u8> {
+    let mut out = vec![namespace::NODE];
+    out.extend_from_slice(path.as_bytes());
+    out
+}
+
+/// The keyspace key of the `n`-th change of entry `index`; exposed for
+/// fuzzing and tools.
+pub fn change_record_key(index: u64, n: u32) -> Vec<u8> {
+    changes::change_key(index, n)
+}
+
 /// Decodes a stored value record; exposed for fuzzing and tools.
 pub fn decode_record(data: &[u8]) -> Result<(), StoreError> {
     Record::decode(data).map(|_| ())

@@ -54,3 +54,17 @@ fn stored_records_corpus() {
         .iter()
         .for_each(|input| lockstep_fuzz::stored_records(input));
 }
+
+#[test]
+fn znode_commands_corpus() {
+    corpus("znode_commands")
+        .iter()
+        .for_each(|input| lockstep_fuzz::znode_commands(input));
+}
+
+#[test]
+fn stored_znodes_corpus() {
+    corpus("stored_znodes")
+        .iter()
+        .for_each(|input| lockstep_fuzz::stored_znodes(input));
+}

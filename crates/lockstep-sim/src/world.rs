@@ -97,6 +97,10 @@ pub struct Outcome {
     pub leader_removals: u64,
     /// Looks at a lease that had ended, with the keys written under it.
     pub ended_lease_keys_checked: u64,
+    /// Changes compared between nodes, and those a watcher moving between
+    /// nodes received.
+    pub feed_changes_checked: u64,
+    pub feed_watcher_changes: u64,
     /// The longest a read called after the first 3 s and answered waited,
     /// virtual ms.
     pub slowest_read_ms: u64,
@@ -170,7 +174,92 @@ struct World {
     membership_changes: u64,
     leader_removals: u64,
     coordination: Coordination,
+    feed: Feed,
     slowest_read_ns: u64,
+}
+
+/// What the change-feed checks remember between looks.
+#[derive(Default)]
+struct Feed {
+    /// The changes at each index (`key event` each), as the first node to
+    /// show that index had them.
+    history: BTreeMap<u64, Vec<String>>,
+    /// Where each node's next look starts.
+    cursors: BTreeMap<u64, u64>,
+    /// A watcher that reads each page from the next running node in turn.
+    watcher_next: u64,
+    watcher_seen: BTreeMap<u64, Vec<String>>,
+    watcher_turn: usize,
+    /// Below this, every index in `history` was checked against what the
+    /// watcher saw.
+    verified: u64,
+    checked: u64,
+}
+
+impl Feed {
+    /// Records what `node` showed at each index, or checks it against
+    /// what an earlier look saw there.
+    fn agree(&mut self, node: u64, groups: &BTreeMap<u64, Vec<String>>) -> Result<(), String> {
+        for (index, changes) in groups {
+            match self.history.get(index) {
+                Some(seen) if seen != changes => return Err(format!(
+                    "node {node} has changes {changes:?} at index {index}, another node {seen:?}"
+                )),
+                Some(_) => {}
+                None => {
+                    if *index < self.verified && !self.watcher_seen.contains_key(index) {
+                        return Err(format!(
+                            "the watcher, past {index}, missed {changes:?} there"
+                        ));
+                    }
+                    self.history.insert(*index, changes.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(next, [(index, "key event")])` of a CHANGES.READ answer.
+fn feed_page(reply: &Reply) -> Result<(u64, Vec<(u64, String)>), String> {
+    let Reply::Map(fields) = reply else {
+        return Err(format!("CHANGES.READ answered {reply:?}"));
+    };
+    let get = |fields: &[(Reply, Reply)], name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| matches!(k, Reply::Bulk(k) if k.as_ref() == name.as_bytes()))
+            .map(|(_, v)| v.clone())
+    };
+    let Some(Reply::Integer(next)) = get(fields, "next") else {
+        return Err(format!("no next in {reply:?}"));
+    };
+    let Some(Reply::Array(changes)) = get(fields, "changes") else {
+        return Err(format!("no changes in {reply:?}"));
+    };
+    let mut out = Vec::new();
+    for change in changes {
+        let Reply::Map(items) = &change else {
+            return Err(format!("change {change:?}"));
+        };
+        let text = |name: &str| match get(items, name) {
+            Some(Reply::Bulk(data)) => String::from_utf8_lossy(&data).into_owned(),
+            other => format!("{other:?}"),
+        };
+        let Some(Reply::Integer(index)) = get(items, "index") else {
+            return Err(format!("change without index {change:?}"));
+        };
+        out.push((index as u64, format!("{} {}", text("key"), text("event"))));
+    }
+    Ok((next as u64, out))
+}
+
+fn group(changes: Vec<(u64, String)>) -> BTreeMap<u64, Vec<String>> {
+    let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (index, change) in changes {
+        groups.entry(index).or_default().push(change);
+    }
+    groups
 }
 
 /// What the coordination checks remember between looks.
@@ -258,6 +347,7 @@ impl World {
             leader_removals: 0,
             slowest_read_ns: 0,
             coordination: Coordination::default(),
+            feed: Feed::default(),
         };
         for at in 0..world.nodes.len() {
             world.start_node(at);
@@ -660,6 +750,70 @@ impl World {
         Ok(())
     }
 
+    /// The change feed: every node's changes at an index are the ones every
+    /// other node has there, and a watcher reading each page from another
+    /// node sees every change of the log once, in order, with no gap.
+    fn feed(&mut self) -> Result<(), String> {
+        let read = |core: &Core<MemStore>, from: u64, count: &str| {
+            let argv: Vec<Bytes> = [
+                "CHANGES.READ",
+                "*",
+                "FROM",
+                &from.to_string(),
+                "COUNT",
+                count,
+            ]
+            .iter()
+            .map(|word| Bytes::from(word.to_string()))
+            .collect();
+            core.read_local(&argv).map_err(|err| err.to_string())
+        };
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|at| self.nodes[*at].core.is_some())
+            .collect();
+        for at in &running {
+            let node = &self.nodes[*at];
+            let core = node.core.as_ref().expect("running");
+            let from = self.feed.cursors.get(&node.id).copied().unwrap_or(0);
+            let (next, changes) = feed_page(&read(core, from, "1000")?)?;
+            self.feed.checked += changes.len() as u64;
+            self.feed.agree(node.id, &group(changes))?;
+            self.feed.cursors.insert(node.id, next.max(from));
+        }
+        if running.is_empty() {
+            return Ok(());
+        }
+        let at = running[self.feed.watcher_turn % running.len()];
+        self.feed.watcher_turn += 1;
+        let core = self.nodes[at].core.as_ref().expect("running");
+        let from = self.feed.watcher_next;
+        let (next, changes) = feed_page(&read(core, from, "50")?)?;
+        let groups = group(changes);
+        if let Some((first, _)) = groups.first_key_value() {
+            if *first < from || self.feed.watcher_seen.contains_key(first) {
+                return Err(format!(
+                    "the watcher saw index {first} again (reading from {from})"
+                ));
+            }
+        }
+        let id = self.nodes[at].id;
+        self.feed.agree(id, &groups)?;
+        self.feed.watcher_seen.extend(groups);
+        self.feed.watcher_next = next.max(from);
+        // Nothing the log holds below the watcher's position was skipped.
+        let (verified, next) = (self.feed.verified, self.feed.watcher_next);
+        for (index, changes) in self.feed.history.range(verified..next) {
+            if self.feed.watcher_seen.get(index) != Some(changes) {
+                return Err(format!(
+                    "the watcher, now at {}, missed index {index}: {changes:?}",
+                    self.feed.watcher_next
+                ));
+            }
+        }
+        self.feed.verified = next;
+        Ok(())
+    }
+
     /// Sessions and elections, on every running node: nodes at one applied
     /// index agree on the election's leader; a node's leader token never
     /// goes back; no lease ends before its deadline in cluster time; when a
@@ -940,7 +1094,10 @@ pub fn run(config: SimConfig) -> Outcome {
         while result.is_ok() && world.clock.now_ms() < config.duration_ms {
             result = world.step();
             if result.is_ok() && world.steps.is_multiple_of(50) {
-                result = world.lock_holders().and_then(|()| world.coordination());
+                result = world
+                    .lock_holders()
+                    .and_then(|()| world.coordination())
+                    .and_then(|()| world.feed());
             }
             if result.is_ok() && world.steps.is_multiple_of(500) {
                 result = world.check_logs();
@@ -971,6 +1128,13 @@ pub fn run(config: SimConfig) -> Outcome {
         membership_changes: world.membership_changes,
         leader_removals: world.leader_removals,
         ended_lease_keys_checked: world.coordination.ended_lease_keys_checked,
+        feed_changes_checked: world.feed.checked,
+        feed_watcher_changes: world
+            .feed
+            .watcher_seen
+            .values()
+            .map(Vec::len)
+            .sum::<usize>() as u64,
         slowest_read_ms: world.slowest_read_ns / 1_000_000,
         frames_sent: world.network.sent,
         frames_dropped: world.network.dropped,

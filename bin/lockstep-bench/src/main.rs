@@ -10,6 +10,7 @@
 //! check (the fault tests and the checker do that).
 
 mod cpu;
+mod events;
 mod workload;
 
 use std::sync::atomic::Ordering;
@@ -81,6 +82,15 @@ struct Args {
     /// Per-request timeout in ms (a request over it counts as an error).
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Fan-out: subscribers, spread over the endpoints.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Catch-up: how many changes the watcher is behind.
+    #[arg(long, default_value_t = 100_000)]
+    behind: u64,
+    /// Catch-up: changes per CHANGES.READ page.
+    #[arg(long, default_value_t = 10_000)]
+    page: u64,
     /// A name for this run in the output.
     #[arg(long, default_value = "")]
     label: String,
@@ -327,6 +337,53 @@ async fn main() -> Result<()> {
     }
     if args.workload == Workload::Heartbeat {
         workload::register_instances(&args.endpoints[0], args.keys).await?;
+    }
+    if matches!(
+        args.workload,
+        Workload::ZnodeGet | Workload::ZnodeSet | Workload::ZnodeChildren
+    ) {
+        workload::load_znodes(&args.endpoints[0], args.keys, args.value_size).await?;
+    }
+    if args.workload == Workload::Fanout {
+        for pass in 1..=args.passes {
+            let report = events::fanout(
+                &args.endpoints,
+                args.subscribers,
+                args.clients,
+                args.seconds,
+            )
+            .await?;
+            let l = latency(&report.latency);
+            println!(
+                "{} fanout pass {pass}: {} subscribers, {} writers: {:.0} writes/s, {:.0} events delivered/s; ack -> delivery on another node p50 {:.2} ms p99 {:.2} ms p999 {:.2} ms max {:.2} ms; {} events arrived before their write's ack",
+                args.label,
+                report.subscribers,
+                report.writers,
+                report.writes as f64 / report.seconds,
+                report.delivered as f64 / report.seconds,
+                l.p50_ms,
+                l.p99_ms,
+                l.p999_ms,
+                l.max_ms,
+                report.before_ack
+            );
+        }
+        return Ok(());
+    }
+    if args.workload == Workload::Catchup {
+        for pass in 1..=args.passes {
+            let report = events::catchup(&args.endpoints, args.behind, args.page).await?;
+            println!(
+                "{} catchup pass {pass}: {} of {} changes in {} pages in {:.3} s: {:.0} changes/s",
+                args.label,
+                report.read,
+                report.behind,
+                report.pages,
+                report.seconds,
+                report.read as f64 / report.seconds
+            );
+        }
+        return Ok(());
     }
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

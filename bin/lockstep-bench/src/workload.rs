@@ -47,6 +47,20 @@ pub enum Workload {
     /// writer's node answering the change to an observer on another node
     /// answering.
     Observe,
+    /// ZNODE.CREATE of a new node under the client's own parent.
+    ZnodeCreate,
+    /// ZNODE.GET of an existing node (--keys loaded first).
+    ZnodeGet,
+    /// ZNODE.SET of an existing node (any version).
+    ZnodeSet,
+    /// ZNODE.CHILDREN of a node with 10 children.
+    ZnodeChildren,
+    /// Not a closed loop: --subscribers follow keyspace events of their
+    /// own keys while --clients write (see `events`).
+    Fanout,
+    /// Not a closed loop: a watcher --behind changes behind reads the
+    /// feed until caught up (see `events`).
+    Catchup,
 }
 
 impl Workload {
@@ -61,6 +75,12 @@ impl Workload {
             Workload::Heartbeat => "heartbeat",
             Workload::Keepalive => "keepalive",
             Workload::Observe => "observe",
+            Workload::ZnodeCreate => "znode-create",
+            Workload::ZnodeGet => "znode-get",
+            Workload::ZnodeSet => "znode-set",
+            Workload::ZnodeChildren => "znode-children",
+            Workload::Fanout => "fanout",
+            Workload::Catchup => "catchup",
         }
     }
 }
@@ -228,6 +248,41 @@ pub async fn load_keys(endpoint: &str, keys: u64, value_size: usize) -> Result<(
                 .ignore();
         }
         pipe.query_async::<()>(&mut con).await?;
+    }
+    Ok(())
+}
+
+/// The parent of the nodes znode-get and znode-set use, and the node
+/// znode-children lists.
+pub const ZNODES: &str = "/bench-nodes";
+pub const ZNODE_DIR: &str = "/bench-dir";
+
+/// Creates the nodes the znode read and set workloads use (existing ones
+/// are kept).
+pub async fn load_znodes(endpoint: &str, keys: u64, value_size: usize) -> Result<()> {
+    let mut con = connect(endpoint).await?;
+    let value = value(value_size);
+    let mut pipe = redis::pipe();
+    for path in [ZNODES, ZNODE_DIR] {
+        pipe.cmd("ZNODE.CREATE").arg(path).arg("").ignore();
+    }
+    for child in 0..10 {
+        pipe.cmd("ZNODE.CREATE")
+            .arg(format!("{ZNODE_DIR}/c{child}"))
+            .arg(&value)
+            .ignore();
+    }
+    pipe.query_async::<Value>(&mut con).await.ok();
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("ZNODE.CREATE")
+                .arg(format!("{ZNODES}/k{key}"))
+                .arg(&value)
+                .ignore();
+        }
+        // A node left from an earlier run answers ZNODEEXISTS: fine.
+        let _ = pipe.query_async::<Value>(&mut con).await;
     }
     Ok(())
 }
@@ -457,6 +512,53 @@ pub async fn client_loop(
                     }
                     Ok(None)
                 }
+                Workload::ZnodeCreate => {
+                    let parent = format!("/bench-{}-{}-{}", shared.run, shared.pass, config.client);
+                    if n == 1 {
+                        let _: Value = redis::cmd("ZNODE.CREATE")
+                            .arg(&parent)
+                            .arg("")
+                            .query_async(&mut con)
+                            .await?;
+                    }
+                    let _: String = redis::cmd("ZNODE.CREATE")
+                        .arg(format!("{parent}/n{n}"))
+                        .arg(&payload)
+                        .query_async(&mut con)
+                        .await?;
+                    Ok(None)
+                }
+                Workload::ZnodeGet | Workload::ZnodeSet => {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let path = format!("{ZNODES}/k{}", state % config.keys.max(1));
+                    let mut command = if shared.workload == Workload::ZnodeGet {
+                        redis::cmd("ZNODE.GET")
+                    } else {
+                        redis::cmd("ZNODE.SET")
+                    };
+                    command.arg(path);
+                    if shared.workload == Workload::ZnodeSet {
+                        command.arg(&payload);
+                    }
+                    let reply: Value = command.query_async(&mut con).await?;
+                    if let Value::ServerError(err) = reply {
+                        return Err(anyhow!("{err:?}"));
+                    }
+                    Ok(None)
+                }
+                Workload::ZnodeChildren => {
+                    let children: Vec<String> = redis::cmd("ZNODE.CHILDREN")
+                        .arg(ZNODE_DIR)
+                        .query_async(&mut con)
+                        .await?;
+                    if children.len() != 10 {
+                        return Err(anyhow!("{ZNODE_DIR} has {} children", children.len()));
+                    }
+                    Ok(None)
+                }
+                Workload::Fanout | Workload::Catchup => Err(anyhow!("not a closed-loop workload")),
                 Workload::Put => {
                     let key = format!("bench:{}:{}:{}:{n}", shared.run, shared.pass, config.client);
                     redis::cmd("SET")

@@ -202,9 +202,11 @@ impl Feed {
     fn agree(&mut self, node: u64, groups: &BTreeMap<u64, Vec<String>>) -> Result<(), String> {
         for (index, changes) in groups {
             match self.history.get(index) {
-                Some(seen) if seen != changes => return Err(format!(
+                Some(seen) if seen != changes => {
+                    return Err(format!(
                     "node {node} has changes {changes:?} at index {index}, another node {seen:?}"
-                )),
+                ))
+                }
                 Some(_) => {}
                 None => {
                     if *index < self.verified && !self.watcher_seen.contains_key(index) {

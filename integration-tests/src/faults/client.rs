@@ -89,6 +89,11 @@ impl Client {
         }
     }
 
+    /// Drops the connection: the next request goes to a random node.
+    pub fn reconnect(&mut self) {
+        self.connection = None;
+    }
+
     pub fn pause(&mut self, range_ms: std::ops::Range<u64>) {
         let ms = self.rng.gen_range(range_ms);
         std::thread::sleep(Duration::from_millis(ms));

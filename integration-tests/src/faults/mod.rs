@@ -54,6 +54,8 @@ pub struct Scenario {
     pub queue_producers: usize,
     pub queue_consumers: usize,
     pub election_clients: usize,
+    /// Change-feed watchers following the register keys.
+    pub feed_watchers: usize,
     /// Extra `lockstep` flags (the negative controls use this).
     pub node_args: Vec<String>,
     /// Run `lockstep-unsafe` (the negative controls' switches).
@@ -77,6 +79,7 @@ impl Scenario {
             queue_producers: 2,
             queue_consumers: 2,
             election_clients: 3,
+            feed_watchers: 2,
             node_args: Vec::new(),
             unsafe_binary: false,
             locks_without_nx: false,
@@ -108,6 +111,11 @@ pub struct Report {
     pub election_token_violations: usize,
     pub stale_proclaims_accepted: usize,
     pub proclaims: (usize, u64),
+    /// Changes the watchers received in all, and their differences from
+    /// the feed read back on the healed cluster (missing, extra or out of
+    /// order; pages that repeated a change).
+    pub feed_changes: usize,
+    pub feed_mismatches: Vec<String>,
     pub converged: Result<String, String>,
     pub nemesis: NemesisLog,
 }
@@ -124,6 +132,7 @@ impl Report {
             && self.leadership_overlaps == 0
             && self.election_token_violations == 0
             && self.stale_proclaims_accepted == 0
+            && self.feed_mismatches.is_empty()
             && self.converged.is_ok()
     }
 }
@@ -160,6 +169,11 @@ impl fmt::Display for Report {
             self.proclaims.0,
             self.proclaims.1,
             self.stale_proclaims_accepted
+        )?;
+        writeln!(
+            f,
+            "change feed: {} changes received by the watchers, mismatches {:?}",
+            self.feed_changes, self.feed_mismatches
         )?;
         writeln!(f, "replicas: {:?}", self.converged)?;
         writeln!(
@@ -276,6 +290,13 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
             workloads::election_worker(shared, client)
         }));
     }
+    let mut feed_watchers = Vec::new();
+    for _ in 0..scenario.feed_watchers {
+        let (shared, client) = (shared.clone(), client(&mut rng));
+        feed_watchers.push(std::thread::spawn(move || {
+            workloads::feed_worker(shared, client)
+        }));
+    }
     let until = Instant::now() + scenario.duration;
     watchdog.phase("running the workload and the nemesis");
     let nemesis_log = nemesis::run(
@@ -290,6 +311,10 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
     for worker in workers {
         let _ = worker.join();
     }
+    let watches: Vec<workloads::FeedWatch> = feed_watchers
+        .into_iter()
+        .filter_map(|watcher| watcher.join().ok())
+        .collect();
     let nemesis_log = nemesis_log?;
     watchdog.phase("waiting for the healed cluster to serve");
     // Every node must be up and serving before the final reads.
@@ -304,10 +329,15 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
     let remaining = workloads::drain_queue(&mut cluster.client(leader)?)?;
     watchdog.phase("waiting for the replicas to converge");
     let converged = converge(&mut cluster, Duration::from_secs(30), &probes);
+    watchdog.phase("reading the change feed back");
+    let feed_mismatches = check_feed(&mut cluster, leader, &watches)?;
+    let feed_changes = watches.iter().map(|w| w.seen.len()).sum();
     let mut histories = std::mem::take(&mut *shared.histories.lock().expect("histories"));
     histories.queue.delivered.extend(remaining);
     watchdog.phase("judging the histories");
-    let report = judge(scenario, histories, nemesis_log, converged);
+    let mut report = judge(scenario, histories, nemesis_log, converged);
+    report.feed_changes = feed_changes;
+    report.feed_mismatches = feed_mismatches;
     watchdog.phase("stopping the cluster");
     Ok(report)
 }
@@ -379,9 +409,66 @@ fn judge(
         election_token_violations: check_tokens(&histories.campaigns).len(),
         stale_proclaims_accepted: stale_proclaims.len(),
         proclaims: (histories.proclaims.len(), histories.proclaims_refused),
+        feed_changes: 0,
+        feed_mismatches: Vec::new(),
         converged,
         nemesis,
     }
+}
+
+/// Each watcher's changes against the feed read back from the healed
+/// cluster over the same stretch: the same changes, in the same order,
+/// none twice.
+fn check_feed(
+    cluster: &mut crate::Cluster,
+    leader: u64,
+    watches: &[workloads::FeedWatch],
+) -> Result<Vec<String>> {
+    let mut connection = cluster.client(leader)?;
+    let mut mismatches = Vec::new();
+    for (n, watch) in watches.iter().enumerate() {
+        let mut expected = Vec::new();
+        let mut from = 0;
+        while from < watch.next {
+            let reply: redis::Value = redis::cmd("CHANGES.READ")
+                .arg(workloads::FEED_PREFIX)
+                .arg("FROM")
+                .arg(from)
+                .arg("COUNT")
+                .arg(5_000)
+                .query(&mut connection)?;
+            let Some((next, changes)) = workloads::feed_page(&reply) else {
+                bail!("CHANGES.READ answered {reply:?}");
+            };
+            expected.extend(changes.into_iter().filter(|c| c.0 < watch.next));
+            if next <= from {
+                break;
+            }
+            from = next;
+        }
+        if watch.repeated > 0 {
+            mismatches.push(format!(
+                "watcher {n}: {} pages repeated a change",
+                watch.repeated
+            ));
+        }
+        if expected != watch.seen {
+            let at = expected
+                .iter()
+                .zip(&watch.seen)
+                .position(|(a, b)| a != b)
+                .unwrap_or(expected.len().min(watch.seen.len()));
+            mismatches.push(format!(
+                "watcher {n}: {} changes received, {} in the feed before {}; first difference at {at}: {:?} vs {:?}",
+                watch.seen.len(),
+                expected.len(),
+                watch.next,
+                watch.seen.get(at),
+                expected.get(at)
+            ));
+        }
+    }
+    Ok(mismatches)
 }
 
 /// Waits until every node has applied the same index and reports the same

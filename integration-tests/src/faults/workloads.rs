@@ -560,3 +560,103 @@ pub fn keys(histories: &Histories) -> BTreeSet<String> {
         .map(|(key, _)| key.clone())
         .collect()
 }
+
+/// What one change-feed watcher received: it reads `CHANGES.READ reg:
+/// FROM next` page by page from whichever node its client reaches (a new
+/// one after every failure), as a client resuming after losing its node.
+#[derive(Debug, Clone, Default)]
+pub struct FeedWatch {
+    /// The index it resumes from next: it has every change before it.
+    pub next: u64,
+    /// In the order received.
+    pub seen: Vec<FeedChange>,
+    /// Pages whose first change was not after the last one received.
+    pub repeated: usize,
+    pub pages: u64,
+}
+
+/// One change as a watcher sees it: index, key, event.
+pub type FeedChange = (u64, String, String);
+
+/// The prefix the watchers follow: the register workload's keys.
+pub const FEED_PREFIX: &str = "reg:";
+
+fn field<'a>(value: &'a redis::Value, name: &str) -> Option<&'a redis::Value> {
+    use redis::Value;
+    let pairs: Vec<(&Value, &Value)> = match value {
+        Value::Map(fields) => fields.iter().map(|(k, v)| (k, v)).collect(),
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .map(|pair| (&pair[0], &pair[1]))
+            .collect(),
+        _ => return None,
+    };
+    pairs.into_iter().find_map(|(k, v)| match k {
+        Value::BulkString(k) if k.as_slice() == name.as_bytes() => Some(v),
+        _ => None,
+    })
+}
+
+fn text(value: Option<&redis::Value>) -> String {
+    match value {
+        Some(redis::Value::BulkString(data)) => String::from_utf8_lossy(data).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// One CHANGES.READ page: `(next, changes)`, or None if the reply is not
+/// one.
+pub fn feed_page(reply: &redis::Value) -> Option<(u64, Vec<FeedChange>)> {
+    let Some(redis::Value::Int(next)) = field(reply, "next") else {
+        return None;
+    };
+    let Some(redis::Value::Array(changes)) = field(reply, "changes") else {
+        return None;
+    };
+    let changes = changes
+        .iter()
+        .filter_map(|change| match field(change, "index") {
+            Some(redis::Value::Int(index)) => Some((
+                *index as u64,
+                text(field(change, "key")),
+                text(field(change, "event")),
+            )),
+            _ => None,
+        })
+        .collect();
+    Some((*next as u64, changes))
+}
+
+pub fn feed_worker(shared: Arc<Shared>, mut client: Client) -> FeedWatch {
+    let mut watch = FeedWatch::default();
+    while shared.running() {
+        let from = watch.next;
+        let reply = client.query(|c| {
+            redis::cmd("CHANGES.READ")
+                .arg(FEED_PREFIX)
+                .arg("FROM")
+                .arg(from)
+                .arg("COUNT")
+                .arg(200)
+                .query::<redis::Value>(c)
+        });
+        let Some((next, changes)) = reply.ok().as_ref().and_then(feed_page) else {
+            client.pause(20..60);
+            continue;
+        };
+        watch.pages += 1;
+        if let (Some(first), Some(last)) = (changes.first(), watch.seen.last()) {
+            if first.0 <= last.0 {
+                watch.repeated += 1;
+            }
+        }
+        watch.seen.extend(changes);
+        watch.next = next.max(from);
+        // Now and then the watcher moves to another node on purpose.
+        if client.rng.gen_bool(0.1) {
+            client.reconnect();
+        }
+        client.pause(10..50);
+    }
+    watch
+}

@@ -405,3 +405,30 @@ fn a_feed_subscription_catches_up_then_follows_live_changes() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_feed_reads_as_a_stream_with_redis_py() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
+    let addrs: HashMap<u64, SocketAddr> = cluster
+        .ids()
+        .into_iter()
+        .zip(cluster.client_addrs())
+        .collect();
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let script = format!("{}/python/feed_stream.py", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(addrs[&follower].port().to_string())
+        .arg(addrs[&leader].port().to_string())
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "feed as a stream: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(String::from_utf8_lossy(&output.stdout).contains("feed stream ok"));
+    Ok(())
+}

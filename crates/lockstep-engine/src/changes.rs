@@ -213,15 +213,112 @@ pub enum ChangesCommand {
     },
     /// `CHANGES.INFO`.
     Info,
+    /// `XRANGE __changes__ start end [COUNT n]`: the feed as a read-only
+    /// stream whose entry IDs are `index-n`.
+    XRange {
+        start: (u64, u32),
+        end: (u64, u32),
+        count: usize,
+    },
+    /// `XREAD [COUNT n] [BLOCK ms] STREAMS __changes__ id` (BLOCK is the
+    /// node's): the entries after `id`.
+    XRead { after: (u64, u32), count: usize },
+}
+
+/// The name of the change feed as a stream.
+pub const STREAM: &[u8] = b"__changes__";
+
+fn stream_only(key: &[u8]) -> Result<(), Reply> {
+    if key == STREAM {
+        Ok(())
+    } else {
+        Err(Reply::error(
+            "ERR the only stream is the change feed, __changes__ (read-only: XRANGE, XREAD)",
+        ))
+    }
+}
+
+/// A stream ID `index-n`, `index` (n = `low`), `-` or `+`.
+fn stream_id(arg: &[u8], low: bool) -> Result<(u64, u32), Reply> {
+    let invalid = || Reply::error("ERR Invalid stream ID specified as stream command argument");
+    match arg {
+        b"-" => return Ok((0, 0)),
+        b"+" => return Ok((u64::MAX, u32::MAX)),
+        _ => {}
+    }
+    let text = std::str::from_utf8(arg).map_err(|_| invalid())?;
+    let (index, n) = match text.split_once('-') {
+        Some((index, n)) => (index, Some(n)),
+        None => (text, None),
+    };
+    let index: u64 = index.parse().map_err(|_| invalid())?;
+    let n = match n {
+        Some(n) => n.parse().map_err(|_| invalid())?,
+        None if low => 0,
+        None => u32::MAX,
+    };
+    Ok((index, n))
 }
 
 fn bad_index() -> Reply {
     Reply::error("ERR FROM must be a log index (a non-negative integer)")
 }
 
+fn stream_count(arg: &[u8]) -> Result<usize, Reply> {
+    integer(arg)
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| (n as usize).min(MAX_PAGE))
+        .ok_or_else(|| Reply::error("ERR COUNT must be a positive integer"))
+}
+
 pub fn parse(name: &str, args: &[Bytes]) -> Result<ChangesCommand, Reply> {
     if name == "changes.info" {
         return Ok(ChangesCommand::Info);
+    }
+    if name == "xrange" {
+        stream_only(&args[0])?;
+        let start = stream_id(&args[1], true)?;
+        let end = stream_id(&args[2], false)?;
+        let count = match &args[3..] {
+            [] => MAX_PAGE,
+            [option, n] if is(option, "count") => stream_count(n)?,
+            _ => return Err(Reply::syntax_error()),
+        };
+        return Ok(ChangesCommand::XRange { start, end, count });
+    }
+    if name == "xread" {
+        let mut count = MAX_PAGE;
+        let mut rest = args.iter();
+        loop {
+            let Some(option) = rest.next() else {
+                return Err(Reply::syntax_error());
+            };
+            if is(option, "count") {
+                count = stream_count(rest.next().ok_or_else(Reply::syntax_error)?)?;
+            } else if is(option, "block") {
+                let ms = rest.next().ok_or_else(Reply::syntax_error)?;
+                if integer(ms).ok().filter(|ms| *ms >= 0).is_none() {
+                    return Err(Reply::error(
+                        "ERR timeout is not an integer or out of range",
+                    ));
+                }
+            } else if is(option, "streams") {
+                break;
+            } else {
+                return Err(Reply::syntax_error());
+            }
+        }
+        let streams: Vec<&Bytes> = rest.collect();
+        if streams.len() != 2 {
+            return Err(Reply::error(
+                "ERR Unbalanced 'xread' list of streams: for each stream key an ID or '$' must be specified.",
+            ));
+        }
+        stream_only(streams[0])?;
+        // `$` (only what comes next) reaches the engine resolved by the node.
+        let after = stream_id(streams[1], false)?;
+        return Ok(ChangesCommand::XRead { after, count });
     }
     if args.len() < 3 || !is(&args[1], "from") {
         return Err(Reply::error(
@@ -301,6 +398,31 @@ pub fn execute(ctx: &mut Context<'_>, command: ChangesCommand) -> Result<Reply, 
                 Reply::Integer(limits::get(ctx, Limit::ChangesBytes)? as i64),
             ),
         ]),
+        ChangesCommand::XRange { start, end, count } => {
+            if start.0 < floor && floor > 0 {
+                return Ok(compacted(floor, start.0));
+            }
+            let entries = stream_entries(ctx, start, end, count)?;
+            Reply::Array(entries)
+        }
+        ChangesCommand::XRead { after, count } => {
+            let start = match after.1.checked_add(1) {
+                Some(n) => (after.0, n),
+                None => (after.0.saturating_add(1), 0),
+            };
+            if start.0 < floor && floor > 0 {
+                return Ok(compacted(floor, start.0));
+            }
+            let entries = stream_entries(ctx, start, (u64::MAX, u32::MAX), count)?;
+            if entries.is_empty() {
+                Reply::NilArray
+            } else {
+                Reply::Map(vec![(
+                    Reply::Bulk(Bytes::from_static(STREAM)),
+                    Reply::Array(entries),
+                )])
+            }
+        }
         ChangesCommand::Read {
             pattern,
             from,
@@ -308,10 +430,7 @@ pub fn execute(ctx: &mut Context<'_>, command: ChangesCommand) -> Result<Reply, 
             with_values,
         } => {
             if from < floor {
-                return Ok(Reply::error(format!(
-                    "COMPACTED changes before index {floor} are no longer kept (FROM {from}); \
-                     read the current state and follow the feed from index {floor}"
-                )));
+                return Ok(compacted(floor, from));
             }
             let page = read(ctx, &pattern, from, count)?;
             let next = page.next.unwrap_or(applied + 1).max(from);
@@ -330,6 +449,58 @@ pub fn execute(ctx: &mut Context<'_>, command: ChangesCommand) -> Result<Reply, 
             ])
         }
     })
+}
+
+fn compacted(floor: u64, from: u64) -> Reply {
+    Reply::error(format!(
+        "COMPACTED changes before index {floor} are no longer kept (FROM {from}); \
+         read the current state and follow the feed from index {floor}"
+    ))
+}
+
+/// Stream entries `[id, [key, k, event, e, type, t]]` from `start` to
+/// `end` (inclusive), at most `count`.
+fn stream_entries(
+    ctx: &Context<'_>,
+    start: (u64, u32),
+    end: (u64, u32),
+    count: usize,
+) -> Result<Vec<Reply>, StoreError> {
+    let mut from = index_start(start.0);
+    from.extend_from_slice(&start.1.to_be_bytes());
+    let mut entries = Vec::new();
+    let mut failure = None;
+    ctx.raw_scan(&from, &prefix_end(&[CHANGE]), &mut |key, data| {
+        let index = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
+        let n = u32::from_be_bytes(key[9..13].try_into().expect("4 bytes"));
+        if (index, n) > end || entries.len() >= count {
+            return false;
+        }
+        match Change::decode(index, data) {
+            Ok(change) => {
+                entries.push(Reply::Array(vec![
+                    Reply::Bulk(Bytes::from(format!("{index}-{n}"))),
+                    Reply::Array(vec![
+                        Reply::bulk("key"),
+                        Reply::Bulk(change.key),
+                        Reply::bulk("event"),
+                        Reply::Bulk(change.event),
+                        Reply::bulk("type"),
+                        Reply::Bulk(change.kind),
+                    ]),
+                ]));
+                true
+            }
+            Err(err) => {
+                failure = Some(err);
+                false
+            }
+        }
+    })?;
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(entries),
+    }
 }
 
 pub struct Page {

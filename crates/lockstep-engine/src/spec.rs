@@ -151,6 +151,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("config.get", -2, Read, 0, 0, 0),
     spec("changes.read", -4, Read, 0, 0, 0),
     spec("changes.info", 1, Read, 0, 0, 0),
+    spec("xrange", -4, Read, 1, 1, 1),
+    spec("xread", -4, Read, 0, 0, 0),
     spec("znode.create", -3, Write, 0, 0, 0),
     spec("znode.set", -3, Write, 0, 0, 0),
     spec("znode.delete", -2, Write, 0, 0, 0),

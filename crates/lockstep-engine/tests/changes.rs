@@ -244,3 +244,42 @@ fn the_window_raises_the_floor_and_a_read_below_it_is_refused() {
         .unwrap();
     assert_eq!(field(&again, "floor"), &Reply::Integer(floor));
 }
+
+#[test]
+fn the_feed_is_also_a_read_only_stream() {
+    let mut r = Replica::new();
+    r.write(1, "MSET a 1 b 2"); // index 1: ids 1-0, 1-1
+    r.write(1, "DEL a"); // index 2: id 2-0
+    let Reply::Array(all) = r.read(1, "XRANGE __changes__ - +") else {
+        panic!()
+    };
+    let ids: Vec<Reply> = all
+        .iter()
+        .map(|entry| match entry {
+            Reply::Array(parts) => parts[0].clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, [bulk("1-0"), bulk("1-1"), bulk("2-0")]);
+    let Reply::Array(one) = r.read(1, "XRANGE __changes__ 1-1 1 COUNT 5") else {
+        panic!()
+    };
+    assert_eq!(one.len(), 1, "an index alone ends at its last change");
+    let after = r.read(1, "XREAD COUNT 10 STREAMS __changes__ 1-0");
+    let Reply::Map(streams) = &after else {
+        panic!("{after:?}")
+    };
+    let Reply::Array(entries) = &streams[0].1 else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 2, "strictly after the id");
+    assert_eq!(r.read(1, "XREAD STREAMS __changes__ 2-0"), Reply::NilArray);
+    for bad in [
+        "XRANGE mystream - +",
+        "XRANGE __changes__ x +",
+        "XREAD STREAMS __changes__",
+        "XREAD COUNT 0 STREAMS __changes__ 0",
+    ] {
+        assert!(r.read(1, bad).is_error(), "{bad}");
+    }
+}

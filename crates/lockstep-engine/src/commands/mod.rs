@@ -191,7 +191,9 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
         name if name.starts_with("svc.") => Command::Registry(registry::parse(name, args)?),
         name if name.starts_with("barrier.") => Command::Barrier(barrier::parse(name, args)?),
         "config.set" | "config.get" => Command::Limits(limits::parse(spec.name, args)?),
-        "changes.read" | "changes.info" => Command::Changes(changes::parse(spec.name, args)?),
+        "changes.read" | "changes.info" | "xrange" | "xread" => {
+            Command::Changes(changes::parse(spec.name, args)?)
+        }
         name if name.starts_with("znode.") => Command::Znode(namespace::parse(name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),

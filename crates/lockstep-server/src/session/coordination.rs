@@ -34,6 +34,9 @@ pub fn blocks(argv: &[Bytes]) -> bool {
     if is(name, "barrier.wait") {
         return true;
     }
+    if is(name, "xread") {
+        return argv.iter().any(|arg| is(arg, "block"));
+    }
     if is(name, "changes.read") {
         // Options follow `pattern FROM index`; no option's value is a word.
         return argv.iter().skip(4).any(|arg| is(arg, "block"));

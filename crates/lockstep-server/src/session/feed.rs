@@ -158,3 +158,75 @@ impl Session {
         Reply::Integer(self.feeds.len() as i64)
     }
 }
+
+impl Session {
+    /// XREAD [COUNT n] [BLOCK ms] STREAMS __changes__ id: `$` is resolved
+    /// to this node's newest change first (then only later ones count);
+    /// BLOCK waits until there is one (0: without end), else nil. The
+    /// reply is a map in RESP3 and `[[stream, entries]]` in RESP2, as
+    /// Redis answers.
+    pub(super) async fn stream_read(&mut self, argv: &[Bytes]) -> Reply {
+        let mut argv = argv.to_vec();
+        let node = self.context.node.clone();
+        if argv.last().is_some_and(|id| id.as_ref() == b"$") {
+            let info = node.read_local(&[Bytes::from_static(b"CHANGES.INFO")]);
+            let applied = match &info {
+                Reply::Map(fields) => match field(fields, "applied") {
+                    Some(Reply::Integer(applied)) => *applied,
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            *argv.last_mut().expect("an id") = Bytes::from(format!("{applied}-{}", u32::MAX));
+        }
+        if let Err(reply) = lockstep_engine::parse(&argv) {
+            return reply;
+        }
+        let block_at = argv.iter().position(|arg| is(arg, "block"));
+        let wait = block_at
+            .and_then(|at| argv.get(at + 1))
+            .and_then(|ms| std::str::from_utf8(ms).ok()?.parse::<u64>().ok());
+        let deadline = wait
+            .filter(|ms| *ms > 0)
+            .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms));
+        let mut feed = self.context.watchers.feed();
+        let mut first = true;
+        let reply = loop {
+            feed.mark_unchanged();
+            let reply = if first && !self.stale_reads {
+                match node.read(&argv).await {
+                    Ok(reply) => reply,
+                    Err(err) => return propose_error(err, node.request_timeout().as_secs()),
+                }
+            } else {
+                node.read_local(&argv)
+            };
+            first = false;
+            if !matches!(reply, Reply::NilArray) || wait.is_none() {
+                break reply;
+            }
+            match deadline {
+                Some(at) => {
+                    tokio::select! {
+                        changed = feed.changed() => if changed.is_err() { break reply },
+                        _ = tokio::time::sleep_until(at.into()) => break reply,
+                    }
+                }
+                None => {
+                    if feed.changed().await.is_err() {
+                        break reply;
+                    }
+                }
+            }
+        };
+        match reply {
+            Reply::Map(streams) if self.protocol == crate::encode::Protocol::Resp2 => Reply::Array(
+                streams
+                    .into_iter()
+                    .map(|(name, entries)| Reply::Array(vec![name, entries]))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}

@@ -292,6 +292,7 @@ impl Session {
             }
             "config" => self.config(args).await,
             "changes.subscribe" => self.feed_subscribe(&argv).await,
+            "xread" => self.stream_read(&argv).await,
             "znode.get" | "znode.exists" | "znode.children" if znode::watches(&argv) => {
                 self.watched_read(&argv).await
             }

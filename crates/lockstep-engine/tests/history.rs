@@ -157,3 +157,40 @@ fn pushes_and_cancels_do_not_step_over_served_waiters() {
     assert_eq!(reply, Some(Reply::Integer(0)));
     assert!(skipped <= FEW, "a cancel skipped {skipped} deleted entries");
 }
+
+#[test]
+fn a_full_change_feed_window_costs_the_same_however_much_it_trimmed() {
+    let mut r = Replica::new();
+    r.write(1, "CONFIG.SET changes-max-kept 1000");
+    // Tens of thousands of changes come and go through a window of 1,000:
+    // each write trims the oldest entry's changes behind the floor.
+    for i in 0..CYCLES {
+        r.write(1_000, &format!("SET feed:{} v", i % 500));
+    }
+    let info = r.inner.read(1_000, "CHANGES.INFO");
+    let Reply::Map(fields) = &info else {
+        panic!("{info:?}")
+    };
+    assert!(fields.contains(&(common::bulk("changes"), Reply::Integer(1000))));
+    // Another write (and its trim) steps over a handful of the deleted
+    // changes, not the window's worth behind it.
+    let (_, skipped) =
+        count_deleted_entries_skipped(|| r.inner.apply_command(1_000, "SET feed:last v"));
+    assert!(skipped <= FEW, "a write skipped {skipped} deleted entries");
+    // So does a reader starting at the floor.
+    let floor = fields
+        .iter()
+        .find_map(|(k, v)| match (k, v) {
+            (k, Reply::Integer(f)) if *k == common::bulk("floor") => Some(*f),
+            _ => None,
+        })
+        .unwrap();
+    let (page, skipped) = count_deleted_entries_skipped(|| {
+        r.inner.read(
+            1_000,
+            &format!("CHANGES.READ feed: FROM {} COUNT 100", floor + 1),
+        )
+    });
+    assert!(!page.is_error(), "{page:?}");
+    assert!(skipped <= FEW, "a read skipped {skipped} deleted entries");
+}

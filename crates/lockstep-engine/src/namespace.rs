@@ -336,6 +336,8 @@ pub enum ZnodeCommand {
     Children {
         path: Bytes,
         stat: bool,
+        /// The children's data too, in the order of their names.
+        data: bool,
         after: Option<Bytes>,
         count: Option<usize>,
     },
@@ -524,12 +526,14 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<ZnodeCommand, Reply> {
         }
         "children" => {
             let path = path_arg(&args[0], false)?;
-            let (mut stat, mut after, mut count) = (false, None, None);
+            let (mut stat, mut data, mut after, mut count) = (false, false, None, None);
             let mut rest = args[1..].iter();
             while let Some(option) = rest.next() {
                 if is(option, "watch") {
                 } else if is(option, "stat") {
                     stat = true;
+                } else if is(option, "data") {
+                    data = true;
                 } else if is(option, "after") {
                     after = Some(rest.next().ok_or_else(Reply::syntax_error)?.clone());
                 } else if is(option, "count") {
@@ -551,6 +555,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<ZnodeCommand, Reply> {
             ZnodeCommand::Children {
                 path,
                 stat,
+                data,
                 after,
                 count,
             }
@@ -824,6 +829,7 @@ pub fn execute(ctx: &mut Context<'_>, command: ZnodeCommand) -> Result<Reply, St
         ZnodeCommand::Children {
             path,
             stat,
+            data,
             after,
             count,
         } => {
@@ -866,10 +872,25 @@ pub fn execute(ctx: &mut Context<'_>, command: ZnodeCommand) -> Result<Reply, St
                 )));
             }
             let names = Reply::Array(children.iter().cloned().map(Reply::Bulk).collect());
-            if !stat && count.is_none() {
+            if !stat && !data && count.is_none() {
                 return Ok(names);
             }
             let mut fields = vec![(Reply::bulk("children"), names)];
+            if data {
+                let mut values = Vec::with_capacity(children.len());
+                for child in &children {
+                    let child_path = if name == "/" {
+                        format!("/{}", String::from_utf8_lossy(child))
+                    } else {
+                        format!("{name}/{}", String::from_utf8_lossy(child))
+                    };
+                    values.push(match load(ctx, &child_path)? {
+                        Some(node) => Reply::Bulk(node.data),
+                        None => Reply::Nil,
+                    });
+                }
+                fields.push((Reply::bulk("data"), Reply::Array(values)));
+            }
             if stat {
                 let mut shown = node.clone();
                 if name == "/" {

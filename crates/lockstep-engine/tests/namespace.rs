@@ -273,6 +273,31 @@ fn many_children_page_in_order_and_a_create_writes_one_record_per_child() {
     let expected: Vec<String> = (0..3_000).map(|n| format!("c{n:05}")).collect();
     assert_eq!(seen, expected);
     assert_eq!(stat(&r.read(1, "ZNODE.STAT /big"), "numChildren"), 3_000);
+    // With their data, in the order of the names.
+    r.write(1, "ZNODE.SET /big/c00001 one");
+    let page = r.read(1, "ZNODE.CHILDREN /big DATA COUNT 2");
+    assert_eq!(names(field(&page, "children")), ["c00000", "c00001"]);
+    assert_eq!(
+        field(&page, "data"),
+        &Reply::Array(vec![bulk("x"), bulk("one")])
+    );
+}
+
+#[test]
+fn a_hundred_thousand_children_list_in_one_reply_and_beyond_that_in_pages() {
+    let mut r = Replica::new();
+    r.write(1, "ZNODE.CREATE /wide x");
+    for n in 0..100_001 {
+        r.write(1, &format!("ZNODE.CREATE /wide/{n:06} x"));
+    }
+    // One more than a reply may list: the plain form says to page.
+    let refused = r.read(1, "ZNODE.CHILDREN /wide");
+    assert!(err(&refused).contains("COUNT"), "{refused:?}");
+    r.write(1, "ZNODE.DELETE /wide/100000");
+    assert_eq!(names(&r.read(1, "ZNODE.CHILDREN /wide")).len(), 100_000);
+    let last = r.read(1, "ZNODE.CHILDREN /wide COUNT 10 AFTER 099995");
+    assert_eq!(names(field(&last, "children")).len(), 4);
+    assert_eq!(field(&last, "next"), &Reply::Nil);
 }
 
 #[test]

@@ -51,11 +51,24 @@ else
   fi
 fi
 
-# redis-py, for the tests that run real Python lock clients.
-if ! python3 -c 'import redis' >/dev/null 2>&1; then
+# redis-py 5.1 or later (its client-side cache), for the tests that run
+# real Python clients. A system Python that refuses pip installs
+# (externally managed) gets it for this user; Debian's python3-redis is
+# too old.
+redis_py_ok() {
+  python3 -c 'import redis, sys; sys.exit(tuple(int(p) for p in redis.__version__.split(".")[:2]) < (5, 1))' \
+    >/dev/null 2>&1
+}
+if ! redis_py_ok; then
   echo "installing: redis-py"
-  if ! python3 -m pip install --quiet --disable-pip-version-check 'redis>=5,<7' 2>/dev/null; then
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-redis >/dev/null
+  pip=(python3 -m pip install --quiet --disable-pip-version-check 'redis>=5.1,<7')
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+  fi
+  "${pip[@]}" 2>/dev/null || "${pip[@]}" --user --break-system-packages 2>/dev/null || true
+  if ! redis_py_ok; then
+    echo "could not install redis-py 5.1 or later: python3 -m pip install 'redis>=5.1,<7'" >&2
+    exit 1
   fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{bulk, err, Replica};
+use common::{bulk, err, field, int, Replica};
 use lockstep_engine::{Event, Reply};
 
 /// The (channel, message) pairs an entry published.
@@ -35,24 +35,6 @@ fn keyevents(applied: &lockstep_engine::Applied) -> Vec<String> {
                 .map(|event| format!("{event} {key}"))
         })
         .collect()
-}
-
-fn field<'a>(reply: &'a Reply, name: &str) -> &'a Reply {
-    let Reply::Map(fields) = reply else {
-        panic!("expected a map, got {reply:?}")
-    };
-    fields
-        .iter()
-        .find(|(k, _)| *k == bulk(name))
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no field {name} in {reply:?}"))
-}
-
-fn int(reply: &Reply) -> i64 {
-    match reply {
-        Reply::Integer(n) => *n,
-        other => panic!("expected an integer, got {other:?}"),
-    }
 }
 
 /// `(index, key, event)` of each change a CHANGES.READ reply holds.

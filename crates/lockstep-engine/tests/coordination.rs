@@ -4,26 +4,8 @@
 
 mod common;
 
-use common::{bulk, err, Replica};
+use common::{bulk, err, field, int, Replica};
 use lockstep_engine::{Engine, Reply, RequestId};
-
-fn int(reply: &Reply) -> i64 {
-    match reply {
-        Reply::Integer(n) => *n,
-        other => panic!("expected an integer, got {other:?}"),
-    }
-}
-
-fn field<'a>(reply: &'a Reply, name: &str) -> &'a Reply {
-    let Reply::Map(fields) = reply else {
-        panic!("expected a map, got {reply:?}")
-    };
-    &fields
-        .iter()
-        .find(|(k, _)| *k == bulk(name))
-        .unwrap_or_else(|| panic!("no field {name} in {reply:?}"))
-        .1
-}
 
 /// Applies a parking command as the server sends it; returns its request.
 fn park(r: &mut Replica, ct: u64, wait_id: &str, command: &str) -> RequestId {

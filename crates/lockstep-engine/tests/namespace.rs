@@ -5,26 +5,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{bulk, err, Replica};
+use common::{bulk, err, field, int, Replica};
 use lockstep_engine::{Event, Reply};
-
-fn field<'a>(reply: &'a Reply, name: &str) -> &'a Reply {
-    let Reply::Map(fields) = reply else {
-        panic!("expected a map, got {reply:?}")
-    };
-    fields
-        .iter()
-        .find(|(k, _)| *k == bulk(name))
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no field {name} in {reply:?}"))
-}
-
-fn int(reply: &Reply) -> i64 {
-    match reply {
-        Reply::Integer(n) => *n,
-        other => panic!("expected an integer, got {other:?}"),
-    }
-}
 
 fn stat(reply: &Reply, name: &str) -> i64 {
     int(field(reply, name))

@@ -87,6 +87,21 @@ impl Replica {
         Ok(outcome.reply.unwrap_or(Reply::Nil))
     }
 
+    /// Writes `batch` as the next applied index, bypassing the engine
+    /// (a planted record) or after it (a sweep).
+    fn commit(&mut self, batch: &StateBatch) {
+        self.index += 1;
+        self.store
+            .apply(
+                batch,
+                Applied {
+                    index: self.index,
+                    term: 1,
+                },
+            )
+            .expect("memory storage does not fail");
+    }
+
     fn try_read(&self, argv: &[Bytes]) -> Result<Reply, StoreError> {
         self.engine
             .read(&self.store, self.index, 1_000 + self.index * 10, argv)
@@ -165,17 +180,7 @@ pub fn stored_records(data: &[u8]) {
     replica.write(words(b"SET k v"));
     let mut batch = StateBatch::default();
     batch.put(lockstep_engine::value_record_key(b"k"), data.to_vec());
-    replica.index += 1;
-    replica
-        .store
-        .apply(
-            &batch,
-            Applied {
-                index: replica.index,
-                term: 1,
-            },
-        )
-        .expect("memory storage does not fail");
+    replica.commit(&batch);
     // A node starting on this keyspace reads every record's deadline.
     let _ = Engine::open(&replica.store);
     for command in [
@@ -247,7 +252,6 @@ pub fn znode_commands(data: &[u8]) {
         let _ = replica.write(argv);
     }
     // Sweeps end TTL nodes; the tree must still read back.
-    replica.index += 1;
     let sweep = LogEntry {
         request: RequestId { origin: 0, seq: 0 },
         settled_below: 0,
@@ -256,18 +260,9 @@ pub fn znode_commands(data: &[u8]) {
     };
     let outcome = replica
         .engine
-        .apply(&replica.store, replica.index, &sweep.encode())
+        .apply(&replica.store, replica.index + 1, &sweep.encode())
         .expect("the engine reads back what it wrote");
-    replica
-        .store
-        .apply(
-            &outcome.batch,
-            Applied {
-                index: replica.index,
-                term: 1,
-            },
-        )
-        .expect("memory storage does not fail");
+    replica.commit(&outcome.batch);
     for path in ["/", "/a", "/c", "/t", "/e"] {
         let _ = replica.read(&words(format!("ZNODE.CHILDREN {path} STAT").as_bytes()));
     }
@@ -283,17 +278,7 @@ pub fn stored_znodes(data: &[u8]) {
     let mut batch = StateBatch::default();
     batch.put(lockstep_engine::znode_record_key("/a"), data.to_vec());
     batch.put(lockstep_engine::change_record_key(1, 0), data.to_vec());
-    replica.index += 1;
-    replica
-        .store
-        .apply(
-            &batch,
-            Applied {
-                index: replica.index,
-                term: 1,
-            },
-        )
-        .expect("memory storage does not fail");
+    replica.commit(&batch);
     let _ = Engine::open(&replica.store);
     for command in [
         "ZNODE.GET /a",

@@ -73,6 +73,21 @@ impl Watchers {
         self.feed.subscribe()
     }
 
+    /// Waits for the next change after `feed` was last marked seen: true
+    /// if one came, false once `deadline` passed (None: no deadline).
+    pub async fn next_change(
+        feed: &mut tokio::sync::watch::Receiver<u64>,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
+        match deadline {
+            Some(at) => tokio::select! {
+                changed = feed.changed() => changed.is_ok(),
+                _ = tokio::time::sleep_until(at.into()) => false,
+            },
+            None => feed.changed().await.is_ok(),
+        }
+    }
+
     /// `key`'s record changed at `index`: wake its watchers.
     pub fn changed(&self, index: u64, key: &Bytes) {
         self.feed.send_if_modified(|newest| {

@@ -136,6 +136,25 @@ impl<S: NodeStore> Replica<S> {
     }
 }
 
+pub fn int(reply: &Reply) -> i64 {
+    match reply {
+        Reply::Integer(n) => *n,
+        other => panic!("expected an integer, got {other:?}"),
+    }
+}
+
+/// The value of field `name` in a map reply.
+pub fn field<'a>(reply: &'a Reply, name: &str) -> &'a Reply {
+    let Reply::Map(fields) = reply else {
+        panic!("expected a map, got {reply:?}")
+    };
+    &fields
+        .iter()
+        .find(|(k, _)| *k == bulk(name))
+        .unwrap_or_else(|| panic!("no field {name} in {reply:?}"))
+        .1
+}
+
 pub fn bulk(text: &str) -> Reply {
     Reply::bulk(Bytes::copy_from_slice(text.as_bytes()))
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use lockstep_engine::Reply;
 
 use super::{propose_error, Session};
+use crate::watchers::Watchers;
 
 fn is(arg: &[u8], name: &str) -> bool {
     arg.eq_ignore_ascii_case(name.as_bytes())
@@ -209,18 +210,8 @@ impl Session {
             if let Some(next) = next {
                 query[3] = Bytes::from(next.to_string());
             }
-            match deadline {
-                Some(at) => {
-                    tokio::select! {
-                        changed = feed.changed() => if changed.is_err() { return reply },
-                        _ = tokio::time::sleep_until(at.into()) => return reply,
-                    }
-                }
-                None => {
-                    if feed.changed().await.is_err() {
-                        return reply;
-                    }
-                }
+            if !Watchers::next_change(&mut feed, deadline).await {
+                return reply;
             }
         }
     }

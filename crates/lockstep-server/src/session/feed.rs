@@ -12,6 +12,7 @@ use lockstep_engine::Reply;
 
 use super::{is, propose_error, Session};
 use crate::pubsub::Push;
+use crate::watchers::Watchers;
 
 /// Feed subscriptions one connection may hold.
 pub const MAX_FEED_SUBSCRIPTIONS: usize = 16;
@@ -110,7 +111,7 @@ impl Session {
                         return;
                     }
                 }
-                if caught_up && feed.changed().await.is_err() {
+                if caught_up && !Watchers::next_change(&mut feed, None).await {
                     return;
                 }
                 query[3] = Bytes::from(next.to_string());
@@ -202,21 +203,11 @@ impl Session {
                 node.read_local(&argv)
             };
             first = false;
-            if !matches!(reply, Reply::NilArray) || wait.is_none() {
+            if !matches!(reply, Reply::NilArray)
+                || wait.is_none()
+                || !Watchers::next_change(&mut feed, deadline).await
+            {
                 break reply;
-            }
-            match deadline {
-                Some(at) => {
-                    tokio::select! {
-                        changed = feed.changed() => if changed.is_err() { break reply },
-                        _ = tokio::time::sleep_until(at.into()) => break reply,
-                    }
-                }
-                None => {
-                    if feed.changed().await.is_err() {
-                        break reply;
-                    }
-                }
             }
         };
         match reply {

@@ -71,6 +71,9 @@ pub struct NodeProcess {
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// A node added to a running cluster starts with `--join` through
+    /// this member's client address (instead of `--peers`).
+    pub join: Option<SocketAddr>,
     child: Option<Child>,
 }
 
@@ -119,6 +122,7 @@ impl Cluster {
                 client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
                 peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
                 data_dir: dir.path().join(format!("node{id}")),
+                join: None,
                 child: None,
             })
             .collect();
@@ -179,6 +183,10 @@ impl Cluster {
         let extra = self.extra_args.clone();
         let binary = self.binary.clone();
         let node = self.node_mut(id);
+        let membership: Vec<String> = match node.join {
+            Some(contact) => vec!["--join".into(), contact.to_string()],
+            None => vec!["--peers".into(), peers, "--client-addrs".into(), clients],
+        };
         std::fs::create_dir_all(&node.data_dir)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -191,10 +199,7 @@ impl Cluster {
             .arg(node.client_addr.to_string())
             .arg("--peer-listen")
             .arg(node.peer_addr.to_string())
-            .arg("--peers")
-            .arg(&peers)
-            .arg("--client-addrs")
-            .arg(&clients)
+            .args(&membership)
             .arg("--data-dir")
             .arg(node.data_dir.join("data"))
             .args(&extra)
@@ -204,6 +209,38 @@ impl Cluster {
             .with_context(|| format!("starting {}", binary.display()))?;
         node.child = Some(child);
         wait_for_port(node.client_addr, Duration::from_secs(20))
+    }
+
+    /// Starts a new node (the next id) that joins the running cluster
+    /// through node `via` (`--join`, empty data dir); returns its id. It
+    /// is a learner until promoted.
+    pub fn add_node(&mut self, via: u64) -> Result<u64> {
+        let id = self.nodes.len() as u64 + 1;
+        let dir = self.nodes[0]
+            .data_dir
+            .parent()
+            .expect("node dirs live in the cluster dir")
+            .join(format!("node{id}"));
+        let contact = self.node(via).client_addr;
+        self.nodes.push(NodeProcess {
+            id,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir: dir,
+            join: Some(contact),
+            child: None,
+        });
+        self.spawn(id)?;
+        Ok(id)
+    }
+
+    /// Deletes a stopped node's data (its log stays).
+    pub fn wipe(&mut self, id: u64) -> Result<()> {
+        let data = self.node(id).data_dir.join("data");
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
+        Ok(())
     }
 
     /// kill -9: no clean shutdown, unsynced state lost.

@@ -37,6 +37,11 @@ pub struct Cli {
     /// Every node's client address, for ROLE and INFO: 1=host:port,... (optional)
     #[arg(long)]
     pub client_addrs: Option<String>,
+    /// Join a running cluster through any member's client address: with an
+    /// empty data dir, this node adds itself as a learner (CLUSTER.ADD) and
+    /// waits for the leader's snapshot. Replaces --peers.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
     /// Where the node keeps its data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -84,6 +89,7 @@ struct FileConfig {
     peer_listen: Option<SocketAddr>,
     peers: Option<String>,
     client_addrs: Option<String>,
+    join: Option<String>,
     data_dir: Option<PathBuf>,
     tick_ms: Option<u64>,
     election_ticks: Option<usize>,
@@ -103,6 +109,8 @@ pub struct Settings {
     pub peer_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub client_addrs: BTreeMap<u64, SocketAddr>,
+    /// A member's client address to join through.
+    pub join: Option<String>,
     pub node: NodeConfig,
     pub limits: Limits,
     pub log_level: slog::Level,
@@ -157,7 +165,11 @@ impl Settings {
         let listen = pick!(listen).unwrap_or_else(|| "127.0.0.1:6379".parse().expect("literal"));
         let peer_listen = pick!(peer_listen)
             .unwrap_or_else(|| SocketAddr::new(listen.ip(), listen.port().wrapping_add(10_000)));
+        let join = pick!(join);
         let peers = match pick!(peers) {
+            Some(_) if join.is_some() => {
+                bail!("--join and --peers exclude each other: a joining node learns the members")
+            }
             Some(text) => parse_addr_map(&text, "--peers")?,
             None => BTreeMap::from([(id, peer_listen)]),
         };
@@ -172,6 +184,8 @@ impl Settings {
         let mut node = NodeConfig {
             id,
             peers,
+            client_addrs: client_addrs.clone(),
+            join: join.is_some(),
             ..defaults.clone()
         };
         if let Some(ms) = pick!(tick_ms) {
@@ -216,6 +230,7 @@ impl Settings {
             peer_listen,
             data_dir: pick!(data_dir).unwrap_or_else(|| PathBuf::from("lockstep-data")),
             client_addrs,
+            join,
             node,
             limits,
             log_level,

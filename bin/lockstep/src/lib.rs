@@ -4,6 +4,7 @@
 //! the test switches (see `switches`).
 
 mod config;
+mod join;
 #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
 mod switches;
 
@@ -66,7 +67,7 @@ fn run_node(cli: Cli) -> Result<()> {
     result
 }
 
-async fn run(settings: Settings, log: Logger) -> Result<()> {
+async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let store = Arc::new(
@@ -79,6 +80,21 @@ async fn run(settings: Settings, log: Logger) -> Result<()> {
     let client_listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding client address {}", settings.listen))?;
+    if let Some(contact) = settings.join.clone() {
+        use lockstep_store::NodeStore;
+        // Empty: new, or restarted before the leader's snapshot came.
+        let empty = store.conf_state().voters.is_empty() && store.applied().index == 0;
+        if empty {
+            settings.node.peers = join::join(
+                &contact,
+                settings.id,
+                settings.peer_listen,
+                settings.listen,
+                &log,
+            )
+            .await?;
+        }
+    }
     info!(log, "starting";
         "listen" => %settings.listen,
         "peer_listen" => %settings.peer_listen,

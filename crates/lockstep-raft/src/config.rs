@@ -6,8 +6,15 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: u64,
-    /// Peer (raft) addresses of every voter, this node included.
+    /// Peer (raft) addresses of every voter, this node included: the
+    /// members of a new cluster. Once the membership record exists (it is
+    /// replicated), it decides.
     pub peers: BTreeMap<u64, SocketAddr>,
+    /// Client addresses of the members of a new cluster.
+    pub client_addrs: BTreeMap<u64, SocketAddr>,
+    /// Joining an existing cluster: an empty store is not bootstrapped; it
+    /// waits for the leader's snapshot.
+    pub join: bool,
     /// Length of one raft tick.
     pub tick: Duration,
     /// Election timeout in ticks (randomized up to twice this by raft).
@@ -45,6 +52,8 @@ impl Default for NodeConfig {
         NodeConfig {
             id: 1,
             peers: BTreeMap::new(),
+            client_addrs: BTreeMap::new(),
+            join: false,
             tick: Duration::from_millis(50),
             election_ticks: 20,
             heartbeat_ticks: 4,

@@ -1,6 +1,11 @@
 //! The replication core: one raft-rs `RawNode` with its Ready handling,
 //! proposals, ReadIndex reads, apply and leadership duties.
 
+mod membership;
+
+pub(crate) use membership::ChangeReply;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -10,7 +15,7 @@ use lockstep_engine::{
     encode_command, encode_header, Engine, Event as AppliedEvent, LogEntry, Payload, Reply,
     RequestId,
 };
-use lockstep_store::{Applied, NodeStore, Overlay, StateBatch, StateRead, StoreError};
+use lockstep_store::{Applied, NodeStore, Overlay, StateRead, StoreError};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadOnlyOption, StateRole, Storage};
@@ -21,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::LeaderClock;
 use crate::frame::PeerFrame;
+use crate::members::Members;
 use crate::node::Event;
 use crate::pending::{Answered, Pending, PendingProposal, PendingRead, Submission};
 use crate::status::{NodeStatus, PeerProgress, Role};
@@ -91,6 +97,8 @@ fn digest_of(data: &[u8]) -> u64 {
 /// frame was dropped (raft retries).
 pub trait PeerSender: Send {
     fn send(&self, to: u64, frame: Bytes) -> bool;
+    /// The members' peer addresses changed (this node's own included).
+    fn set_peers(&self, _peers: &std::collections::BTreeMap<u64, String>) {}
 }
 
 /// raft-rs takes its storage by value; this shares ours with the apply loop.
@@ -171,7 +179,9 @@ impl<S: NodeStore> Core<S> {
         log: &Logger,
     ) -> Result<Core<S>, NodeError> {
         let log = log.new(o!("component" => "raft"));
-        if store.conf_state().voters.is_empty() && store.last_index()? == 0 {
+        let bootstrapping =
+            !config.join && store.conf_state().voters.is_empty() && store.last_index()? == 0;
+        if bootstrapping {
             let conf_state = ConfState {
                 voters: config.peers.keys().copied().collect(),
                 ..Default::default()
@@ -211,7 +221,7 @@ impl<S: NodeStore> Core<S> {
         let engine = store.read_view(|state, _| Engine::open(state))?;
         let time_now = time.now();
         let cluster_time = store.read_view(|state, _| Engine::cluster_time(state))?;
-        let core = Core {
+        let mut core = Core {
             raw,
             store,
             engine,
@@ -231,9 +241,17 @@ impl<S: NodeStore> Core<S> {
             applied_ct: cluster_time,
             sink,
             delivered: Arc::new(AtomicU64::new(0)),
+            members: Members::default(),
+            status_members: Arc::new(Members::default()),
+            removed: false,
+            removed_flag: Arc::default(),
+            last_heard: HashMap::new(),
+            pending_change: None,
+            pending_transfer: None,
             config,
             log,
         };
+        core.load_members(bootstrapping)?;
         core.delivered
             .store(core.store.applied().index, Ordering::Release);
         core.publish_status();
@@ -245,6 +263,10 @@ impl<S: NodeStore> Core<S> {
     /// takes).
     pub(crate) fn delivered_cell(&self) -> Arc<AtomicU64> {
         self.delivered.clone()
+    }
+
+    pub(crate) fn removed_cell(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.removed_flag.clone()
     }
 
     pub(crate) fn status_cell(&self) -> Arc<RwLock<NodeStatus>> {
@@ -299,6 +321,18 @@ pub struct Core<S: NodeStore> {
     sink: EventSink,
     /// Events handed to the sink through this index (see `delivered_cell`).
     delivered: Arc<AtomicU64>,
+    /// Every member's addresses (the record in the keyspace family).
+    members: Members,
+    /// The same, shared with the status.
+    status_members: Arc<Members>,
+    /// This node was removed from the cluster.
+    removed: bool,
+    /// The same, for the client side.
+    removed_flag: Arc<std::sync::atomic::AtomicBool>,
+    /// When each peer's last raft message arrived.
+    last_heard: HashMap<u64, Instant>,
+    pending_change: Option<membership::PendingChange>,
+    pending_transfer: Option<membership::PendingTransfer>,
     config: NodeConfig,
     log: Logger,
 }
@@ -431,6 +465,10 @@ impl<S: NodeStore> Core<S> {
                 });
             }
             Event::Peer(PeerFrame::Raft(message)) => {
+                if !self.accepts_from(message.from) {
+                    return true;
+                }
+                self.last_heard.insert(message.from, self.time.now());
                 if let Err(err) = self.raw.step(*message) {
                     warn!(self.log, "raft rejected message"; "error" => %err);
                 }
@@ -442,11 +480,14 @@ impl<S: NodeStore> Core<S> {
                 body,
             }) => {
                 // Only a leader orders proposals; a stale forward is dropped
-                // and its origin sends it again to the new leader.
-                if self.raw.raft.state == StateRole::Leader {
+                // and its origin sends it again to the new leader. A
+                // forward from a node that is not a member is never taken.
+                if self.raw.raft.state == StateRole::Leader && self.accepts_from(origin) {
                     self.propose_stamped(RequestId { origin, seq }, settled_below, &body);
                 }
             }
+            Event::Membership { change, reply } => self.handle_membership(change, reply),
+            Event::Transfer { to, reply } => self.handle_transfer(to, reply),
             Event::Stop => return false,
         }
         true
@@ -543,6 +584,7 @@ impl<S: NodeStore> Core<S> {
             }
         }
         self.leader_duties(now)?;
+        self.settle_membership_waits(now);
         Ok(())
     }
 
@@ -610,6 +652,7 @@ impl<S: NodeStore> Core<S> {
                     .store
                     .read_view(|state, _| Engine::cluster_time(state))?;
                 self.engine = self.store.read_view(|state, _| Engine::open(state))?;
+                self.reload_members()?;
                 self.delivered
                     .store(self.store.applied().index, Ordering::Release);
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
@@ -655,6 +698,7 @@ impl<S: NodeStore> Core<S> {
         }
         self.pending.release_reads(self.store.applied().index);
         self.notice_leadership()?;
+        self.settle_membership_waits(self.time.now());
         self.publish_status();
         Ok(())
     }
@@ -814,27 +858,6 @@ impl<S: NodeStore> Core<S> {
         Ok(())
     }
 
-    fn apply_conf_change(
-        &mut self,
-        change: &impl raft_proto::ConfChangeI,
-        position: Applied,
-    ) -> Result<(), NodeError> {
-        let conf_state = self.raw.apply_conf_change(change)?;
-        if self.raw.raft.state == StateRole::Leader && !conf_state.voters.contains(&self.config.id)
-        {
-            // A leader applying its own removal: raft-rs leaves it in
-            // charge without its own progress, and it panics at the next
-            // commit. Step down; the remaining voters elect a leader.
-            let term = self.raw.raft.term;
-            self.raw.raft.become_follower(term, raft::INVALID_ID);
-            info!(self.log, "stepped down: removed from the voters"; "term" => term);
-        }
-        self.store.set_conf_state(&conf_state)?;
-        self.store.apply(&StateBatch::default(), position)?;
-        info!(self.log, "membership changed"; "voters" => ?conf_state.voters, "learners" => ?conf_state.learners);
-        Ok(())
-    }
-
     fn maybe_compact(&mut self) -> Result<(), StoreError> {
         let applied = self.store.applied().index;
         let first = self
@@ -921,6 +944,10 @@ impl<S: NodeStore> Core<S> {
         } else {
             Vec::new()
         };
+        let mut conf = self.store.conf_state();
+        conf.voters.sort_unstable();
+        conf.learners.sort_unstable();
+        let now = self.time.now();
         let status = NodeStatus {
             id: self.config.id,
             role,
@@ -931,7 +958,15 @@ impl<S: NodeStore> Core<S> {
             first_index: self.store.first_index().unwrap_or(0),
             last_index: raft.raft_log.last_index(),
             cluster_time_ms: self.applied_ct,
-            voters: self.store.conf_state().voters,
+            voters: conf.voters,
+            learners: conf.learners,
+            members: self.status_members.clone(),
+            removed: self.removed,
+            last_heard: self
+                .last_heard
+                .iter()
+                .map(|(&id, &at)| (id, now.saturating_duration_since(at)))
+                .collect(),
             progress,
             parked_requests: self.pending.parked.len(),
         };

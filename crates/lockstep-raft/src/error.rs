@@ -27,3 +27,26 @@ pub enum NodeError {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Why a membership change or leader transfer did not happen.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MembershipError {
+    /// Only the leader changes the membership (`leader` 0: none known).
+    #[error("this node is not the leader")]
+    NotLeader { leader: u64 },
+    /// The change would break the cluster or cannot be made; the text
+    /// says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The leader does not hear from a majority of the voters.
+    #[error("the leader hears from {live} of {voters} voters, not a majority")]
+    NoQuorum { live: usize, voters: usize },
+    /// Proposed (or requested) but not done within the wait bound.
+    #[error("not completed within the wait bound")]
+    TimedOut,
+    /// This node was removed from the cluster.
+    #[error("this node was removed from the cluster")]
+    Removed,
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+}

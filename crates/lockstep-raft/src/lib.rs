@@ -17,6 +17,7 @@ mod config;
 mod core;
 mod error;
 mod frame;
+mod members;
 mod node;
 mod pending;
 mod status;
@@ -24,9 +25,21 @@ mod transport;
 
 pub use crate::core::{AppliedRecord, Core, EventSink, PeerSender, SystemTime, TimeSource};
 pub use config::NodeConfig;
-pub use error::{NodeError, ProposeError};
+pub use error::{MembershipError, NodeError, ProposeError};
+pub use members::{validate_address, MemberAddrs, Members};
 pub use node::{Node, NodeHandle};
 pub use pending::Answered;
+
+/// A membership change, one at a time, through the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// A new node, as a learner (it votes once promoted).
+    Add { id: u64, addrs: MemberAddrs },
+    /// A caught-up learner becomes a voter.
+    Promote { id: u64 },
+    /// A voter or learner leaves for good; its id is never used again.
+    Remove { id: u64 },
+}
 pub use status::{NodeStatus, PeerProgress, Role};
 
 /// Decodes a frame as a peer would have sent it and returns the command

@@ -17,7 +17,7 @@ use crate::frame::PeerFrame;
 use crate::pending::Answered;
 use crate::status::NodeStatus;
 use crate::transport::{self, Outbound};
-use crate::{NodeConfig, NodeError, ProposeError};
+use crate::{MembershipError, NodeConfig, NodeError, ProposeError};
 
 /// Events drained into one Ready round: the group-commit batch size.
 const MAX_EVENTS_PER_ROUND: usize = 4096;
@@ -38,6 +38,14 @@ pub(crate) enum Event {
         reply: crate::pending::ReadReply,
     },
     Peer(PeerFrame),
+    Membership {
+        change: crate::MembershipChange,
+        reply: crate::core::ChangeReply,
+    },
+    Transfer {
+        to: u64,
+        reply: crate::core::ChangeReply,
+    },
     Stop,
 }
 
@@ -50,6 +58,7 @@ pub struct NodeHandle {
     status: Arc<RwLock<NodeStatus>>,
     reader: Arc<Reader>,
     delivered: Arc<std::sync::atomic::AtomicU64>,
+    removed: Arc<std::sync::atomic::AtomicBool>,
     request_timeout: Duration,
     /// A negative control for the fault tests: reads skip ReadIndex and
     /// may be stale. Only a debug build with the test switches can set it.
@@ -121,8 +130,33 @@ impl NodeHandle {
         self.delivered.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Whether this node was removed from the cluster (it then serves no
+    /// client).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn status(&self) -> NodeStatus {
         self.status.read().expect("status lock").clone()
+    }
+
+    /// Changes the membership (on the leader only); returns the index of
+    /// the applied membership entry.
+    pub async fn change_membership(
+        &self,
+        change: crate::MembershipChange,
+    ) -> Result<u64, MembershipError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Membership { change, reply })?;
+        answer.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Moves leadership to voter `to` (from any node); returns the new
+    /// leader's term once it leads, or times out.
+    pub async fn transfer_leader(&self, to: u64) -> Result<u64, MembershipError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Transfer { to, reply })?;
+        answer.await.map_err(|_| ProposeError::Stopped)?
     }
 
     /// Serves reads from local state without ReadIndex: stale reads on
@@ -168,7 +202,6 @@ impl Node {
         let outbound = transport::start_outbound(
             runtime,
             config.id,
-            &config.peers,
             config.peer_queue_frames,
             config.max_peer_frame_bytes,
             &log,
@@ -196,6 +229,7 @@ impl Node {
             status: core.status_cell(),
             reader,
             delivered: core.delivered_cell(),
+            removed: core.removed_cell(),
             request_timeout: core.request_timeout(),
             barrier_free_reads: false,
         };
@@ -260,5 +294,8 @@ impl<S: NodeStore> Driver<S> {
 impl PeerSender for Outbound {
     fn send(&self, to: u64, frame: Bytes) -> bool {
         self.send_encoded(to, frame)
+    }
+    fn set_peers(&self, peers: &std::collections::BTreeMap<u64, String>) {
+        Outbound::set_peers(self, peers)
     }
 }

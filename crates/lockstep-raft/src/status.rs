@@ -1,3 +1,22 @@
+impl NodeStatus {
+    /// The client address of member `id`, if known.
+    pub fn client_addr(&self, id: u64) -> Option<&str> {
+        self.members
+            .addrs
+            .get(&id)
+            .map(|addrs| addrs.client.as_str())
+            .filter(|addr| !addr.is_empty())
+    }
+
+    /// How long ago a raft message from `id` arrived.
+    pub fn heard_from(&self, id: u64) -> Option<std::time::Duration> {
+        self.last_heard
+            .iter()
+            .find(|(peer, _)| *peer == id)
+            .map(|(_, ago)| *ago)
+    }
+}
+
 /// What a node knows about itself and the cluster, refreshed by the raft
 /// thread after every round.
 #[derive(Clone, Debug, Default)]
@@ -12,6 +31,13 @@ pub struct NodeStatus {
     pub last_index: u64,
     pub cluster_time_ms: u64,
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Every member's addresses, as replicated with the membership.
+    pub members: std::sync::Arc<crate::Members>,
+    /// This node was removed from the cluster and serves no more.
+    pub removed: bool,
+    /// How long ago each peer's last raft message arrived.
+    pub last_heard: Vec<(u64, std::time::Duration)>,
     /// Replication progress of every peer, known on the leader only.
     pub progress: Vec<PeerProgress>,
     /// This node's requests that applied and wait for a later entry's

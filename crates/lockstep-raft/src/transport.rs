@@ -7,7 +7,7 @@
 //! length-delimited frames no larger than the configured maximum.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,18 +34,55 @@ fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Sends frames to peers; cheap to clone.
+/// Sends frames to peers; cheap to clone. The set of peers follows the
+/// membership: [`Outbound::set_peers`] dials new members and lets go of
+/// removed ones.
 #[derive(Clone)]
 pub struct Outbound {
-    queues: BTreeMap<u64, mpsc::Sender<Bytes>>,
+    inner: Arc<OutboundInner>,
+}
+
+struct OutboundInner {
+    runtime: tokio::runtime::Handle,
+    own_id: u64,
+    queue_frames: usize,
+    max_frame_bytes: usize,
+    /// Per peer: its address and the queue its dial loop drains.
+    queues: RwLock<BTreeMap<u64, (String, mpsc::Sender<Bytes>)>>,
+    log: Logger,
 }
 
 impl Outbound {
     /// Queues an encoded frame for `to`; returns false if it was dropped.
     pub fn send_encoded(&self, to: u64, frame: Bytes) -> bool {
-        match self.queues.get(&to) {
-            Some(queue) => queue.try_send(frame).is_ok(),
+        let queues = self.inner.queues.read().expect("peer queues");
+        match queues.get(&to) {
+            Some((_, queue)) => queue.try_send(frame).is_ok(),
             None => false,
+        }
+    }
+
+    /// Dials every peer in `peers` (this node skipped) not dialled yet or
+    /// whose address changed; stops dialling the others.
+    pub fn set_peers(&self, peers: &BTreeMap<u64, String>) {
+        let inner = &self.inner;
+        let mut queues = inner.queues.write().expect("peer queues");
+        // Dropping a queue's sender ends its dial loop.
+        queues.retain(|id, (addr, _)| peers.get(id) == Some(addr));
+        for (&id, addr) in peers {
+            if id == inner.own_id || queues.contains_key(&id) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(inner.queue_frames);
+            queues.insert(id, (addr.clone(), tx));
+            let log = inner.log.new(slog::o!("peer" => id));
+            inner.runtime.spawn(dial_loop(
+                inner.own_id,
+                addr.clone(),
+                rx,
+                inner.max_frame_bytes,
+                log,
+            ));
         }
     }
 }
@@ -53,27 +90,25 @@ impl Outbound {
 pub fn start_outbound(
     runtime: &tokio::runtime::Handle,
     own_id: u64,
-    peers: &BTreeMap<u64, SocketAddr>,
     queue_frames: usize,
     max_frame_bytes: usize,
     log: &Logger,
 ) -> Outbound {
-    let mut queues = BTreeMap::new();
-    for (&id, &addr) in peers {
-        if id == own_id {
-            continue;
-        }
-        let (tx, rx) = mpsc::channel(queue_frames);
-        queues.insert(id, tx);
-        let log = log.new(slog::o!("peer" => id));
-        runtime.spawn(dial_loop(own_id, addr, rx, max_frame_bytes, log));
+    Outbound {
+        inner: Arc::new(OutboundInner {
+            runtime: runtime.clone(),
+            own_id,
+            queue_frames,
+            max_frame_bytes,
+            queues: RwLock::new(BTreeMap::new()),
+            log: log.clone(),
+        }),
     }
-    Outbound { queues }
 }
 
 async fn dial_loop(
     own_id: u64,
-    addr: SocketAddr,
+    addr: String,
     mut rx: mpsc::Receiver<Bytes>,
     max_frame_bytes: usize,
     log: Logger,
@@ -81,7 +116,11 @@ async fn dial_loop(
     let mut backoff = MIN_BACKOFF;
     let mut pending: Option<Bytes> = None;
     loop {
-        let stream = match TcpStream::connect(addr).await {
+        if rx.is_closed() {
+            // The peer left the membership.
+            return;
+        }
+        let stream = match TcpStream::connect(addr.as_str()).await {
             Ok(stream) => stream,
             Err(err) => {
                 debug!(log, "peer dial failed"; "addr" => %addr, "error" => %err);

@@ -57,7 +57,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line(
                 "tcp_port",
                 &context
-                    .client_addr(status.id)
+                    .client_addr(&status, status.id)
                     .map(|addr| addr.port())
                     .unwrap_or(0),
             );
@@ -101,7 +101,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
                     .collect();
                 w.line("connected_slaves", &replicas.len());
                 for (n, peer) in replicas.iter().enumerate() {
-                    let addr = context.client_addr(peer.id);
+                    let addr = context.client_addr(&status, peer.id);
                     w.line(
                         &format!("slave{n}"),
                         &format!(
@@ -115,7 +115,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
                 w.line("master_repl_offset", &status.applied_index);
             } else {
                 w.line("role", &"slave");
-                let leader = context.client_addr(status.leader_id);
+                let leader = context.client_addr(&status, status.leader_id);
                 w.line(
                     "master_host",
                     &leader.map(|a| a.ip().to_string()).unwrap_or_default(),
@@ -138,7 +138,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line(
                 "raft_leader_addr",
                 &context
-                    .client_addr(status.leader_id)
+                    .client_addr(&status, status.leader_id)
                     .map(|addr| addr.to_string())
                     .unwrap_or_default(),
             );
@@ -156,6 +156,26 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
                     .collect::<Vec<_>>()
                     .join(","),
             );
+            w.line(
+                "raft_learners",
+                &status
+                    .learners
+                    .iter()
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            w.line(
+                "raft_members",
+                &status
+                    .members
+                    .addrs
+                    .iter()
+                    .map(|(id, addrs)| format!("{id}={}", addrs.client))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            w.line("raft_removed", &u8::from(status.removed));
         }
         "keyspace" => {
             w.header("Keyspace");

@@ -94,9 +94,13 @@ impl ServerContext {
         }
     }
 
-    /// The client (RESP) address of node `id`, if configured.
-    pub fn client_addr(&self, id: u64) -> Option<SocketAddr> {
-        self.client_addrs.get(&id).copied()
+    /// The client (RESP) address of node `id`: as replicated with the
+    /// membership, else as configured.
+    pub fn client_addr(&self, status: &lockstep_raft::NodeStatus, id: u64) -> Option<SocketAddr> {
+        status
+            .client_addr(id)
+            .and_then(|addr| addr.parse().ok())
+            .or_else(|| self.client_addrs.get(&id).copied())
     }
 }
 

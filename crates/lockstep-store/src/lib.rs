@@ -121,6 +121,12 @@ pub trait NodeStore: raft::Storage + StateRead + Send + Sync + 'static {
 
     fn conf_state(&self) -> ConfState;
 
+    /// Writes (synced) a record of the replication core's own in the
+    /// keyspace family, outside every engine range (its key starts with
+    /// `0xff`), without moving the applied position: the membership record
+    /// of a new cluster. Records under `0xff` travel in snapshots.
+    fn put_system_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
     /// Records a newer commit index in memory: the commit index can always be
     /// learned again, and the next hard state write carries it along.
     fn set_commit(&self, commit: u64) -> Result<(), StoreError>;

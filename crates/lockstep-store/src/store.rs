@@ -438,6 +438,19 @@ impl<B: Backend> NodeStore for Store<B> {
         self.cached().conf_state.clone()
     }
 
+    fn put_system_record(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if key.first() != Some(&0xff) {
+            return Err(StoreError::Invalid(
+                "system records live under the 0xff prefix".into(),
+            ));
+        }
+        let _cached = self.cached();
+        self.backend.write(
+            vec![WriteOp::Put(Family::State, key.to_vec(), value.to_vec())],
+            true,
+        )
+    }
+
     fn set_commit(&self, commit: u64) -> Result<(), StoreError> {
         let mut cached = self.cached();
         cached.hard_state.commit = cached.hard_state.commit.max(commit);

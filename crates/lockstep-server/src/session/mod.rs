@@ -3,6 +3,7 @@
 //! help (lease binding and coalesced renewals, blocking reads, round-robin
 //! turns) are in `coordination`; everything else goes to the engine.
 
+mod cluster;
 mod config;
 mod coordination;
 mod feed;
@@ -174,6 +175,9 @@ impl Session {
             client.last_active = std::time::Instant::now();
         });
         let args = &argv[1..];
+        if self.context.node.is_removed() && name != "quit" {
+            return (cluster::removed_error(self.context.node.status().id), false);
+        }
         if self.transaction.in_multi()
             && !matches!(
                 name.as_str(),
@@ -299,6 +303,9 @@ impl Session {
             "znode.watch" => self.persistent_watch(&argv),
             "znode.unwatch" => self.unwatch(&argv),
             "changes.unsubscribe" => self.feed_unsubscribe(&argv),
+            cluster if cluster == "cluster" || cluster.starts_with("cluster.") => {
+                self.cluster_command(cluster, args).await
+            }
             _ => match self.coordination(&name, &argv).await {
                 Some(reply) => reply,
                 None => self.engine_command(&argv).await,
@@ -619,7 +626,7 @@ impl Session {
                 .map(|peer| {
                     let (host, port) = self
                         .context
-                        .client_addr(peer.id)
+                        .client_addr(&status, peer.id)
                         .map(|addr| (addr.ip().to_string(), addr.port().to_string()))
                         .unwrap_or_default();
                     Reply::Array(vec![
@@ -637,7 +644,7 @@ impl Session {
         } else {
             let (host, port) = self
                 .context
-                .client_addr(status.leader_id)
+                .client_addr(&status, status.leader_id)
                 .map(|addr| (addr.ip().to_string(), addr.port() as i64))
                 .unwrap_or((String::new(), -1));
             let state = if status.leader_id == 0 {

@@ -4,8 +4,8 @@
 #   scripts/cluster.sh start|stop|status|kill N|restart N|clean
 #   scripts/cluster.sh add N|remove N|transfer N|maintain N
 #
-# Client ports 7001-7003, peer ports 17001-17003 (node N: 7000+N and
-# 17000+N). Data, logs and pids live under $LOCKSTEP_CLUSTER_DIR (default:
+# Client ports 7001-7003, peer ports 17001-17003, metrics and health
+# (HTTP) 9001-9003 (node N: 7000+N, 17000+N, 9000+N). Data, logs and pids live under $LOCKSTEP_CLUSTER_DIR (default:
 # .cluster in the repository). `stop` keeps the data, so a later `start`
 # recovers it; `clean` removes it.
 #
@@ -80,6 +80,7 @@ start_node() {
     --listen "127.0.0.1:$(client_port "$n")" \
     --peer-listen "127.0.0.1:$(peer_port "$n")" \
     "${membership[@]}" \
+    --metrics-listen "127.0.0.1:$((9000 + n))" \
     --data-dir "$dir/node$n/data" ${LOCKSTEP_EXTRA_ARGS:-} \
     >> "$dir/node$n/node.log" 2>&1 &
   echo $! > "$dir/node$n/pid"

@@ -70,6 +70,8 @@ pub struct NodeProcess {
     pub id: u64,
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    /// The operations HTTP listener (/metrics, /livez, /readyz, /health).
+    pub metrics_addr: SocketAddr,
     pub data_dir: PathBuf,
     /// A node added to a running cluster starts with `--join` through
     /// this member's client address (instead of `--peers`).
@@ -121,6 +123,7 @@ impl Cluster {
                 id,
                 client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
                 peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                metrics_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
                 data_dir: dir.path().join(format!("node{id}")),
                 join: None,
                 child: None,
@@ -200,6 +203,8 @@ impl Cluster {
             .arg("--peer-listen")
             .arg(node.peer_addr.to_string())
             .args(&membership)
+            .arg("--metrics-listen")
+            .arg(node.metrics_addr.to_string())
             .arg("--data-dir")
             .arg(node.data_dir.join("data"))
             .args(&extra)
@@ -226,6 +231,7 @@ impl Cluster {
             id,
             client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir: dir,
             join: Some(contact),
             child: None,

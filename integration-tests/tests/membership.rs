@@ -302,6 +302,18 @@ fn a_node_whose_data_was_lost_is_replaced_by_a_new_member() -> Result<()> {
     })?;
     let four = cluster.add_node(1)?;
     promote(&mut cluster, four)?;
+    // A joined node restarts from its own data (no second join).
+    cluster.stop(four)?;
+    cluster.spawn(four)?;
+    let mut con = cluster.client(four)?;
+    retry(Duration::from_secs(20), || {
+        let value: Option<u64> = redis::cmd("GET").arg("w:500").query(&mut con)?;
+        if value != Some(500) {
+            bail!("w:500 is {value:?}");
+        }
+        Ok(())
+    })?;
+    assert!(!cluster.log_of(four).contains("already a member"));
     // The new member votes: the cluster keeps its quorum without node 1.
     cluster.kill(1);
     let leader = cluster.wait_for_leader(Duration::from_secs(20))?;

@@ -45,6 +45,10 @@ pub struct Cli {
     /// Where the node keeps its data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Serve /metrics, /livez, /readyz and /health over HTTP here (off
+    /// unless set).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Length of a raft tick in milliseconds.
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -91,6 +95,7 @@ struct FileConfig {
     client_addrs: Option<String>,
     join: Option<String>,
     data_dir: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
     tick_ms: Option<u64>,
     election_ticks: Option<usize>,
     heartbeat_ticks: Option<usize>,
@@ -111,6 +116,7 @@ pub struct Settings {
     pub client_addrs: BTreeMap<u64, SocketAddr>,
     /// A member's client address to join through.
     pub join: Option<String>,
+    pub metrics_listen: Option<SocketAddr>,
     pub node: NodeConfig,
     pub limits: Limits,
     pub log_level: slog::Level,
@@ -231,6 +237,7 @@ impl Settings {
             data_dir: pick!(data_dir).unwrap_or_else(|| PathBuf::from("lockstep-data")),
             client_addrs,
             join,
+            metrics_listen: pick!(metrics_listen),
             node,
             limits,
             log_level,

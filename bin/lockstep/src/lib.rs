@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use lockstep_raft::Node;
-use lockstep_server::{serve, Events, ServerContext};
+use lockstep_server::{serve, serve_http, Events, ServerContext};
 use lockstep_store::RocksStore;
 use slog::{info, o, Drain, Logger};
 
@@ -80,6 +80,14 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     let client_listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding client address {}", settings.listen))?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics address {addr}"))?,
+        ),
+        None => None,
+    };
     if let Some(contact) = settings.join.clone() {
         use lockstep_store::NodeStore;
         // Empty: new, or restarted before the leader's snapshot came.
@@ -104,7 +112,7 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     let sink = events.clone();
     let (node, raft_thread) = Node::start(
         settings.node.clone(),
-        store,
+        store.clone(),
         peer_listener,
         &tokio::runtime::Handle::current(),
         Arc::new(move |index, event| sink.deliver(index, event)),
@@ -113,14 +121,21 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     .context("starting the replication core")?;
     #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
     let node = settings.switches.apply(node);
-    let context = Arc::new(ServerContext::new(
-        node.clone(),
-        settings.limits.clone(),
-        settings.client_addrs.clone(),
-        &events,
-        log.new(o!("component" => "server")),
-    ));
+    let sizes = store.clone();
+    let context = Arc::new(
+        ServerContext::new(
+            node.clone(),
+            settings.limits.clone(),
+            settings.client_addrs.clone(),
+            &events,
+            log.new(o!("component" => "server")),
+        )
+        .with_store_stats(Arc::new(move || sizes.backend().sizes())),
+    );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(serve_http(listener, context.clone(), shutdown_rx.clone()));
+    }
     let server = tokio::spawn(serve(client_listener, context, shutdown_rx));
 
     wait_for_signal().await?;

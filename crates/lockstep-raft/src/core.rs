@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use crate::clock::LeaderClock;
 use crate::frame::PeerFrame;
 use crate::members::Members;
+use crate::metrics::RaftMetrics;
 use crate::node::Event;
 use crate::pending::{Answered, Pending, PendingProposal, PendingRead, Submission};
 use crate::status::{NodeStatus, PeerProgress, Role};
@@ -248,6 +249,7 @@ impl<S: NodeStore> Core<S> {
             last_heard: HashMap::new(),
             pending_change: None,
             pending_transfer: None,
+            metrics: RaftMetrics::default(),
             config,
             log,
         };
@@ -267,6 +269,16 @@ impl<S: NodeStore> Core<S> {
 
     pub(crate) fn removed_cell(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.removed_flag.clone()
+    }
+
+    /// What this core counts and times.
+    pub fn metrics(&self) -> &RaftMetrics {
+        &self.metrics
+    }
+
+    /// Counts into `metrics` (shared with the transport) from now on.
+    pub(crate) fn use_metrics(&mut self, metrics: RaftMetrics) {
+        self.metrics = metrics;
     }
 
     pub(crate) fn status_cell(&self) -> Arc<RwLock<NodeStatus>> {
@@ -333,6 +345,7 @@ pub struct Core<S: NodeStore> {
     last_heard: HashMap<u64, Instant>,
     pending_change: Option<membership::PendingChange>,
     pending_transfer: Option<membership::PendingTransfer>,
+    metrics: RaftMetrics,
     config: NodeConfig,
     log: Logger,
 }
@@ -438,6 +451,10 @@ impl<S: NodeStore> Core<S> {
                 extra_wait,
             } => {
                 if self.pending.len() >= self.config.max_pending_requests {
+                    self.metrics
+                        .proposals_failed
+                        .with_label_values(&["busy"])
+                        .inc();
                     let _ = reply.send(Err(ProposeError::Busy));
                     return true;
                 }
@@ -560,7 +577,19 @@ impl<S: NodeStore> Core<S> {
 
     fn on_tick(&mut self, now: Instant) -> Result<(), NodeError> {
         let leader_known = self.raw.raft.leader_id != 0;
-        self.pending.expire(now, leader_known);
+        let (unknown, no_leader) = self.pending.expire(now, leader_known);
+        if unknown > 0 {
+            self.metrics
+                .proposals_failed
+                .with_label_values(&["timeout"])
+                .inc_by(unknown);
+        }
+        if no_leader > 0 {
+            self.metrics
+                .proposals_failed
+                .with_label_values(&["no_leader"])
+                .inc_by(no_leader);
+        }
         let stale: Vec<u64> = self
             .pending
             .proposals
@@ -624,6 +653,7 @@ impl<S: NodeStore> Core<S> {
             payload: Payload::Sweep,
         };
         if self.raw.propose(Vec::new(), entry.encode()).is_ok() {
+            self.metrics.expiry_entries.inc();
             self.last_stamp_at = now;
             self.expiry_in_flight = Some((self.raw.raft.raft_log.last_index(), now));
         }
@@ -653,6 +683,7 @@ impl<S: NodeStore> Core<S> {
                     .read_view(|state, _| Engine::cluster_time(state))?;
                 self.engine = self.store.read_view(|state, _| Engine::open(state))?;
                 self.reload_members()?;
+                self.metrics.snapshots_received.inc();
                 self.delivered
                     .store(self.store.applied().index, Ordering::Release);
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
@@ -671,7 +702,15 @@ impl<S: NodeStore> Core<S> {
             // them after this round's append lets one write cover both sets.
             let mut committed = ready.take_committed_entries();
             let hard_state = ready.hs().cloned();
+            let persisted = ready.entries().len();
+            let write_started = Instant::now();
             self.store.append(ready.entries(), hard_state.as_ref())?;
+            if persisted > 0 {
+                self.metrics
+                    .fsync_seconds
+                    .observe(write_started.elapsed().as_secs_f64());
+                self.metrics.ready_entries.observe(persisted as f64);
+            }
             if !ready.persisted_messages().is_empty() {
                 let messages = ready.take_persisted_messages();
                 self.send_messages(messages);
@@ -683,7 +722,13 @@ impl<S: NodeStore> Core<S> {
             let messages = light.take_messages();
             self.send_messages(messages);
             committed.extend(light.take_committed_entries());
-            self.apply_entries(committed)?;
+            if !committed.is_empty() {
+                let apply_started = Instant::now();
+                self.apply_entries(committed)?;
+                self.metrics
+                    .apply_seconds
+                    .observe(apply_started.elapsed().as_secs_f64());
+            }
             self.raw.advance_apply();
             self.maybe_compact()?;
             // A backlog of due deadlines is swept entry after entry, not
@@ -716,6 +761,7 @@ impl<S: NodeStore> Core<S> {
         let mut request = self.config.id.to_be_bytes().to_vec();
         request.extend_from_slice(&ctx.to_be_bytes());
         self.raw.read_index(request);
+        self.metrics.read_index_requests.inc();
     }
 
     fn send_messages(&mut self, messages: Vec<Message>) {
@@ -726,6 +772,9 @@ impl<S: NodeStore> Core<S> {
                 .outbound
                 .send(to, PeerFrame::Raft(Box::new(message)).encode());
             if is_snapshot {
+                if delivered {
+                    self.metrics.snapshots_sent.inc();
+                }
                 let status = if delivered {
                     raft::SnapshotStatus::Finish
                 } else {
@@ -845,12 +894,14 @@ impl<S: NodeStore> Core<S> {
                 if let Some(proposal) = self.pending.take(seq) {
                     let index = effects.index;
                     let _ = proposal.reply.send(Ok(Answered { reply, index }));
+                    self.metrics.proposals_committed.inc();
                 }
             }
             for (seq, reply) in effects.deferred {
                 if let Some(proposal) = self.pending.take(seq) {
                     let index = effects.index;
                     let _ = proposal.reply.send(Ok(Answered { reply, index }));
+                    self.metrics.proposals_committed.inc();
                 }
             }
         }
@@ -891,6 +942,7 @@ impl<S: NodeStore> Core<S> {
         if current != self.known_leader {
             self.known_leader = current;
             if current.0 != 0 {
+                self.metrics.leader_changes.inc();
                 info!(self.log, "leader known"; "leader" => current.0, "term" => current.1);
                 let seqs: Vec<u64> = self.pending.proposals.keys().copied().collect();
                 for seq in seqs {
@@ -969,6 +1021,8 @@ impl<S: NodeStore> Core<S> {
                 .collect(),
             progress,
             parked_requests: self.pending.parked.len(),
+            pending_requests: self.pending.len(),
+            deadlines: self.engine.deadlines().len(),
         };
         *self.status.write().expect("status lock") = status;
     }

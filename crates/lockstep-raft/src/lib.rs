@@ -18,6 +18,7 @@ mod core;
 mod error;
 mod frame;
 mod members;
+mod metrics;
 mod node;
 mod pending;
 mod status;
@@ -27,6 +28,7 @@ pub use crate::core::{AppliedRecord, Core, EventSink, PeerSender, SystemTime, Ti
 pub use config::NodeConfig;
 pub use error::{MembershipError, NodeError, ProposeError};
 pub use members::{validate_address, MemberAddrs, Members};
+pub use metrics::RaftMetrics;
 pub use node::{Node, NodeHandle};
 pub use pending::Answered;
 

@@ -59,6 +59,7 @@ pub struct NodeHandle {
     reader: Arc<Reader>,
     delivered: Arc<std::sync::atomic::AtomicU64>,
     removed: Arc<std::sync::atomic::AtomicBool>,
+    metrics: crate::RaftMetrics,
     request_timeout: Duration,
     /// A negative control for the fault tests: reads skip ReadIndex and
     /// may be stale. Only a debug build with the test switches can set it.
@@ -130,6 +131,11 @@ impl NodeHandle {
         self.delivered.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The replication core's metrics.
+    pub fn metrics(&self) -> &crate::RaftMetrics {
+        &self.metrics
+    }
+
     /// Whether this node was removed from the cluster (it then serves no
     /// client).
     pub fn is_removed(&self) -> bool {
@@ -199,14 +205,16 @@ impl Node {
         let id = config.id;
         let tick_interval = config.tick;
         let log = log.new(o!("component" => "raft"));
+        let metrics = crate::RaftMetrics::default();
         let outbound = transport::start_outbound(
             runtime,
             config.id,
             config.peer_queue_frames,
             config.max_peer_frame_bytes,
+            metrics.clone(),
             &log,
         );
-        let core = Core::open(
+        let mut core = Core::open(
             config,
             store.clone(),
             Box::new(outbound),
@@ -214,11 +222,13 @@ impl Node {
             sink,
             &log,
         )?;
+        core.use_metrics(metrics.clone());
         let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE_LEN);
         runtime.spawn(transport::serve_inbound(
             peer_listener,
             events_tx.clone(),
             core.config_max_frame(),
+            metrics.clone(),
             log.clone(),
         ));
         let engine = Engine::new();
@@ -230,6 +240,7 @@ impl Node {
             reader,
             delivered: core.delivered_cell(),
             removed: core.removed_cell(),
+            metrics,
             request_timeout: core.request_timeout(),
             barrier_free_reads: false,
         };

@@ -106,7 +106,10 @@ impl Pending {
     }
 
     /// Answers every request whose deadline has passed.
-    pub fn expire(&mut self, now: Instant, leader_known: bool) {
+    /// Fails what is overdue; returns how many proposals failed with an
+    /// unknown outcome and how many without ever reaching a leader.
+    pub fn expire(&mut self, now: Instant, leader_known: bool) -> (u64, u64) {
+        let mut failed = (0, 0);
         for proposals in [&mut self.proposals, &mut self.parked] {
             let overdue: Vec<u64> = proposals
                 .iter()
@@ -116,6 +119,11 @@ impl Pending {
             for seq in overdue {
                 let proposal = proposals.remove(&seq).expect("listed above");
                 let error = proposal.timeout_error();
+                if error == ProposeError::NoLeader {
+                    failed.1 += 1;
+                } else {
+                    failed.0 += 1;
+                }
                 let _ = proposal.reply.send(Err(error));
             }
         }
@@ -145,6 +153,7 @@ impl Pending {
         for (_, read) in overdue {
             let _ = read.reply.send(Err(read_error.clone()));
         }
+        failed
     }
 
     /// Releases reads whose read index has applied.

@@ -43,6 +43,10 @@ pub struct NodeStatus {
     /// This node's requests that applied and wait for a later entry's
     /// reply (lock waits, blocking pops): its blocked clients.
     pub parked_requests: usize,
+    /// Proposals and reads waiting in this node.
+    pub pending_requests: usize,
+    /// Records with a deadline (TTLs, leases, lock and waiter deadlines).
+    pub deadlines: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

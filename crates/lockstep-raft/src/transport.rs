@@ -19,7 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use prometheus::{IntCounter, IntGauge};
+
 use crate::frame::PeerFrame;
+use crate::metrics::RaftMetrics;
 use crate::node::Event;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
@@ -47,9 +50,21 @@ struct OutboundInner {
     own_id: u64,
     queue_frames: usize,
     max_frame_bytes: usize,
-    /// Per peer: its address and the queue its dial loop drains.
-    queues: RwLock<BTreeMap<u64, (String, mpsc::Sender<Bytes>)>>,
+    /// Per peer: its address, the queue its dial loop drains, its counters.
+    queues: RwLock<BTreeMap<u64, PeerQueue>>,
+    metrics: RaftMetrics,
     log: Logger,
+}
+
+/// A peer's address, the queue its dial loop drains, and its counters.
+type PeerQueue = (String, mpsc::Sender<Bytes>, PeerCounters);
+
+/// One peer's counters, looked up once (not per frame).
+#[derive(Clone)]
+struct PeerCounters {
+    bytes: IntCounter,
+    frames: IntCounter,
+    dropped: IntCounter,
 }
 
 impl Outbound {
@@ -57,7 +72,17 @@ impl Outbound {
     pub fn send_encoded(&self, to: u64, frame: Bytes) -> bool {
         let queues = self.inner.queues.read().expect("peer queues");
         match queues.get(&to) {
-            Some((_, queue)) => queue.try_send(frame).is_ok(),
+            Some((_, queue, counters)) => {
+                let len = frame.len() as u64;
+                if queue.try_send(frame).is_ok() {
+                    counters.frames.inc();
+                    counters.bytes.inc_by(len);
+                    true
+                } else {
+                    counters.dropped.inc();
+                    false
+                }
+            }
             None => false,
         }
     }
@@ -68,19 +93,30 @@ impl Outbound {
         let inner = &self.inner;
         let mut queues = inner.queues.write().expect("peer queues");
         // Dropping a queue's sender ends its dial loop.
-        queues.retain(|id, (addr, _)| peers.get(id) == Some(addr));
+        queues.retain(|id, (addr, _, _)| peers.get(id) == Some(addr));
         for (&id, addr) in peers {
             if id == inner.own_id || queues.contains_key(&id) {
                 continue;
             }
             let (tx, rx) = mpsc::channel(inner.queue_frames);
-            queues.insert(id, (addr.clone(), tx));
+            let label = id.to_string();
+            let counters = PeerCounters {
+                bytes: inner.metrics.peer_sent_bytes.with_label_values(&[&label]),
+                frames: inner.metrics.peer_sent_frames.with_label_values(&[&label]),
+                dropped: inner
+                    .metrics
+                    .peer_dropped_frames
+                    .with_label_values(&[&label]),
+            };
+            queues.insert(id, (addr.clone(), tx, counters));
             let log = inner.log.new(slog::o!("peer" => id));
+            let connected = inner.metrics.peer_connected.with_label_values(&[&label]);
             inner.runtime.spawn(dial_loop(
                 inner.own_id,
                 addr.clone(),
                 rx,
                 inner.max_frame_bytes,
+                connected,
                 log,
             ));
         }
@@ -92,6 +128,7 @@ pub fn start_outbound(
     own_id: u64,
     queue_frames: usize,
     max_frame_bytes: usize,
+    metrics: RaftMetrics,
     log: &Logger,
 ) -> Outbound {
     Outbound {
@@ -101,6 +138,7 @@ pub fn start_outbound(
             queue_frames,
             max_frame_bytes,
             queues: RwLock::new(BTreeMap::new()),
+            metrics,
             log: log.clone(),
         }),
     }
@@ -111,6 +149,7 @@ async fn dial_loop(
     addr: String,
     mut rx: mpsc::Receiver<Bytes>,
     max_frame_bytes: usize,
+    connected: IntGauge,
     log: Logger,
 ) {
     let mut backoff = MIN_BACKOFF;
@@ -138,6 +177,7 @@ async fn dial_loop(
             continue;
         }
         info!(log, "peer connected"; "addr" => %addr);
+        connected.set(1);
         backoff = MIN_BACKOFF;
         let mut sink = FramedWrite::new(stream, codec(max_frame_bytes));
         loop {
@@ -158,6 +198,7 @@ async fn dial_loop(
             }
             if failed || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
                 warn!(log, "peer connection lost"; "addr" => %addr);
+                connected.set(0);
                 break;
             }
         }
@@ -169,6 +210,7 @@ pub async fn serve_inbound(
     listener: TcpListener,
     events: Sender<Event>,
     max_frame_bytes: usize,
+    metrics: RaftMetrics,
     log: Logger,
 ) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_PEER_CONNECTIONS));
@@ -187,9 +229,10 @@ pub async fn serve_inbound(
         };
         let events = events.clone();
         let log = log.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(err) = read_peer(stream, events, max_frame_bytes, &log).await {
+            if let Err(err) = read_peer(stream, events, max_frame_bytes, &metrics, &log).await {
                 debug!(log, "peer connection closed"; "remote" => %remote, "reason" => %err);
             }
         });
@@ -200,15 +243,20 @@ async fn read_peer(
     mut stream: TcpStream,
     events: Sender<Event>,
     max_frame_bytes: usize,
+    metrics: &RaftMetrics,
     log: &Logger,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut id = [0u8; 8];
     stream.read_exact(&mut id).await?;
     let from = u64::from_be_bytes(id);
+    let received = metrics
+        .peer_received_bytes
+        .with_label_values(&[&from.to_string()]);
     let mut frames = FramedRead::new(stream, codec(max_frame_bytes));
     while let Some(frame) = frames.next().await {
         let frame = frame?;
+        received.inc_by(frame.len() as u64);
         match PeerFrame::decode(frame.freeze()) {
             Ok(frame) => {
                 if events.try_send(Event::Peer(frame)).is_err() {

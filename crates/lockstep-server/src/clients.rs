@@ -18,21 +18,43 @@ pub struct ClientInfo {
     pub connected_at: Instant,
     pub last_command: String,
     pub last_active: Instant,
+    /// Subscriptions: channels, patterns, shard channels.
+    pub subscriptions: (usize, usize, usize),
+    /// Commands queued in MULTI (None outside).
+    pub multi: Option<usize>,
+    pub watched: usize,
+    /// CLIENT LIST flags beyond N: P (subscriber), x (in MULTI), t
+    /// (tracking), O (monitor).
+    pub flags: String,
+    pub user: String,
+    /// Wakes the connection to close it (CLIENT KILL).
+    pub kill: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl ClientInfo {
     /// One line in Redis's CLIENT LIST format.
     pub fn line(&self) -> String {
         let now = Instant::now();
+        let flags = if self.flags.is_empty() {
+            "N"
+        } else {
+            &self.flags
+        };
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub={} multi={} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.local,
             self.name,
             now.duration_since(self.connected_at).as_secs(),
             now.duration_since(self.last_active).as_secs(),
+            self.subscriptions.0,
+            self.subscriptions.1,
+            self.subscriptions.2,
+            self.multi.map_or(-1, |n| n as i64),
+            self.watched,
             if self.last_command.is_empty() { "NULL" } else { &self.last_command },
+            if self.user.is_empty() { "default" } else { &self.user },
             self.protocol,
             self.lib_name,
             self.lib_ver,
@@ -66,6 +88,12 @@ impl Clients {
                 connected_at: now,
                 last_command: String::new(),
                 last_active: now,
+                subscriptions: (0, 0, 0),
+                multi: None,
+                watched: 0,
+                flags: String::new(),
+                user: String::new(),
+                kill: Default::default(),
             },
         );
         id

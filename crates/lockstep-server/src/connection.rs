@@ -42,6 +42,11 @@ pub async fn run(
         return;
     }
     let id = context.clients.register(remote, local);
+    let kill = context
+        .clients
+        .get(id)
+        .map(|client| client.kill)
+        .unwrap_or_default();
     let mut session = Session::new(id, context.clone());
     let (mut messages, overflowed) = session
         .take_messages()
@@ -73,6 +78,7 @@ pub async fn run(
                         continue;
                     }
                     _ = shutdown.changed() => break,
+                    _ = kill.notified() => break,
                 }
             }
         };

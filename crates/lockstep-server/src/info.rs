@@ -17,20 +17,24 @@ const SECTIONS: &[&str] = &[
     "replication",
     "raft",
     "keyspace",
+    "commandstats",
+    "errorstats",
 ];
+
+/// Sections only INFO ALL / EVERYTHING or their own name ask for, as Redis.
+const NOT_DEFAULT: &[&str] = &["commandstats", "errorstats"];
 
 pub fn info(context: &ServerContext, args: &[Bytes]) -> String {
     let wanted: Vec<String> = args
         .iter()
         .map(|arg| String::from_utf8_lossy(arg).to_ascii_lowercase())
         .collect();
-    let all = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "all" || w == "default" || w == "everything");
+    let all = wanted.iter().any(|w| w == "all" || w == "everything");
+    let default = wanted.is_empty() || wanted.iter().any(|w| w == "default");
     let mut out = String::new();
     for section in SECTIONS {
-        if all || wanted.iter().any(|w| w == section) {
+        let by_default = default && !NOT_DEFAULT.contains(section);
+        if all || by_default || wanted.iter().any(|w| w == section) {
             if !out.is_empty() {
                 out.push_str("\r\n");
             }
@@ -86,6 +90,19 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line(
                 "total_commands_processed",
                 &context.clients.total_commands(),
+            );
+            w.line(
+                "rejected_connections",
+                &context.metrics.connections_rejected.get(),
+            );
+            w.line(
+                "total_error_replies",
+                &context
+                    .metrics
+                    .error_stats()
+                    .iter()
+                    .map(|(_, count)| count)
+                    .sum::<u64>(),
             );
             w.line("pubsub_patterns", &context.pubsub.pattern_count());
             w.line("tracking_total_keys", &context.tracking.tracked_keys());
@@ -176,6 +193,27 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
                     .join(","),
             );
             w.line("raft_removed", &u8::from(status.removed));
+        }
+        "commandstats" => {
+            w.header("Commandstats");
+            for (name, calls, usec, failed) in context.metrics.command_stats() {
+                if calls == 0 {
+                    continue;
+                }
+                w.line(
+                    &format!("cmdstat_{name}"),
+                    &format!(
+                        "calls={calls},usec={usec},usec_per_call={:.2},rejected_calls=0,failed_calls={failed}",
+                        usec as f64 / calls as f64
+                    ),
+                );
+            }
+        }
+        "errorstats" => {
+            w.header("Errorstats");
+            for (prefix, count) in context.metrics.error_stats() {
+                w.line(&format!("errorstat_{prefix}"), &format!("count={count}"));
+            }
         }
         "keyspace" => {
             w.header("Keyspace");

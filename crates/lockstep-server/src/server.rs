@@ -67,8 +67,18 @@ pub struct ServerContext {
     pub keepalives: Keepalives,
     pub started: Instant,
     pub(crate) clients: Clients,
+    /// Every metric of this node (the core's included).
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
+    pub(crate) slowlog: crate::metrics::SlowLog,
+    pub(crate) monitors: crate::metrics::Monitors,
+    pub(crate) readiness: crate::http::Readiness,
+    /// Storage sizes for /metrics, if the store can tell.
+    pub store_stats: Option<StoreStats>,
     pub log: Logger,
 }
+
+/// Reads the store's sizes: (column family, property, bytes).
+pub type StoreStats = Arc<dyn Fn() -> Vec<(String, String, u64)> + Send + Sync>;
 
 impl ServerContext {
     /// Must run inside the tokio runtime (it starts the renewal service).
@@ -79,6 +89,7 @@ impl ServerContext {
         events: &Events,
         log: Logger,
     ) -> Self {
+        let metrics = crate::metrics::ServerMetrics::new(node.metrics());
         ServerContext {
             keepalives: Keepalives::start(node.clone(), log.new(slog::o!("part" => "keepalive"))),
             node,
@@ -90,8 +101,19 @@ impl ServerContext {
             znode_watches: events.znode_watches.clone(),
             started: Instant::now(),
             clients: Clients::default(),
+            metrics,
+            slowlog: Default::default(),
+            monitors: Default::default(),
+            readiness: Default::default(),
+            store_stats: None,
             log,
         }
+    }
+
+    /// Reports the store's sizes on /metrics.
+    pub fn with_store_stats(mut self, stats: StoreStats) -> Self {
+        self.store_stats = Some(stats);
+        self
     }
 
     /// The client (RESP) address of node `id`: as replicated with the
@@ -131,6 +153,11 @@ pub async fn serve(
             }
         };
         let permit = slots.clone().try_acquire_owned().ok();
+        if permit.is_some() {
+            context.metrics.connections_total.inc();
+        } else {
+            context.metrics.connections_rejected.inc();
+        }
         let context = context.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -20,6 +20,11 @@ impl TransactionState {
         self.queued.is_some()
     }
 
+    /// Commands queued (None outside MULTI) and keys watched, for CLIENT LIST.
+    pub fn sizes(&self) -> (Option<usize>, usize) {
+        (self.queued.as_ref().map(Vec::len), self.watches.len())
+    }
+
     pub fn multi(&mut self) -> Reply {
         if self.in_multi() {
             return Reply::error("ERR MULTI calls can not be nested");

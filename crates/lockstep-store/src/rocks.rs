@@ -212,6 +212,33 @@ impl View for RocksView<'_> {
     }
 }
 
+/// RocksDB properties reported as sizes (bytes).
+const SIZE_PROPERTIES: [&str; 4] = [
+    "rocksdb.total-sst-files-size",
+    "rocksdb.estimate-live-data-size",
+    "rocksdb.cur-size-all-mem-tables",
+    "rocksdb.estimate-pending-compaction-bytes",
+];
+
+impl RocksBackend {
+    /// (column family, property, bytes) for each size property.
+    pub fn sizes(&self) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        for family in [CF_LOG, CF_RAFT, CF_STATE, CF_META] {
+            let Some(handle) = self.db.cf_handle(family) else {
+                continue;
+            };
+            for property in SIZE_PROPERTIES {
+                if let Ok(Some(value)) = self.db.property_int_value_cf(&handle, property) {
+                    let name = property.trim_start_matches("rocksdb.").replace('-', "_");
+                    out.push((family.to_string(), name, value));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Store<RocksBackend> {
     /// Opens (creating if needed) the RocksDB store in `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {

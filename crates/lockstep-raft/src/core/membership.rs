@@ -350,6 +350,7 @@ impl<S: NodeStore> Core<S> {
             self.store.compact(position.index)?;
         }
         self.members_changed();
+        self.metrics.membership_changes.inc();
         self.delivered
             .store(position.index, std::sync::atomic::Ordering::Release);
         info!(self.log, "membership changed"; "index" => position.index,

@@ -15,7 +15,69 @@ const FIXED: [(&str, &str); 3] = [
     ("save", ""),
 ];
 
+/// Settings of this node alone (as in Redis, each instance its own).
+const LOCAL: [&str; 2] = ["slowlog-log-slower-than", "slowlog-max-len"];
+
+fn is_local(name: &[u8]) -> bool {
+    LOCAL.iter().any(|local| is(name, local))
+}
+
+/// Longest slow log a node keeps.
+const MAX_SLOWLOG_LEN: i64 = 100_000;
+
 impl Session {
+    fn local_settings(&self) -> [(&'static str, String); 2] {
+        let log = &self.context.slowlog;
+        [
+            (
+                LOCAL[0],
+                log.slower_than_us
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                LOCAL[1],
+                log.max_len
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+        ]
+    }
+
+    /// CONFIG SET of this node's own settings: all checked, then all set.
+    fn set_local(&self, pairs: &[Bytes]) -> Reply {
+        let mut parsed = Vec::new();
+        for pair in pairs.chunks(2) {
+            let Some(value) = std::str::from_utf8(&pair[1])
+                .ok()
+                .and_then(|text| text.parse::<i64>().ok())
+            else {
+                return Reply::error(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{}') - argument couldn't be parsed into an integer",
+                    text(&pair[0])
+                ));
+            };
+            let max_len = is(&pair[0], LOCAL[1]);
+            if max_len && !(0..=MAX_SLOWLOG_LEN).contains(&value) {
+                return Reply::error(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{}') - argument must be between 0 and {MAX_SLOWLOG_LEN} inclusive",
+                    text(&pair[0])
+                ));
+            }
+            parsed.push((max_len, value));
+        }
+        let log = &self.context.slowlog;
+        for (max_len, value) in parsed {
+            if max_len {
+                log.set_max_len(value as usize);
+            } else {
+                log.slower_than_us
+                    .store(value, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Reply::ok()
+    }
+
     pub(super) async fn config(&mut self, args: &[Bytes]) -> Reply {
         let Some(sub) = args.first() else {
             return Reply::wrong_arity("config");
@@ -32,6 +94,14 @@ impl Session {
                     }
                 }
             }
+            for (name, value) in self.local_settings() {
+                if args[1..]
+                    .iter()
+                    .any(|pattern| lockstep_engine::glob_match(pattern, name.as_bytes()))
+                {
+                    pairs.push((Reply::bulk(name), Reply::bulk(value)));
+                }
+            }
             let mut argv = vec![Bytes::from_static(b"CONFIG.GET")];
             argv.extend_from_slice(&args[1..]);
             match self.engine_command(&argv).await {
@@ -43,6 +113,19 @@ impl Session {
         } else if is(sub, "set") {
             if args.len() < 3 || args.len().is_multiple_of(2) {
                 return Reply::error("ERR wrong number of arguments for 'config|set' command");
+            }
+            let local = args[1..]
+                .iter()
+                .step_by(2)
+                .filter(|name| is_local(name))
+                .count();
+            if local > 0 {
+                if local < args.len() / 2 {
+                    return Reply::error(
+                        "ERR set this node's own settings (slowlog-*) apart from the replicated ones",
+                    );
+                }
+                return self.set_local(&args[1..]);
             }
             if let Some(fixed) = args[1..]
                 .iter()

@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod coordination;
 mod feed;
+mod observe;
 mod tracking;
 mod znode;
 
@@ -59,6 +60,10 @@ pub struct Session {
     resp3: Arc<std::sync::atomic::AtomicBool>,
     /// CHANGES.SUBSCRIBE tasks, by pattern.
     feeds: std::collections::HashMap<Bytes, tokio::task::JoinHandle<()>>,
+    /// The client's address, as MONITOR and SLOWLOG show it.
+    addr: String,
+    /// MONITOR was run: the connection only streams commands now.
+    monitoring: bool,
     context: Arc<ServerContext>,
 }
 
@@ -131,6 +136,12 @@ impl Session {
             replied_to_write: false,
             resp3,
             feeds: Default::default(),
+            addr: context
+                .clients
+                .get(id)
+                .map(|client| client.addr.to_string())
+                .unwrap_or_default(),
+            monitoring: false,
             context,
         }
     }
@@ -161,19 +172,13 @@ impl Session {
         self.protocol
     }
 
-    /// Runs one command; the flag says whether to close the connection after
-    /// replying.
-    pub async fn execute(&mut self, argv: Vec<Bytes>) -> (Reply, bool) {
-        let name = argv[0].to_ascii_lowercase();
-        let name = String::from_utf8_lossy(&name).into_owned();
+    /// Runs one command (see `execute`, which counts and logs around it).
+    async fn run_command(&mut self, name: &str, argv: &[Bytes]) -> (Reply, bool) {
+        let name = name.to_string();
         self.commands_run += 1;
         self.reply_index = 0;
         self.replied_to_write = false;
         self.context.clients.count_command();
-        self.context.clients.update(self.id, |client| {
-            client.last_command = name.clone();
-            client.last_active = std::time::Instant::now();
-        });
         let args = &argv[1..];
         if self.context.node.is_removed() && name != "quit" {
             return (cluster::removed_error(self.context.node.status().id), false);
@@ -184,8 +189,8 @@ impl Session {
                 "exec" | "discard" | "multi" | "watch" | "quit"
             )
         {
-            let invalid = lockstep_engine::parse(&argv).err();
-            return (self.transaction.queue(argv, invalid), false);
+            let invalid = lockstep_engine::parse(argv).err();
+            return (self.transaction.queue(argv.to_vec(), invalid), false);
         }
         let subscribe_family = matches!(
             name.as_str(),
@@ -241,7 +246,7 @@ impl Session {
                 },
                 _ => Reply::wrong_arity("exec"),
             },
-            "watch" => self.watch(&argv).await,
+            "watch" => self.watch(argv).await,
             "wait" | "waitaof" => self.wait(&name, args).await,
             "unwatch" => match args {
                 [] => self.transaction.unwatch(),
@@ -295,20 +300,21 @@ impl Session {
                 Reply::ok()
             }
             "config" => self.config(args).await,
-            "changes.subscribe" => self.feed_subscribe(&argv).await,
-            "xread" => self.stream_read(&argv).await,
-            "znode.get" | "znode.exists" | "znode.children" if znode::watches(&argv) => {
-                self.watched_read(&argv).await
+            "changes.subscribe" => self.feed_subscribe(argv).await,
+            "xread" => self.stream_read(argv).await,
+            "znode.get" | "znode.exists" | "znode.children" if znode::watches(argv) => {
+                self.watched_read(argv).await
             }
-            "znode.watch" => self.persistent_watch(&argv),
-            "znode.unwatch" => self.unwatch(&argv),
-            "changes.unsubscribe" => self.feed_unsubscribe(&argv),
+            "znode.watch" => self.persistent_watch(argv),
+            "znode.unwatch" => self.unwatch(argv),
+            "changes.unsubscribe" => self.feed_unsubscribe(argv),
+            "slowlog" | "monitor" => self.observe_command(&name, args),
             cluster if cluster == "cluster" || cluster.starts_with("cluster.") => {
                 self.cluster_command(cluster, args).await
             }
-            _ => match self.coordination(&name, &argv).await {
+            _ => match self.coordination(&name, argv).await {
                 Some(reply) => reply,
-                None => self.engine_command(&argv).await,
+                None => self.engine_command(argv).await,
             },
         };
         (reply, false)
@@ -345,6 +351,7 @@ impl Session {
     pub async fn finish(&mut self) {
         self.context.tracking.disconnect(self.id);
         self.context.znode_watches.disconnect(self.id);
+        self.context.monitors.remove(self.id);
         self.cancel_wait().await;
         for id in std::mem::take(&mut self.bound_leases) {
             self.context.keepalives.unbind(id);
@@ -601,6 +608,7 @@ impl Session {
                 Some(client) => Reply::Bulk(Bytes::from(client.line() + "\n")),
                 None => Reply::Nil,
             },
+            ("kill", rest) => self.client_kill(rest),
             ("no-evict" | "no-touch", [_]) | ("capa", [_, ..]) => Reply::ok(),
             ("tracking" | "caching", _) | ("getredir" | "trackinginfo", []) => {
                 self.tracking_command(&sub_name, &args[1..])

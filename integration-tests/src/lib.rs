@@ -111,11 +111,27 @@ impl Cluster {
         Self::start_inner(size, extra_args, true, binary)
     }
 
+    /// A new cluster of `size` nodes whose data dirs `lockstep restore`
+    /// prepared from `backup`.
+    pub fn start_from_backup(size: usize, backup: &std::path::Path) -> Result<Cluster> {
+        Self::start_prepared(size, &[], false, lockstep_binary(), Some(backup))
+    }
+
     fn start_inner(
         size: usize,
         extra_args: &[&str],
         proxied: bool,
         binary: PathBuf,
+    ) -> Result<Cluster> {
+        Self::start_prepared(size, extra_args, proxied, binary, None)
+    }
+
+    fn start_prepared(
+        size: usize,
+        extra_args: &[&str],
+        proxied: bool,
+        binary: PathBuf,
+        backup: Option<&std::path::Path>,
     ) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let nodes: Vec<NodeProcess> = (1..=size as u64)
@@ -146,6 +162,31 @@ impl Cluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
         };
+        if let Some(backup) = backup {
+            let peers = cluster.list(|node| node.peer_addr);
+            let clients = cluster.list(|node| node.client_addr);
+            for node in &cluster.nodes {
+                let output = Command::new(&cluster.binary)
+                    .arg("restore")
+                    .arg(backup)
+                    .arg("--data-dir")
+                    .arg(node.data_dir.join("data"))
+                    .arg("--id")
+                    .arg(node.id.to_string())
+                    .arg("--peers")
+                    .arg(&peers)
+                    .arg("--client-addrs")
+                    .arg(&clients)
+                    .output()?;
+                if !output.status.success() {
+                    bail!(
+                        "lockstep restore for node {}: {}",
+                        node.id,
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+            }
+        }
         for id in 1..=size as u64 {
             cluster.spawn(id)?;
         }
@@ -389,6 +430,22 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Runs the lockstep binary with `args` (a tool, not a node):
+    /// (success, stdout, stderr).
+    pub fn tool(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let output = Command::new(&self.binary).args(args).output()?;
+        Ok((
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    }
+
+    /// The directory the cluster's node dirs live in.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn log_of(&self, id: u64) -> String {

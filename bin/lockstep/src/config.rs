@@ -17,8 +17,10 @@ use serde::Deserialize;
 /// With no flags, starts a single-node cluster on 127.0.0.1:6379 with data in
 /// ./lockstep-data.
 #[derive(Parser, Debug, Default)]
-#[command(name = "lockstep", version)]
+#[command(name = "lockstep", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of the settings below (flags override it).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
@@ -84,6 +86,15 @@ pub struct Cli {
     pub switches: crate::switches::TestSwitches,
 }
 
+/// Tools beside running a node.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Take a backup of a running cluster (any node, a linearizable point).
+    Backup(crate::backup::BackupArgs),
+    /// Prepare a new cluster's data dir from a backup.
+    Restore(crate::backup::RestoreArgs),
+}
+
 /// The TOML file: the same keys as the flags, with underscores.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +135,7 @@ pub struct Settings {
     pub switches: crate::switches::TestSwitches,
 }
 
-fn parse_addr_map(text: &str, what: &str) -> Result<BTreeMap<u64, SocketAddr>> {
+pub(crate) fn parse_addr_map(text: &str, what: &str) -> Result<BTreeMap<u64, SocketAddr>> {
     let mut map = BTreeMap::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (id, addr) = item

@@ -3,6 +3,7 @@
 //! The `lockstep` binary is [`main`]; so is `lockstep-unsafe`, built with
 //! the test switches (see `switches`).
 
+mod backup;
 mod config;
 mod join;
 #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
@@ -34,6 +35,11 @@ fn logger(settings: &Settings) -> Logger {
 /// Runs a node with the command line's configuration until a signal.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    match cli.command.clone() {
+        Some(config::Command::Backup(args)) => return backup::backup(args),
+        Some(config::Command::Restore(args)) => return backup::restore(args),
+        None => {}
+    }
     // The test build compiles the switches into every binary of this
     // package; only lockstep-unsafe may use them.
     #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]

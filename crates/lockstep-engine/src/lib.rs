@@ -59,6 +59,7 @@ pub mod watch_events {
 pub use limits::is_limit;
 pub use parking::{parking, Parking};
 pub use reply::{format_double, Reply};
+pub use requests::request_seq_bound;
 pub use script::{sha1_hex, INSTRUCTION_BUDGET, MEMORY_CAP};
 pub use spec::{lookup, Access, CommandSpec, COMMANDS};
 pub use transaction::encode_exec;

@@ -11,7 +11,7 @@
 //! entries from one origin rewrites one chunk instead of adding a record per
 //! request.
 
-use lockstep_store::StoreError;
+use lockstep_store::{StateRead, StoreError};
 
 use crate::context::Context;
 use crate::layout::{applied_chunk_key, settled_floor_key};
@@ -92,4 +92,31 @@ fn forget_chunks_below(
         ctx.raw_delete(key);
     }
     Ok(())
+}
+
+/// A sequence number above every one `origin` has a record of (its floor
+/// and applied chunks): a new cluster restored from a backup starts its
+/// nodes' request ids above it, so none is mistaken for an old one.
+pub fn request_seq_bound(state: &dyn StateRead, origin: u64) -> Result<u64, StoreError> {
+    let mut bound = match state.get(&settled_floor_key(origin))? {
+        Some(bytes) if bytes.len() == 8 => {
+            u64::from_be_bytes(bytes.try_into().expect("8 bytes")) + 1
+        }
+        _ => 0,
+    };
+    let first = applied_chunk_key(origin, 0);
+    let end = match origin.checked_add(1) {
+        Some(next) => applied_chunk_key(next, 0),
+        None => crate::layout::prefix_end(&first[..1]),
+    };
+    let mut last = Vec::new();
+    state.scan(&first, &end, &mut |key, _| {
+        last = key.to_vec();
+        true
+    })?;
+    if last.len() == 17 {
+        let chunk = u64::from_be_bytes(last[9..17].try_into().expect("8 bytes"));
+        bound = bound.max((chunk + 1).saturating_mul(SEQS_PER_CHUNK));
+    }
+    Ok(bound)
 }

@@ -245,6 +245,7 @@ impl<S: NodeStore> Core<S> {
             members: Members::default(),
             status_members: Arc::new(Members::default()),
             removed: false,
+            cluster_id: Arc::default(),
             removed_flag: Arc::default(),
             last_heard: HashMap::new(),
             pending_change: None,
@@ -339,6 +340,8 @@ pub struct Core<S: NodeStore> {
     status_members: Arc<Members>,
     /// This node was removed from the cluster.
     removed: bool,
+    /// The cluster's identity (the `\xffcluster` record).
+    cluster_id: Arc<String>,
     /// The same, for the client side.
     removed_flag: Arc<std::sync::atomic::AtomicBool>,
     /// When each peer's last raft message arrived.
@@ -1014,6 +1017,7 @@ impl<S: NodeStore> Core<S> {
             learners: conf.learners,
             members: self.status_members.clone(),
             removed: self.removed,
+            cluster_id: self.cluster_id.clone(),
             last_heard: self
                 .last_heard
                 .iter()

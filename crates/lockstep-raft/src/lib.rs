@@ -12,6 +12,7 @@
 //! connections (that is the server's), or interpret commands itself (that is
 //! the engine's). It is the only crate that touches `RawNode`.
 
+pub mod backup;
 mod clock;
 mod config;
 mod core;

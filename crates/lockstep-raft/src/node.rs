@@ -50,6 +50,7 @@ pub(crate) enum Event {
 }
 
 type Reader = dyn Fn(&[Bytes]) -> Result<(Reply, u64), StoreError> + Send + Sync;
+type BackupTaker = dyn Fn() -> Result<Vec<u8>, StoreError> + Send + Sync;
 
 /// The client side of a running node; cheap to clone.
 #[derive(Clone)]
@@ -57,6 +58,7 @@ pub struct NodeHandle {
     events: Sender<Event>,
     status: Arc<RwLock<NodeStatus>>,
     reader: Arc<Reader>,
+    backup: Arc<BackupTaker>,
     delivered: Arc<std::sync::atomic::AtomicU64>,
     removed: Arc<std::sync::atomic::AtomicBool>,
     metrics: crate::RaftMetrics,
@@ -108,6 +110,18 @@ impl NodeHandle {
             self.read_barrier().await?;
         }
         Ok(self.read_local_at(argv))
+    }
+
+    /// A backup file of the keyspace at a linearizable point: after a read
+    /// barrier, one consistent view of this node's applied state (at or
+    /// after the barrier's index). The scan runs off the async threads.
+    pub async fn backup(&self) -> Result<Vec<u8>, String> {
+        self.read_barrier().await.map_err(|err| err.to_string())?;
+        let take = self.backup.clone();
+        tokio::task::spawn_blocking(move || take())
+            .await
+            .map_err(|err| err.to_string())?
+            .map_err(|err| format!("storage: {err}"))
     }
 
     /// A read of this node's applied state, without a barrier (may be stale).
@@ -232,12 +246,21 @@ impl Node {
             log.clone(),
         ));
         let engine = Engine::new();
+        let backup_store = store.clone();
+        let backup: Arc<BackupTaker> = Arc::new(move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_millis() as u64)
+                .unwrap_or(0);
+            crate::backup::take_backup(&*backup_store, now)
+        });
         let reader: Arc<Reader> =
             Arc::new(move |argv: &[Bytes]| read_applied(&*store, &engine, argv));
         let handle = NodeHandle {
             events: events_tx,
             status: core.status_cell(),
             reader,
+            backup,
             delivered: core.delivered_cell(),
             removed: core.removed_cell(),
             metrics,

@@ -36,6 +36,8 @@ pub struct NodeStatus {
     pub members: std::sync::Arc<crate::Members>,
     /// This node was removed from the cluster and serves no more.
     pub removed: bool,
+    /// The cluster's identity (hex; empty before a joining node's snapshot).
+    pub cluster_id: std::sync::Arc<String>,
     /// How long ago each peer's last raft message arrived.
     pub last_heard: Vec<(u64, std::time::Duration)>,
     /// Replication progress of every peer, known on the leader only.

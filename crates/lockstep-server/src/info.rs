@@ -149,6 +149,7 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
         "raft" => {
             w.header("Raft");
             w.line("raft_node_id", &status.id);
+            w.line("raft_cluster_id", &status.cluster_id);
             w.line("raft_role", &status.role.name());
             w.line("raft_term", &status.term);
             w.line("raft_leader_id", &status.leader_id);

@@ -61,6 +61,7 @@ const SERVER_COMMANDS: &[&str] = &[
     "cluster.promote",
     "cluster.remove",
     "cluster.transfer",
+    "cluster.backup",
     "slowlog",
     "monitor",
 ];

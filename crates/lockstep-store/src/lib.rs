@@ -135,6 +135,10 @@ pub trait NodeStore: raft::Storage + StateRead + Send + Sync + 'static {
     /// unique across restarts.
     fn next_boot_epoch(&self) -> Result<u64, StoreError>;
 
+    /// Makes the next boot epoch at least `min` (a node restored from a
+    /// backup starts its request ids above the old cluster's).
+    fn raise_boot_epoch(&self, min: u64) -> Result<(), StoreError>;
+
     fn hard_state(&self) -> HardState;
 
     /// Runs `read` against a consistent view of the keyspace and the applied

@@ -475,6 +475,26 @@ impl<B: Backend> NodeStore for Store<B> {
         Ok(epoch)
     }
 
+    fn raise_boot_epoch(&self, min: u64) -> Result<(), StoreError> {
+        let _cached = self.cached();
+        let previous = match self.backend.get(Family::Raft, BOOT_EPOCH_KEY)? {
+            Some(bytes) => decode_u64(&bytes, "boot epoch")?,
+            None => 0,
+        };
+        // The next start takes previous + 1.
+        if previous + 1 < min {
+            self.backend.write(
+                vec![WriteOp::Put(
+                    Family::Raft,
+                    BOOT_EPOCH_KEY.to_vec(),
+                    (min - 1).to_be_bytes().to_vec(),
+                )],
+                true,
+            )?;
+        }
+        Ok(())
+    }
+
     fn hard_state(&self) -> HardState {
         self.cached().hard_state.clone()
     }

@@ -78,7 +78,7 @@ impl<S: NodeStore> Core<S> {
             None => Members::default(),
         };
         self.members_changed();
-        Ok(())
+        self.load_identity()
     }
 
     /// After the membership record changed: the transport's peers, and
@@ -111,8 +111,24 @@ impl<S: NodeStore> Core<S> {
         self.status_members = std::sync::Arc::new(self.members.clone());
     }
 
+    /// The cluster identity record, as text (empty if none).
+    pub(super) fn load_identity(&mut self) -> Result<(), NodeError> {
+        let identity = self
+            .store
+            .read_view(|state, _| state.get(crate::backup::CLUSTER_KEY))?
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .trim_start_matches("id=")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        self.cluster_id = std::sync::Arc::new(identity);
+        Ok(())
+    }
+
     /// After a snapshot replaced the keyspace.
     pub(super) fn reload_members(&mut self) -> Result<(), NodeError> {
+        self.load_identity()?;
         if let Some(bytes) = self.store.read_view(|state, _| state.get(MEMBERS_KEY))? {
             self.members = Members::decode(&bytes)
                 .map_err(|err| lockstep_store::StoreError::corrupt("membership", err))?;

@@ -1,5 +1,6 @@
 //! Operations on the cluster itself: CLUSTER.MEMBERS, CLUSTER.ADD,
-//! CLUSTER.PROMOTE, CLUSTER.REMOVE, CLUSTER.TRANSFER, and Redis Cluster's
+//! CLUSTER.PROMOTE, CLUSTER.REMOVE, CLUSTER.TRANSFER, CLUSTER.BACKUP (what
+//! `lockstep backup` reads), and Redis Cluster's
 //! own CLUSTER, answered as a Redis without cluster support does. The
 //! checks and the changes are the replication core's; this turns them into
 //! commands and replies.
@@ -100,6 +101,13 @@ impl Session {
                             .await
                     }
                     Err(reply) => reply,
+                },
+                _ => Reply::wrong_arity(name),
+            },
+            "cluster.backup" => match args {
+                [] => match self.context.node.backup().await {
+                    Ok(file) => Reply::Bulk(Bytes::from(file)),
+                    Err(err) => Reply::error(format!("ERR backup failed: {err}")),
                 },
                 _ => Reply::wrong_arity(name),
             },

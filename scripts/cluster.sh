@@ -69,6 +69,10 @@ start_node() {
     return
   fi
   mkdir -p "$dir/node$n"
+  # Peers authenticate with a secret every member shares.
+  if [ ! -s "$dir/cluster.secret" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/cluster.secret")
+  fi
   local membership=(--peers "$peers" --client-addrs "$clients")
   if [ "$n" -gt 3 ]; then
     # A node beyond the first three joins through any running member.
@@ -81,6 +85,7 @@ start_node() {
     --peer-listen "127.0.0.1:$(peer_port "$n")" \
     "${membership[@]}" \
     --metrics-listen "127.0.0.1:$((9000 + n))" \
+    --cluster-secret-file "$dir/cluster.secret" \
     --data-dir "$dir/node$n/data" ${LOCKSTEP_EXTRA_ARGS:-} \
     >> "$dir/node$n/node.log" 2>&1 &
   echo $! > "$dir/node$n/pid"

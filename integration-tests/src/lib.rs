@@ -93,6 +93,8 @@ pub struct Cluster {
     links: BTreeMap<(u64, u64), proxy::Link>,
     binary: PathBuf,
     extra_args: Vec<String>,
+    /// The default user's password, once a test sets one.
+    pub password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -160,6 +162,7 @@ impl Cluster {
             links,
             binary,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            password: None,
             _dir: dir,
         };
         if let Some(backup) = backup {
@@ -379,13 +382,23 @@ impl Cluster {
     }
 
     pub fn client(&self, id: u64) -> Result<redis::Connection> {
-        connect(self.node(id).client_addr)
+        let mut con = connect(self.node(id).client_addr)?;
+        self.authenticate(&mut con)?;
+        Ok(con)
+    }
+
+    fn authenticate(&self, con: &mut redis::Connection) -> Result<()> {
+        if let Some(password) = &self.password {
+            redis::cmd("AUTH").arg(password).query::<()>(con)?;
+        }
+        Ok(())
     }
 
     pub fn info_field(&self, id: u64, field: &str) -> Option<String> {
         // Short timeouts: the node may be paused or cut off.
         let mut con =
             connect_with_timeout(self.node(id).client_addr, Duration::from_secs(2)).ok()?;
+        self.authenticate(&mut con).ok()?;
         let info: String = redis::cmd("INFO").arg("everything").query(&mut con).ok()?;
         info.lines()
             .find_map(|line| line.strip_prefix(&format!("{field}:")))

@@ -26,6 +26,12 @@ pub struct BackupArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// AUTH as this user (with --password).
+    #[arg(long, default_value = "default")]
+    pub user: String,
+    /// AUTH with this password (or the LOCKSTEP_PASSWORD environment variable).
+    #[arg(long)]
+    pub password: Option<String>,
 }
 
 /// Prepare a data dir of a new cluster from a backup.
@@ -67,6 +73,18 @@ pub fn backup(args: BackupArgs) -> Result<()> {
         .map_err(anyhow::Error::from)
         .and_then(|connected| connected.map_err(anyhow::Error::from))
         .with_context(|| format!("connecting to {}", args.from))?;
+        let password = args
+            .password
+            .clone()
+            .or_else(|| std::env::var("LOCKSTEP_PASSWORD").ok());
+        if let Some(password) = &password {
+            redis::cmd("AUTH")
+                .arg(&args.user)
+                .arg(password)
+                .query_async::<()>(&mut connection)
+                .await
+                .context("AUTH")?;
+        }
         let reply = tokio::time::timeout(
             Duration::from_secs(args.timeout_secs),
             redis::cmd("CLUSTER.BACKUP").query_async::<Vec<u8>>(&mut connection),

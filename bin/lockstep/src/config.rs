@@ -47,6 +47,18 @@ pub struct Cli {
     /// Where the node keeps its data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// A file holding the secret every member shares: peers prove they
+    /// know it before their raft messages or forwarded commands are taken.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The default user's password (until ACL SETUSER default sets one in
+    /// the replicated state, which then wins): clients must AUTH.
+    #[arg(long)]
+    pub requirepass: Option<String>,
+    /// yes: while the default user has no password, refuse clients that
+    /// are not on the loopback interface. no: accept them.
+    #[arg(long, value_name = "yes|no")]
+    pub protected_mode: Option<String>,
     /// Serve /metrics, /livez, /readyz and /health over HTTP here (off
     /// unless set).
     #[arg(long, value_name = "HOST:PORT")]
@@ -107,6 +119,9 @@ struct FileConfig {
     join: Option<String>,
     data_dir: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
+    requirepass: Option<String>,
+    protected_mode: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
     tick_ms: Option<u64>,
     election_ticks: Option<usize>,
     heartbeat_ticks: Option<usize>,
@@ -128,6 +143,8 @@ pub struct Settings {
     /// A member's client address to join through.
     pub join: Option<String>,
     pub metrics_listen: Option<SocketAddr>,
+    pub requirepass: Option<String>,
+    pub protected_mode: bool,
     pub node: NodeConfig,
     pub limits: Limits,
     pub log_level: slog::Level,
@@ -205,6 +222,15 @@ impl Settings {
             join: join.is_some(),
             ..defaults.clone()
         };
+        if let Some(path) = pick!(cluster_secret_file) {
+            let secret = std::fs::read(&path)
+                .with_context(|| format!("reading the cluster secret {}", path.display()))?;
+            let secret = secret.trim_ascii().to_vec();
+            if secret.len() < 16 {
+                bail!("--cluster-secret-file: the secret must have at least 16 bytes");
+            }
+            node.cluster_secret = Some(lockstep_raft::ClusterSecret(secret.into()));
+        }
         if let Some(ms) = pick!(tick_ms) {
             if ms == 0 {
                 bail!("--tick-ms must be positive");
@@ -249,6 +275,12 @@ impl Settings {
             client_addrs,
             join,
             metrics_listen: pick!(metrics_listen),
+            requirepass: pick!(requirepass).filter(|p| !p.is_empty()),
+            protected_mode: match pick!(protected_mode).as_deref() {
+                None | Some("yes") => true,
+                Some("no") => false,
+                Some(other) => bail!("--protected-mode: '{other}' is neither yes nor no"),
+            },
             node,
             limits,
             log_level,

@@ -64,6 +64,9 @@ fn parse_members(value: Value) -> Result<Vec<Listed>> {
     Ok(members)
 }
 
+/// The default user's password to AUTH with (the node's --requirepass).
+static PASSWORD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 async fn command(addr: &str, args: &[&str]) -> Result<Value> {
     let client = redis::Client::open(format!("redis://{addr}/"))?;
     let mut connection = tokio::time::timeout(
@@ -72,6 +75,13 @@ async fn command(addr: &str, args: &[&str]) -> Result<Value> {
     )
     .await
     .context("timed out")??;
+    if let Some(Some(password)) = PASSWORD.get() {
+        redis::cmd("AUTH")
+            .arg(password)
+            .query_async::<()>(&mut connection)
+            .await
+            .context("AUTH with --requirepass")?;
+    }
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
         cmd.arg(*arg);
@@ -87,8 +97,10 @@ pub async fn join(
     id: u64,
     peer: SocketAddr,
     client: SocketAddr,
+    password: Option<String>,
     log: &Logger,
 ) -> Result<BTreeMap<u64, SocketAddr>> {
+    let _ = PASSWORD.set(password);
     let started = Instant::now();
     let mut last_error = String::new();
     while started.elapsed() < JOIN_PATIENCE {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use lockstep_raft::Node;
-use lockstep_server::{serve, serve_http, Events, ServerContext};
+use lockstep_server::{password_hash, serve, serve_http, AclCache, Events, ServerContext};
 use lockstep_store::RocksStore;
 use slog::{info, o, Drain, Logger};
 
@@ -104,6 +104,7 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
                 settings.id,
                 settings.peer_listen,
                 settings.listen,
+                settings.requirepass.clone(),
                 &log,
             )
             .await?;
@@ -114,7 +115,10 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
         "peer_listen" => %settings.peer_listen,
         "data_dir" => %settings.data_dir.display(),
         "voters" => ?settings.node.peers.keys().collect::<Vec<_>>());
-    let events = Arc::new(Events::default());
+    let events = Arc::new(Events {
+        acl: Arc::new(AclCache::with_requirepass(settings.requirepass.as_deref())),
+        ..Events::default()
+    });
     let sink = events.clone();
     let (node, raft_thread) = Node::start(
         settings.node.clone(),
@@ -128,16 +132,19 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
     let node = settings.switches.apply(node);
     let sizes = store.clone();
-    let context = Arc::new(
-        ServerContext::new(
-            node.clone(),
-            settings.limits.clone(),
-            settings.client_addrs.clone(),
-            &events,
-            log.new(o!("component" => "server")),
-        )
-        .with_store_stats(Arc::new(move || sizes.backend().sizes())),
-    );
+    let mut context = ServerContext::new(
+        node.clone(),
+        settings.limits.clone(),
+        settings.client_addrs.clone(),
+        &events,
+        log.new(o!("component" => "server")),
+    )
+    .with_store_stats(Arc::new(move || sizes.backend().sizes()));
+    context.protected_mode = settings.protected_mode;
+    let context = Arc::new(context);
+    if let Some(password) = settings.requirepass.clone() {
+        tokio::spawn(replicate_requirepass(node.clone(), password, log.clone()));
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     if let Some(listener) = metrics_listener {
         tokio::spawn(serve_http(listener, context.clone(), shutdown_rx.clone()));
@@ -154,6 +161,45 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
         .ok();
     info!(log, "stopped");
     Ok(())
+}
+
+/// With --requirepass and no replicated default user yet, makes the
+/// password the replicated default user's (so every node agrees), once a
+/// leader is there.
+async fn replicate_requirepass(node: lockstep_raft::NodeHandle, password: String, log: Logger) {
+    use bytes::Bytes;
+    for _ in 0..600 {
+        let record = node
+            .read(&[
+                Bytes::from_static(b"ACL.RECORD"),
+                Bytes::from_static(b"default"),
+            ])
+            .await;
+        match record {
+            Ok(lockstep_engine::Reply::Nil) => {
+                let rule = Bytes::from(format!("#{}", password_hash(password.as_bytes())));
+                let set = node
+                    .propose(&[
+                        Bytes::from_static(b"ACL.SETUSER"),
+                        Bytes::from_static(b"default"),
+                        Bytes::from_static(b"resetpass"),
+                        rule,
+                    ])
+                    .await;
+                if set.is_ok() {
+                    info!(
+                        log,
+                        "the default user's password is now replicated (--requirepass)"
+                    );
+                    return;
+                }
+            }
+            // A replicated default user exists: it decides.
+            Ok(_) => return,
+            Err(_) => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(not(all(feature = "unsafe-test-switches", debug_assertions)))]

@@ -73,6 +73,8 @@ pub struct Context<'a> {
     pub applied: u64,
     /// Cluster time at which expiry is evaluated.
     pub ct: u64,
+    /// The user a script runs as (`ACL.AS`): its calls are checked.
+    pub acl_user: Option<crate::acl::User>,
 }
 
 impl<'a> Context<'a> {
@@ -87,6 +89,7 @@ impl<'a> Context<'a> {
             deadlines: Vec::new(),
             wait_id: None,
             park_request: None,
+            acl_user: None,
             parked: false,
             index,
             applied: 0,

@@ -17,6 +17,7 @@
 //! What this crate must not do: depend on raft, the network, RESP encoding
 //! or RocksDB.
 
+pub mod acl;
 mod args;
 mod barrier;
 mod changes;
@@ -109,6 +110,11 @@ pub enum Event {
     /// `NodeDeleted`, `NodeDataChanged`, `NodeChildrenChanged`) for the
     /// watches of `path`.
     Znode { path: Bytes, event: &'static str },
+    /// A user was set or deleted: nodes drop what they cached of it.
+    AclChanged { user: Bytes },
+    /// A snapshot replaced the whole state (sent by the node, not by an
+    /// entry): every cache of it is stale.
+    Replaced,
 }
 
 /// The state machine: stateless but for the in-memory deadline set

@@ -245,6 +245,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("eval_ro", -3, Read, 0, 0, 0),
     spec("evalsha_ro", -3, Read, 0, 0, 0),
     spec("script", -2, Write, 0, 0, 0),
+    spec("acl.setuser", -2, Write, 0, 0, 0),
+    spec("acl.deluser", -2, Write, 0, 0, 0),
+    spec("acl.getuser", 2, Read, 0, 0, 0),
+    spec("acl.list", 1, Read, 0, 0, 0),
+    spec("acl.users", 1, Read, 0, 0, 0),
+    spec("acl.record", 2, Read, 0, 0, 0),
+    spec("acl.as", -3, Write, 0, 0, 0),
 ];
 
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {

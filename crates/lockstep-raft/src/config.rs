@@ -2,6 +2,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The shared secret peers authenticate with; never printed.
+#[derive(Clone)]
+pub struct ClusterSecret(pub std::sync::Arc<[u8]>);
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecret(<redacted>)")
+    }
+}
+
 /// Settings of one node's replication core.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -12,6 +22,9 @@ pub struct NodeConfig {
     pub peers: BTreeMap<u64, SocketAddr>,
     /// Client addresses of the members of a new cluster.
     pub client_addrs: BTreeMap<u64, SocketAddr>,
+    /// Peers prove they know this (HMAC of a nonce) before their frames
+    /// are taken; None: no peer authentication.
+    pub cluster_secret: Option<ClusterSecret>,
     /// Joining an existing cluster: an empty store is not bootstrapped; it
     /// waits for the leader's snapshot.
     pub join: bool,
@@ -54,6 +67,7 @@ impl Default for NodeConfig {
             peers: BTreeMap::new(),
             client_addrs: BTreeMap::new(),
             join: false,
+            cluster_secret: None,
             tick: Duration::from_millis(50),
             election_ticks: 20,
             heartbeat_ticks: 4,

@@ -687,6 +687,7 @@ impl<S: NodeStore> Core<S> {
                 self.engine = self.store.read_view(|state, _| Engine::open(state))?;
                 self.reload_members()?;
                 self.metrics.snapshots_received.inc();
+                (self.sink)(snapshot.get_metadata().index, &AppliedEvent::Replaced);
                 self.delivered
                     .store(self.store.applied().index, Ordering::Release);
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);

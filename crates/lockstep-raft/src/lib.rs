@@ -26,7 +26,7 @@ mod status;
 mod transport;
 
 pub use crate::core::{AppliedRecord, Core, EventSink, PeerSender, SystemTime, TimeSource};
-pub use config::NodeConfig;
+pub use config::{ClusterSecret, NodeConfig};
 pub use error::{MembershipError, NodeError, ProposeError};
 pub use members::{validate_address, MemberAddrs, Members};
 pub use metrics::RaftMetrics;

@@ -39,6 +39,8 @@ pub struct RaftMetrics {
     pub peer_received_bytes: IntCounterVec,
     /// 1 while the outbound link to a peer is connected.
     pub peer_connected: IntGaugeVec,
+    /// Inbound peer connections refused (failed handshake).
+    pub peer_rejected: IntCounter,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -130,6 +132,10 @@ impl Default for RaftMetrics {
                 "Bytes of frames received from a peer.",
                 "peer",
             ),
+            peer_rejected: counter(
+                "lockstep_peer_rejected_total",
+                "Inbound peer connections refused: a failed or unfinished handshake.",
+            ),
             peer_connected: IntGaugeVec::new(
                 Opts::new(
                     "lockstep_peer_connected",
@@ -166,6 +172,7 @@ impl RaftMetrics {
         registry.register(Box::new(self.peer_dropped_frames.clone()))?;
         registry.register(Box::new(self.peer_received_bytes.clone()))?;
         registry.register(Box::new(self.peer_connected.clone()))?;
+        registry.register(Box::new(self.peer_rejected.clone()))?;
         Ok(())
     }
 }

@@ -226,8 +226,16 @@ impl Node {
             config.peer_queue_frames,
             config.max_peer_frame_bytes,
             metrics.clone(),
+            config
+                .cluster_secret
+                .as_ref()
+                .map(|secret| secret.0.clone()),
             &log,
         );
+        let secret = config
+            .cluster_secret
+            .as_ref()
+            .map(|secret| secret.0.clone());
         let mut core = Core::open(
             config,
             store.clone(),
@@ -243,6 +251,7 @@ impl Node {
             events_tx.clone(),
             core.config_max_frame(),
             metrics.clone(),
+            secret,
             log.clone(),
         ));
         let engine = Engine::new();

@@ -19,7 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use hmac::{Hmac, Mac};
 use prometheus::{IntCounter, IntGauge};
+use sha2::Sha256;
 
 use crate::frame::PeerFrame;
 use crate::metrics::RaftMetrics;
@@ -53,6 +55,7 @@ struct OutboundInner {
     /// Per peer: its address, the queue its dial loop drains, its counters.
     queues: RwLock<BTreeMap<u64, PeerQueue>>,
     metrics: RaftMetrics,
+    secret: Option<Arc<[u8]>>,
     log: Logger,
 }
 
@@ -117,6 +120,7 @@ impl Outbound {
                 rx,
                 inner.max_frame_bytes,
                 connected,
+                inner.secret.clone(),
                 log,
             ));
         }
@@ -129,6 +133,7 @@ pub fn start_outbound(
     queue_frames: usize,
     max_frame_bytes: usize,
     metrics: RaftMetrics,
+    secret: Option<Arc<[u8]>>,
     log: &Logger,
 ) -> Outbound {
     Outbound {
@@ -139,6 +144,7 @@ pub fn start_outbound(
             max_frame_bytes,
             queues: RwLock::new(BTreeMap::new()),
             metrics,
+            secret,
             log: log.clone(),
         }),
     }
@@ -150,6 +156,7 @@ async fn dial_loop(
     mut rx: mpsc::Receiver<Bytes>,
     max_frame_bytes: usize,
     connected: IntGauge,
+    secret: Option<Arc<[u8]>>,
     log: Logger,
 ) {
     let mut backoff = MIN_BACKOFF;
@@ -173,7 +180,10 @@ async fn dial_loop(
         };
         let _ = stream.set_nodelay(true);
         let mut stream = stream;
-        if stream.write_all(&own_id.to_be_bytes()).await.is_err() {
+        if let Err(err) = introduce(&mut stream, own_id, secret.as_deref()).await {
+            warn!(log, "peer handshake failed"; "addr" => %addr, "error" => %err);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         }
         info!(log, "peer connected"; "addr" => %addr);
@@ -211,8 +221,10 @@ pub async fn serve_inbound(
     events: Sender<Event>,
     max_frame_bytes: usize,
     metrics: RaftMetrics,
+    secret: Option<Arc<[u8]>>,
     log: Logger,
 ) {
+    let labels = Arc::new(PeerLabels::default());
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_PEER_CONNECTIONS));
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -230,29 +242,143 @@ pub async fn serve_inbound(
         let events = events.clone();
         let log = log.clone();
         let metrics = metrics.clone();
+        let secret = secret.clone();
+        let labels = labels.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(err) = read_peer(stream, events, max_frame_bytes, &metrics, &log).await {
+            let peer = Inbound {
+                events,
+                max_frame_bytes,
+                metrics: &metrics,
+                labels: &labels,
+                secret: secret.as_deref(),
+                log: &log,
+            };
+            if let Err(err) = read_peer(stream, peer).await {
                 debug!(log, "peer connection closed"; "remote" => %remote, "reason" => %err);
             }
         });
     }
 }
 
-async fn read_peer(
-    mut stream: TcpStream,
+/// What an inbound peer connection is served with.
+struct Inbound<'a> {
     events: Sender<Event>,
     max_frame_bytes: usize,
-    metrics: &RaftMetrics,
-    log: &Logger,
+    metrics: &'a RaftMetrics,
+    labels: &'a PeerLabels,
+    secret: Option<&'a [u8]>,
+    log: &'a Logger,
+}
+
+/// Peer ids that label metrics, at most [`MAX_PEER_LABELS`]; a connection
+/// can claim any id, so the rest share one label.
+#[derive(Default)]
+struct PeerLabels(std::sync::Mutex<std::collections::BTreeSet<u64>>);
+
+const MAX_PEER_LABELS: usize = 64;
+
+impl PeerLabels {
+    fn label(&self, id: u64) -> String {
+        let mut seen = self.0.lock().expect("peer labels");
+        if seen.contains(&id) || seen.len() < MAX_PEER_LABELS {
+            seen.insert(id);
+            id.to_string()
+        } else {
+            "other".into()
+        }
+    }
+}
+
+/// A peer must finish its handshake within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const NONCE_BYTES: usize = 16;
+
+fn handshake_mac(secret: &[u8], nonce: &[u8], id: u64) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"lockstep peer v1");
+    mac.update(nonce);
+    mac.update(&id.to_be_bytes());
+    mac
+}
+
+/// The dialler's side of the handshake: its id, and with a cluster secret
+/// the HMAC of the acceptor's nonce and that id (proof it knows the
+/// secret, never the secret itself).
+async fn introduce(
+    stream: &mut TcpStream,
+    own_id: u64,
+    secret: Option<&[u8]>,
 ) -> std::io::Result<()> {
+    let exchange = async {
+        let Some(secret) = secret else {
+            return stream.write_all(&own_id.to_be_bytes()).await;
+        };
+        let mut nonce = [0u8; NONCE_BYTES];
+        stream.read_exact(&mut nonce).await?;
+        let tag = handshake_mac(secret, &nonce, own_id)
+            .finalize()
+            .into_bytes();
+        let mut hello = own_id.to_be_bytes().to_vec();
+        hello.extend_from_slice(&tag);
+        stream.write_all(&hello).await
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
+}
+
+/// The acceptor's side: the dialler's id, checked against the secret.
+async fn admit(stream: &mut TcpStream, secret: Option<&[u8]>) -> std::io::Result<u64> {
+    let exchange = async {
+        let mut id = [0u8; 8];
+        let Some(secret) = secret else {
+            stream.read_exact(&mut id).await?;
+            return Ok(u64::from_be_bytes(id));
+        };
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut nonce[..]);
+        stream.write_all(&nonce).await?;
+        stream.read_exact(&mut id).await?;
+        let from = u64::from_be_bytes(id);
+        let mut tag = [0u8; 32];
+        stream.read_exact(&mut tag).await?;
+        handshake_mac(secret, &nonce, from)
+            .verify_slice(&tag)
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("peer claiming id {from} does not know the cluster secret"),
+                )
+            })?;
+        Ok(from)
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
+}
+
+async fn read_peer(mut stream: TcpStream, peer: Inbound<'_>) -> std::io::Result<()> {
+    let Inbound {
+        events,
+        max_frame_bytes,
+        metrics,
+        labels,
+        secret,
+        log,
+    } = peer;
     let _ = stream.set_nodelay(true);
-    let mut id = [0u8; 8];
-    stream.read_exact(&mut id).await?;
-    let from = u64::from_be_bytes(id);
+    let from = match admit(&mut stream, secret).await {
+        Ok(from) => from,
+        Err(err) => {
+            metrics.peer_rejected.inc();
+            warn!(log, "refused a peer connection"; "error" => %err);
+            return Ok(());
+        }
+    };
     let received = metrics
         .peer_received_bytes
-        .with_label_values(&[&from.to_string()]);
+        .with_label_values(&[&labels.label(from)]);
     let mut frames = FramedRead::new(stream, codec(max_frame_bytes));
     while let Some(frame) = frames.next().await {
         let frame = frame?;

@@ -18,6 +18,10 @@ use crate::pubsub::Push;
 use crate::session::Session;
 use crate::ServerContext;
 
+/// What a client from another host gets while the default user needs no
+/// password and protected mode is on.
+const PROTECTED_MODE: &str = "DENIED lockstep is running in protected mode: the default user has no password, so only clients on the loopback interface are accepted. To accept this client, do one of: 1) give the default user a password (ACL SETUSER default on >password, or CONFIG SET requirepass, from a loopback client; or start the nodes with --requirepass); 2) start the nodes with --protected-mode no, once the network is closed to strangers. One of these is enough.";
+
 /// Reply bytes gathered before a write even if more pipelined commands wait.
 const MAX_UNFLUSHED_REPLY_BYTES: usize = 64 << 10;
 
@@ -40,6 +44,16 @@ pub async fn run(
         );
         let _ = writer.write_all(&out).await;
         return;
+    }
+    if context.protected_mode && !remote.ip().is_loopback() {
+        let default = context.acl.user(&context.node, b"default");
+        if default.is_some_and(|user| user.enabled && user.nopass) {
+            context.metrics.connections_rejected.inc();
+            let mut out = BytesMut::new();
+            encode(Protocol::Resp2, &Reply::error(PROTECTED_MODE), &mut out);
+            let _ = writer.write_all(&out).await;
+            return;
+        }
     }
     let id = context.clients.register(remote, local);
     let kill = context

@@ -9,6 +9,7 @@
 //! or touch raft state directly (it asks the node handle). It is the only
 //! crate that knows RESP.
 
+mod acl;
 mod clients;
 mod codec;
 mod connection;
@@ -27,6 +28,7 @@ mod transaction;
 mod watchers;
 mod znode_watches;
 
+pub use acl::{password_hash, AclCache};
 pub use codec::{ProtocolError, RequestDecoder};
 pub use http::serve_http;
 pub use limits::Limits;

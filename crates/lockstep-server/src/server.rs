@@ -28,6 +28,7 @@ pub struct Events {
     pub watchers: Arc<Watchers>,
     pub tracking: Arc<Tracking>,
     pub znode_watches: Arc<ZnodeWatches>,
+    pub acl: Arc<crate::acl::AclCache>,
 }
 
 impl Events {
@@ -42,6 +43,14 @@ impl Events {
             }
             lockstep_engine::Event::Znode { path, event } => {
                 self.znode_watches.deliver(index, path, event);
+                0
+            }
+            lockstep_engine::Event::AclChanged { user } => {
+                self.acl.invalidate(user);
+                0
+            }
+            lockstep_engine::Event::Replaced => {
+                self.acl.clear();
                 0
             }
             publish => self.pubsub.deliver(index, publish),
@@ -63,6 +72,11 @@ pub struct ServerContext {
     pub tracking: Arc<Tracking>,
     /// Watches on znodes.
     pub znode_watches: Arc<ZnodeWatches>,
+    /// Users and ACL LOG.
+    pub acl: Arc<crate::acl::AclCache>,
+    /// Refuse non-loopback clients while the default user needs no
+    /// password (Redis's protected mode).
+    pub protected_mode: bool,
     /// Coalesced lease renewals.
     pub keepalives: Keepalives,
     pub started: Instant,
@@ -99,6 +113,8 @@ impl ServerContext {
             watchers: events.watchers.clone(),
             tracking: events.tracking.clone(),
             znode_watches: events.znode_watches.clone(),
+            acl: events.acl.clone(),
+            protected_mode: true,
             started: Instant::now(),
             clients: Clients::default(),
             metrics,

@@ -14,6 +14,7 @@ pub(crate) mod strings;
 use bytes::Bytes;
 use lockstep_store::StoreError;
 
+use crate::acl::{self, AclCommand};
 use crate::args::{integer, is};
 use crate::barrier::{self, BarrierCommand};
 use crate::changes::{self, ChangesCommand};
@@ -143,12 +144,18 @@ pub enum Command {
     Znode(ZnodeCommand),
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
+    /// ACL.*: users (see `acl`).
+    Acl(AclCommand),
 }
 
 /// Whether a parsed command goes through the log.
 pub fn access(command: &Command, spec: &CommandSpec) -> Access {
     match command {
         Command::Script(script) => script.access(),
+        Command::Acl(AclCommand::As(_, inner)) => match inner.as_ref() {
+            Command::Script(script) => script.access(),
+            _ => Access::Write,
+        },
         _ => spec.access,
     }
 }
@@ -195,6 +202,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), Reply> {
             Command::Changes(changes::parse(spec.name, args)?)
         }
         name if name.starts_with("znode.") => Command::Znode(namespace::parse(name, args)?),
+        name if name.starts_with("acl.") => Command::Acl(acl::parse(name, args)?),
         "publish" | "spublish" => Command::Publish {
             channel: args[0].clone(),
             message: args[1].clone(),
@@ -259,6 +267,7 @@ pub fn execute(ctx: &mut Context<'_>, command: Command) -> Result<Reply, StoreEr
         Command::Limits(command) => limits::execute(ctx, command)?,
         Command::Changes(command) => changes::execute(ctx, command)?,
         Command::Znode(command) => namespace::execute(ctx, command)?,
+        Command::Acl(command) => acl::execute(ctx, command)?,
         Command::Blocking(pop) => blocking::failure_reply(blocking::execute(ctx, pop))?,
         Command::Park { id, inner } => {
             if id.is_empty() {

@@ -372,5 +372,15 @@ fn call(ctx: &mut Context<'_>, argv: &[Bytes], read_only: bool) -> Result<Reply,
             "ERR Write commands are not allowed from read-only scripts.",
         ));
     }
+    if spec.name.starts_with("acl.") {
+        return Ok(Reply::error(
+            "ERR This Redis command is not allowed from script",
+        ));
+    }
+    if let Some(user) = ctx.acl_user.as_ref() {
+        if let Some(denied) = crate::acl::check_call(user, argv) {
+            return Ok(denied);
+        }
+    }
     commands::execute(ctx, command)
 }

@@ -114,6 +114,11 @@ impl Session {
             if args.len() < 3 || args.len().is_multiple_of(2) {
                 return Reply::error("ERR wrong number of arguments for 'config|set' command");
             }
+            if let [_, name, password] = args {
+                if is(name, "requirepass") {
+                    return self.set_requirepass(password).await;
+                }
+            }
             let local = args[1..]
                 .iter()
                 .step_by(2)

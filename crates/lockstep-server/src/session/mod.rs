@@ -3,6 +3,7 @@
 //! help (lease binding and coalesced renewals, blocking reads, round-robin
 //! turns) are in `coordination`; everything else goes to the engine.
 
+mod auth;
 mod cluster;
 mod config;
 mod coordination;
@@ -64,6 +65,8 @@ pub struct Session {
     addr: String,
     /// MONITOR was run: the connection only streams commands now.
     monitoring: bool,
+    /// The user this connection authenticated as (None: not yet).
+    user_name: Option<Bytes>,
     context: Arc<ServerContext>,
 }
 
@@ -118,7 +121,7 @@ impl Session {
                 resp3: resp3.clone(),
             },
         );
-        Session {
+        let mut session = Session {
             id,
             protocol: Protocol::Resp2,
             stale_reads: false,
@@ -142,8 +145,18 @@ impl Session {
                 .map(|client| client.addr.to_string())
                 .unwrap_or_default(),
             monitoring: false,
+            user_name: None,
             context,
+        };
+        session.user_name = session.initial_user();
+        if let Some(name) = &session.user_name {
+            let shown = text(name);
+            session
+                .context
+                .clients
+                .update(id, |client| client.user = shown);
         }
+        session
     }
 
     /// The log index the last reply was computed at, and whether it
@@ -183,14 +196,21 @@ impl Session {
         if self.context.node.is_removed() && name != "quit" {
             return (cluster::removed_error(self.context.node.status().id), false);
         }
-        if self.transaction.in_multi()
+        let queues = self.transaction.in_multi()
             && !matches!(
                 name.as_str(),
                 "exec" | "discard" | "multi" | "watch" | "quit"
-            )
-        {
+            );
+        if let Some(denied) = self.check_permission(&name, argv, self.transaction.in_multi()) {
+            if queues {
+                return (self.transaction.queue(argv.to_vec(), Some(denied)), false);
+            }
+            return (denied, false);
+        }
+        if queues {
             let invalid = lockstep_engine::parse(argv).err();
-            return (self.transaction.queue(argv.to_vec(), invalid), false);
+            let queued = self.as_user(&name, argv).unwrap_or_else(|| argv.to_vec());
+            return (self.transaction.queue(queued, invalid), false);
         }
         let subscribe_family = matches!(
             name.as_str(),
@@ -271,13 +291,12 @@ impl Session {
                 },
                 _ => Reply::wrong_arity("select"),
             },
-            "hello" => self.hello(args),
-            "auth" => match args.len() {
-                1 | 2 => Reply::error(
-                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-                ),
-                _ => Reply::wrong_arity("auth"),
+            "hello" => match self.hello_auth(args) {
+                Ok(()) => self.hello(args),
+                Err(refused) => refused,
             },
+            "auth" => self.auth(args),
+            "acl" => self.acl(args).await,
             "client" => self.client(args),
             "command" => info::command(args),
             "info" => Reply::Bulk(Bytes::from(info::info(&self.context, args))),
@@ -314,7 +333,10 @@ impl Session {
             }
             _ => match self.coordination(&name, argv).await {
                 Some(reply) => reply,
-                None => self.engine_command(argv).await,
+                None => match self.as_user(&name, argv) {
+                    Some(wrapped) => self.engine_command(&wrapped).await,
+                    None => self.engine_command(argv).await,
+                },
             },
         };
         (reply, false)

@@ -53,7 +53,13 @@ impl Session {
                 .get(self.id)
                 .map(|client| client.name)
                 .unwrap_or_default();
-            slowlog.record(&argv, elapsed, self.addr.clone(), client_name);
+            // Passwords stay out of the slow log.
+            let shown = if is_sensitive(&name) {
+                vec![argv[0].clone(), Bytes::from_static(b"(redacted)")]
+            } else {
+                argv.clone()
+            };
+            slowlog.record(&shown, elapsed, self.addr.clone(), client_name);
         }
         let subscriptions = self.subscriptions.counts();
         let (multi, watched) = self.transaction.sizes();

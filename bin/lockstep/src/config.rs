@@ -47,6 +47,22 @@ pub struct Cli {
     /// Where the node keeps its data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Also accept TLS clients here (with --tls-cert-file and --tls-key-file).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tls_listen: Option<SocketAddr>,
+    /// The server certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// yes: clients must present a certificate signed by the CA; optional:
+    /// checked if presented; no: not asked for. Default: yes with a CA.
+    #[arg(long, value_name = "yes|optional|no")]
+    pub tls_auth_clients: Option<String>,
     /// A file holding the secret every member shares: peers prove they
     /// know it before their raft messages or forwarded commands are taken.
     #[arg(long, value_name = "FILE")]
@@ -122,6 +138,11 @@ struct FileConfig {
     requirepass: Option<String>,
     protected_mode: Option<String>,
     cluster_secret_file: Option<PathBuf>,
+    tls_listen: Option<SocketAddr>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_ca_cert_file: Option<PathBuf>,
+    tls_auth_clients: Option<String>,
     tick_ms: Option<u64>,
     election_ticks: Option<usize>,
     heartbeat_ticks: Option<usize>,
@@ -145,6 +166,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     pub requirepass: Option<String>,
     pub protected_mode: bool,
+    /// The TLS listener and its files.
+    pub tls: Option<(SocketAddr, lockstep_server::TlsFiles)>,
     pub node: NodeConfig,
     pub limits: Limits,
     pub log_level: slog::Level,
@@ -275,6 +298,35 @@ impl Settings {
             client_addrs,
             join,
             metrics_listen: pick!(metrics_listen),
+            tls: match pick!(tls_listen) {
+                None => None,
+                Some(addr) => {
+                    let (Some(cert), Some(key)) = (pick!(tls_cert_file), pick!(tls_key_file))
+                    else {
+                        bail!("--tls-listen needs --tls-cert-file and --tls-key-file");
+                    };
+                    let ca = pick!(tls_ca_cert_file);
+                    use lockstep_server::ClientAuth;
+                    let client_auth = match pick!(tls_auth_clients).as_deref() {
+                        None if ca.is_some() => ClientAuth::Required,
+                        None | Some("no") => ClientAuth::None,
+                        Some("yes") => ClientAuth::Required,
+                        Some("optional") => ClientAuth::Optional,
+                        Some(other) => {
+                            bail!("--tls-auth-clients: '{other}' is not yes, optional or no")
+                        }
+                    };
+                    let files = lockstep_server::TlsFiles {
+                        cert,
+                        key,
+                        ca,
+                        client_auth,
+                    };
+                    // Refuse bad files at start, not at the first client.
+                    files.load().map_err(anyhow::Error::msg)?;
+                    Some((addr, files))
+                }
+            },
             requirepass: pick!(requirepass).filter(|p| !p.is_empty()),
             protected_mode: match pick!(protected_mode).as_deref() {
                 None | Some("yes") => true,

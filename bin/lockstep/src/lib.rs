@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use lockstep_raft::Node;
-use lockstep_server::{password_hash, serve, serve_http, AclCache, Events, ServerContext};
+use lockstep_server::{
+    password_hash, serve, serve_http, serve_tls, AclCache, Events, ServerContext,
+};
 use lockstep_store::RocksStore;
 use slog::{info, o, Drain, Logger};
 
@@ -86,6 +88,14 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     let client_listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding client address {}", settings.listen))?;
+    let tls_listener = match &settings.tls {
+        Some((addr, _)) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding TLS address {addr}"))?,
+        ),
+        None => None,
+    };
     let metrics_listener = match settings.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -148,6 +158,16 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     if let Some(listener) = metrics_listener {
         tokio::spawn(serve_http(listener, context.clone(), shutdown_rx.clone()));
+    }
+    if let (Some(listener), Some((_, files))) = (tls_listener, settings.tls.clone()) {
+        let context = context.clone();
+        let shutdown = shutdown_rx.clone();
+        let log = log.clone();
+        tokio::spawn(async move {
+            if let Err(err) = serve_tls(listener, files, context, shutdown).await {
+                slog::error!(log, "TLS listener stopped"; "error" => err);
+            }
+        });
     }
     let server = tokio::spawn(serve(client_listener, context, shutdown_rx));
 

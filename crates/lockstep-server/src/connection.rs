@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use futures::{FutureExt, StreamExt};
 use lockstep_engine::Reply;
 use slog::debug;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::codec::FramedRead;
@@ -25,16 +25,69 @@ const PROTECTED_MODE: &str = "DENIED lockstep is running in protected mode: the 
 /// Reply bytes gathered before a write even if more pipelined commands wait.
 const MAX_UNFLUSHED_REPLY_BYTES: usize = 64 << 10;
 
-pub async fn run(
+/// A client connection's read side: bytes in, and whether the client has
+/// left while a command of its waits.
+pub trait ClientReader: AsyncRead + Unpin + Send {
+    /// Resolves when the client has closed its side of the connection;
+    /// never if it sends more data instead (read after the reply).
+    fn closed(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl ClientReader for tokio::net::tcp::OwnedReadHalf {
+    async fn closed(&mut self) {
+        let mut byte = [0u8; 1];
+        peer_closed(self.peek(&mut byte).await).await
+    }
+}
+
+/// A TLS connection's read side, with a second handle on its socket to
+/// peek at (TLS records themselves cannot be peeked).
+pub struct TlsReader<S> {
+    pub inner: tokio::io::ReadHalf<S>,
+    pub raw: TcpStream,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> AsyncRead for TlsReader<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ClientReader for TlsReader<S> {
+    async fn closed(&mut self) {
+        let mut byte = [0u8; 1];
+        peer_closed(self.raw.peek(&mut byte).await).await
+    }
+}
+
+/// Serves a plaintext TCP client.
+pub async fn run_tcp(
     stream: TcpStream,
     remote: SocketAddr,
     context: Arc<ServerContext>,
     permit: Option<OwnedSemaphorePermit>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(remote);
-    let (reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    run(reader, writer, remote, local, context, permit, shutdown).await
+}
+
+/// Serves one client connection, plaintext or TLS.
+pub async fn run<R: ClientReader, W: AsyncWrite + Unpin + Send>(
+    reader: R,
+    mut writer: W,
+    remote: SocketAddr,
+    local: SocketAddr,
+    context: Arc<ServerContext>,
+    permit: Option<OwnedSemaphorePermit>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if permit.is_none() {
         let mut out = BytesMut::new();
         encode(
@@ -114,7 +167,7 @@ pub async fn run(
             // A client that leaves while waiting leaves the queue.
             let finished = tokio::select! {
                 result = session.execute(argv) => Some(result),
-                _ = peer_closed(frames.get_mut()) => None,
+                _ = frames.get_mut().closed() => None,
             };
             match finished {
                 Some(result) => result,
@@ -183,11 +236,10 @@ async fn pushes_around_reply(
     after
 }
 
-/// Resolves when the client has closed its side of the connection; never
-/// if it sends more data instead (that is read after the reply).
-async fn peer_closed(reader: &mut tokio::net::tcp::OwnedReadHalf) {
-    let mut byte = [0u8; 1];
-    match reader.peek(&mut byte).await {
+/// Resolves at once if a peek found the connection closed; never if it
+/// found data (that is read after the reply).
+async fn peer_closed(peeked: std::io::Result<usize>) {
+    match peeked {
         Ok(0) | Err(_) => {}
         Ok(_) => std::future::pending::<()>().await,
     }

@@ -177,7 +177,7 @@ pub async fn serve(
         let context = context.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            connection::run(stream, remote, context, permit, shutdown).await;
+            connection::run_tcp(stream, remote, context, permit, shutdown).await;
         });
     }
     info!(context.log, "stopped accepting clients");

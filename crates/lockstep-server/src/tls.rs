@@ -1,0 +1,196 @@
+//! TLS for clients (rustls): a listener of its own (`--tls-listen`), the
+//! certificate and key from PEM files, client certificates verified
+//! against a CA when asked (`--tls-auth-clients yes|optional|no`), and
+//! the files re-read when they change, without a restart. A handshake has
+//! a bounded time; a client that speaks plaintext to the TLS port fails
+//! its handshake and is closed.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use slog::{info, warn};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::connection;
+use crate::ServerContext;
+
+/// A client must finish its TLS handshake within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for changes.
+const RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether clients must present a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    Required,
+    Optional,
+    None,
+}
+
+/// Where the TLS material is.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA that signs client certificates.
+    pub ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+impl TlsFiles {
+    /// Reads the files into a rustls configuration.
+    pub fn load(&self) -> Result<ServerConfig, String> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|err| format!("reading {}: {err}", path.display()))
+        };
+        let certs: Vec<_> = rustls_pemfile::certs(&mut read(&self.cert)?.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|err| format!("{}: {err}", self.cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate", self.cert.display()));
+        }
+        let key = rustls_pemfile::private_key(&mut read(&self.key)?.as_slice())
+            .map_err(|err| format!("{}: {err}", self.key.display()))?
+            .ok_or_else(|| format!("{}: no private key", self.key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|err| err.to_string())?;
+        let builder = match (&self.ca, self.client_auth) {
+            (Some(ca), auth) if auth != ClientAuth::None => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut read(ca)?.as_slice()) {
+                    let cert = cert.map_err(|err| format!("{}: {err}", ca.display()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|err| format!("{}: {err}", ca.display()))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = if auth == ClientAuth::Optional {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                builder.with_client_cert_verifier(verifier.build().map_err(|err| err.to_string())?)
+            }
+            (None, ClientAuth::Required) => {
+                return Err("verifying client certificates needs --tls-ca-cert-file".into())
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        builder
+            .with_single_cert(certs, key)
+            .map_err(|err| format!("certificate and key: {err}"))
+    }
+
+    fn modified(&self) -> Vec<Option<SystemTime>> {
+        [Some(&self.cert), Some(&self.key), self.ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+}
+
+/// Serves TLS clients on `listener` until `shutdown`; the acceptor is
+/// rebuilt when the certificate files change (a bad new file keeps the
+/// old one, with a warning).
+pub async fn serve_tls(
+    listener: TcpListener,
+    files: TlsFiles,
+    context: Arc<ServerContext>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(files.load()?))));
+    info!(context.log, "accepting TLS clients"; "addr" => ?listener.local_addr().ok());
+    {
+        let acceptor = acceptor.clone();
+        let files = files.clone();
+        let log = context.log.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut seen = files.modified();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RELOAD_CHECK) => {}
+                    _ = shutdown.changed() => return,
+                }
+                let now = files.modified();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match files.load() {
+                    Ok(config) => {
+                        *acceptor.write().expect("tls acceptor") =
+                            TlsAcceptor::from(Arc::new(config));
+                        info!(log, "reloaded the TLS certificate");
+                    }
+                    Err(err) => warn!(log, "kept the old TLS certificate"; "error" => %err),
+                }
+            }
+        });
+    }
+    let slots = Arc::new(Semaphore::new(context.limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(context.log, "TLS accept failed"; "error" => %err);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let permit = slots.clone().try_acquire_owned().ok();
+        if permit.is_some() {
+            context.metrics.connections_total.inc();
+        } else {
+            context.metrics.connections_rejected.inc();
+        }
+        let tls = acceptor.read().expect("tls acceptor").clone();
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(remote);
+            // A second handle on the socket, to notice a client leaving
+            // while its command waits (TLS records cannot be peeked).
+            let Ok(std_stream) = stream.into_std() else {
+                return;
+            };
+            let raw = std_stream
+                .try_clone()
+                .ok()
+                .and_then(|dup| tokio::net::TcpStream::from_std(dup).ok());
+            let (Some(raw), Ok(stream)) = (raw, tokio::net::TcpStream::from_std(std_stream)) else {
+                return;
+            };
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await;
+            let tls_stream = match handshake {
+                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Err(err)) => {
+                    slog::debug!(context.log, "TLS handshake failed"; "remote" => %remote, "error" => %err);
+                    return;
+                }
+                Err(_) => {
+                    slog::debug!(context.log, "TLS handshake timed out"; "remote" => %remote);
+                    return;
+                }
+            };
+            let (reader, writer) = tokio::io::split(tls_stream);
+            let reader = connection::TlsReader { inner: reader, raw };
+            connection::run(reader, writer, remote, local, context, permit, shutdown).await;
+        });
+    }
+    Ok(())
+}

@@ -4,13 +4,13 @@
 # table (linearizability, fencing tokens, queue, replica convergence,
 # election and recovery times). Exits non-zero if any run fails.
 #
-#   scripts/soak.sh [--minutes N] [--nemesis kill,kill-all,pause,partition]
+#   scripts/soak.sh [--minutes N] [--nemesis kill,kill-all,pause,partition,membership]
 #                   [--nodes 3|5] [--seed S]
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 minutes=10
-nemesis=kill,kill-all,pause,partition
+nemesis=kill,kill-all,pause,partition,membership
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -95,6 +95,8 @@ pub struct Cluster {
     extra_args: Vec<String>,
     /// The default user's password, once a test sets one.
     pub password: Option<String>,
+    /// Nodes removed from the membership (no longer listed by `ids`).
+    pub removed: std::collections::BTreeSet<u64>,
     _dir: tempfile::TempDir,
 }
 
@@ -163,6 +165,7 @@ impl Cluster {
             binary,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             password: None,
+            removed: Default::default(),
             _dir: dir,
         };
         if let Some(backup) = backup {
@@ -366,12 +369,21 @@ impl Cluster {
         }
     }
 
+    /// The members: every node started, less the removed.
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|node| node.id).collect()
+        self.nodes
+            .iter()
+            .map(|node| node.id)
+            .filter(|id| !self.removed.contains(id))
+            .collect()
     }
 
     pub fn client_addrs(&self) -> Vec<SocketAddr> {
-        self.nodes.iter().map(|node| node.client_addr).collect()
+        self.nodes
+            .iter()
+            .filter(|node| !self.removed.contains(&node.id))
+            .map(|node| node.client_addr)
+            .collect()
     }
 
     pub fn is_running(&mut self, id: u64) -> bool {
@@ -407,7 +419,7 @@ impl Cluster {
 
     /// The id of a node that reports itself leader, among running nodes.
     pub fn leader(&mut self) -> Option<u64> {
-        let ids: Vec<u64> = self.nodes.iter().map(|node| node.id).collect();
+        let ids = self.ids();
         let running: Vec<u64> = ids.into_iter().filter(|&id| self.is_running(id)).collect();
         running
             .into_iter()

@@ -56,6 +56,11 @@ fn kill_and_restart() -> Result<()> {
 }
 
 #[test]
+fn membership_changes_under_load() -> Result<()> {
+    survives(Nemesis::Membership, 5)
+}
+
+#[test]
 fn kill_every_node_at_once() -> Result<()> {
     survives(Nemesis::KillAll, 2)
 }

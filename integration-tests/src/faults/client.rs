@@ -31,7 +31,8 @@ impl Clock {
 pub enum Failure {
     /// No connection: the request was never sent, so it had no effect.
     NotSent,
-    /// The server said it did not execute the command (`-CLUSTERDOWN`):
+    /// The server said it did not execute the command (`-CLUSTERDOWN`, or
+    /// `-REMOVED` from a node no longer in the cluster):
     /// recorded as never happening, so the checker holds lockstep to it.
     Refused,
     /// Sent, but the reply is an error or never came: outcome unknown.
@@ -81,7 +82,8 @@ impl Client {
                 // Whatever happened, the next request starts afresh (and
                 // maybe on another node).
                 self.connection = None;
-                if err.code() == Some("CLUSTERDOWN") {
+                // A removed node refuses everything before doing anything.
+                if matches!(err.code(), Some("CLUSTERDOWN") | Some("REMOVED")) {
                     return Err(Failure::Refused);
                 }
                 Err(Failure::Unknown(err.to_string()))

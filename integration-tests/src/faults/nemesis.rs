@@ -26,6 +26,10 @@ pub enum Nemesis {
     /// the leader's outgoing traffic (one way), or (5 nodes) put the leader
     /// and one follower in a minority.
     Partition,
+    /// Change the membership under load: add a node and promote it,
+    /// remove it again (the leader when it leads), and once replace a
+    /// founding node (remove it, delete its data, add a new one).
+    Membership,
 }
 
 impl fmt::Display for Nemesis {
@@ -36,6 +40,7 @@ impl fmt::Display for Nemesis {
             Nemesis::Pause => "pause",
             Nemesis::KillAll => "kill-all",
             Nemesis::Partition => "partition",
+            Nemesis::Membership => "membership",
         })
     }
 }
@@ -49,7 +54,10 @@ impl FromStr for Nemesis {
             "pause" => Nemesis::Pause,
             "kill-all" => Nemesis::KillAll,
             "partition" => Nemesis::Partition,
-            other => bail!("unknown nemesis {other:?} (kill, kill-all, pause, partition, none)"),
+            "membership" => Nemesis::Membership,
+            other => bail!(
+                "unknown nemesis {other:?} (kill, kill-all, pause, partition, membership, none)"
+            ),
         })
     }
 }
@@ -181,6 +189,10 @@ pub fn run(
                 sleep_until(started + hold);
                 cluster.heal();
             }
+            Nemesis::Membership => {
+                let step = membership_step(cluster, round, rng)?;
+                log.faults.push(step);
+            }
             Nemesis::None => unreachable!("skipped above"),
         }
         log.fault_time += started.elapsed();
@@ -191,6 +203,92 @@ pub fn run(
     }
     cluster.heal();
     Ok(log)
+}
+
+/// Runs a CLUSTER.* command on whichever node leads, retrying while
+/// leadership moves or a change is still pending.
+fn on_leader(cluster: &mut Cluster, args: &[String], within: Duration) -> Result<()> {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < within {
+        if let Some(leader) = cluster.leader() {
+            if let Ok(mut con) = cluster.client(leader) {
+                let mut cmd = redis::cmd(&args[0]);
+                for arg in &args[1..] {
+                    cmd.arg(arg);
+                }
+                match cmd.query::<String>(&mut con) {
+                    Ok(_) => return Ok(()),
+                    Err(err) => last = err.to_string(),
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("{args:?} did not succeed within {within:?}: {last}")
+}
+
+/// One membership change; returns what it did.
+fn membership_step(cluster: &mut Cluster, round: usize, rng: &mut StdRng) -> Result<String> {
+    let founders_removed = cluster.removed.iter().filter(|id| **id <= 3).count();
+    let added: Vec<u64> = cluster.ids().into_iter().filter(|id| *id > 3).collect();
+    let leader = cluster.leader();
+    let remove = |cluster: &mut Cluster, id: u64| -> Result<()> {
+        on_leader(
+            cluster,
+            &["CLUSTER.REMOVE".into(), id.to_string()],
+            Duration::from_secs(30),
+        )?;
+        cluster.removed.insert(id);
+        cluster.kill(id);
+        Ok(())
+    };
+    let add = |cluster: &mut Cluster, rng: &mut StdRng| -> Result<u64> {
+        let via = *cluster.ids().choose(rng).expect("members");
+        let id = cluster.add_node(via)?;
+        on_leader(
+            cluster,
+            &["CLUSTER.PROMOTE".into(), id.to_string()],
+            Duration::from_secs(40),
+        )?;
+        Ok(id)
+    };
+    Ok(match round % 3 {
+        0 => {
+            let new = add(cluster, rng)?;
+            format!("add {new} and promote it")
+        }
+        2 if founders_removed == 0 => {
+            let founder = (1..=3u64)
+                .find(|id| Some(*id) != leader)
+                .expect("a founder that does not lead");
+            remove(cluster, founder)?;
+            cluster.wipe(founder)?;
+            let new = add(cluster, rng)?;
+            format!("replace {founder} (data deleted) with {new}")
+        }
+        _ if !added.is_empty() => {
+            let gone = added[0];
+            // Half the time it leads first, so the leader removes itself.
+            let mut leader = leader;
+            if rng.gen_bool(0.5) {
+                let moved = on_leader(
+                    cluster,
+                    &["CLUSTER.TRANSFER".into(), gone.to_string()],
+                    Duration::from_secs(10),
+                );
+                if moved.is_ok() {
+                    leader = Some(gone);
+                }
+            }
+            remove(cluster, gone)?;
+            format!("remove {gone}{}", led(leader == Some(gone)))
+        }
+        _ => {
+            let new = add(cluster, rng)?;
+            format!("add {new} and promote it")
+        }
+    })
 }
 
 fn led(was_leader: bool) -> &'static str {

@@ -74,6 +74,12 @@ start_node() {
     (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/cluster.secret")
   fi
   local membership=(--peers "$peers" --client-addrs "$clients")
+  # LOCKSTEP_TLS_DIR (server.pem, server.key): TLS clients on 7440+N too.
+  local tls=()
+  if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
+    tls=(--tls-listen "127.0.0.1:$((7440 + n))" --tls-cert-file "$LOCKSTEP_TLS_DIR/server.pem"
+      --tls-key-file "$LOCKSTEP_TLS_DIR/server.key")
+  fi
   if [ "$n" -gt 3 ]; then
     # A node beyond the first three joins through any running member.
     local contact
@@ -85,7 +91,7 @@ start_node() {
     --peer-listen "127.0.0.1:$(peer_port "$n")" \
     "${membership[@]}" \
     --metrics-listen "127.0.0.1:$((9000 + n))" \
-    --cluster-secret-file "$dir/cluster.secret" \
+    --cluster-secret-file "$dir/cluster.secret" "${tls[@]}" \
     --data-dir "$dir/node$n/data" ${LOCKSTEP_EXTRA_ARGS:-} \
     >> "$dir/node$n/node.log" 2>&1 &
   echo $! > "$dir/node$n/pid"

@@ -5,6 +5,7 @@
 //! the histories.
 
 pub mod faults;
+pub mod pki;
 pub mod proxy;
 pub mod resp;
 

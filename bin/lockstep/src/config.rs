@@ -63,6 +63,16 @@ pub struct Cli {
     /// checked if presented; no: not asked for. Default: yes with a CA.
     #[arg(long, value_name = "yes|optional|no")]
     pub tls_auth_clients: Option<String>,
+    /// Mutual TLS between peers: this node's certificate (PEM; it must name
+    /// the host of this node's peer address).
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_cert_file: Option<PathBuf>,
+    /// The private key of --peer-tls-cert-file.
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_key_file: Option<PathBuf>,
+    /// The cluster CA: peers' certificates must chain to it.
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_ca_file: Option<PathBuf>,
     /// A file holding the secret every member shares: peers prove they
     /// know it before their raft messages or forwarded commands are taken.
     #[arg(long, value_name = "FILE")]
@@ -143,6 +153,9 @@ struct FileConfig {
     tls_key_file: Option<PathBuf>,
     tls_ca_cert_file: Option<PathBuf>,
     tls_auth_clients: Option<String>,
+    peer_tls_cert_file: Option<PathBuf>,
+    peer_tls_key_file: Option<PathBuf>,
+    peer_tls_ca_file: Option<PathBuf>,
     tick_ms: Option<u64>,
     election_ticks: Option<usize>,
     heartbeat_ticks: Option<usize>,
@@ -253,6 +266,21 @@ impl Settings {
                 bail!("--cluster-secret-file: the secret must have at least 16 bytes");
             }
             node.cluster_secret = Some(lockstep_raft::ClusterSecret(secret.into()));
+        }
+        match (
+            pick!(peer_tls_cert_file),
+            pick!(peer_tls_key_file),
+            pick!(peer_tls_ca_file),
+        ) {
+            (None, None, None) => {}
+            (Some(cert), Some(key), Some(ca)) => {
+                let files = lockstep_raft::tls::PeerTlsFiles { cert, key, ca };
+                files.load().map_err(anyhow::Error::msg)?;
+                node.peer_tls = Some(files);
+            }
+            _ => bail!(
+                "peer TLS needs all of --peer-tls-cert-file, --peer-tls-key-file and --peer-tls-ca-file"
+            ),
         }
         if let Some(ms) = pick!(tick_ms) {
             if ms == 0 {

@@ -25,6 +25,8 @@ pub struct NodeConfig {
     /// Peers prove they know this (HMAC of a nonce) before their frames
     /// are taken; None: no peer authentication.
     pub cluster_secret: Option<ClusterSecret>,
+    /// Mutual TLS between peers, with the cluster CA.
+    pub peer_tls: Option<crate::tls::PeerTlsFiles>,
     /// Joining an existing cluster: an empty store is not bootstrapped; it
     /// waits for the leader's snapshot.
     pub join: bool,
@@ -68,6 +70,7 @@ impl Default for NodeConfig {
             client_addrs: BTreeMap::new(),
             join: false,
             cluster_secret: None,
+            peer_tls: None,
             tick: Duration::from_millis(50),
             election_ticks: 20,
             heartbeat_ticks: 4,

@@ -23,6 +23,7 @@ mod metrics;
 mod node;
 mod pending;
 mod status;
+pub mod tls;
 mod transport;
 
 pub use crate::core::{AppliedRecord, Core, EventSink, PeerSender, SystemTime, TimeSource};

@@ -220,22 +220,28 @@ impl Node {
         let tick_interval = config.tick;
         let log = log.new(o!("component" => "raft"));
         let metrics = crate::RaftMetrics::default();
+        let peer_tls = match &config.peer_tls {
+            Some(files) => Some(files.load().map_err(|err| {
+                NodeError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, err))
+            })?),
+            None => None,
+        };
+        let security = transport::PeerSecurity {
+            secret: config
+                .cluster_secret
+                .as_ref()
+                .map(|secret| secret.0.clone()),
+            tls: peer_tls,
+        };
         let outbound = transport::start_outbound(
             runtime,
             config.id,
             config.peer_queue_frames,
             config.max_peer_frame_bytes,
             metrics.clone(),
-            config
-                .cluster_secret
-                .as_ref()
-                .map(|secret| secret.0.clone()),
+            security.clone(),
             &log,
         );
-        let secret = config
-            .cluster_secret
-            .as_ref()
-            .map(|secret| secret.0.clone());
         let mut core = Core::open(
             config,
             store.clone(),
@@ -251,7 +257,7 @@ impl Node {
             events_tx.clone(),
             core.config_max_frame(),
             metrics.clone(),
-            secret,
+            security,
             log.clone(),
         ));
         let engine = Engine::new();

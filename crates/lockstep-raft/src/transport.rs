@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 use futures_util::{SinkExt, StreamExt};
 use slog::{debug, info, warn, Logger};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -56,6 +56,7 @@ struct OutboundInner {
     queues: RwLock<BTreeMap<u64, PeerQueue>>,
     metrics: RaftMetrics,
     secret: Option<Arc<[u8]>>,
+    tls: Option<crate::tls::PeerTls>,
     log: Logger,
 }
 
@@ -114,17 +115,26 @@ impl Outbound {
             queues.insert(id, (addr.clone(), tx, counters));
             let log = inner.log.new(slog::o!("peer" => id));
             let connected = inner.metrics.peer_connected.with_label_values(&[&label]);
-            inner.runtime.spawn(dial_loop(
-                inner.own_id,
-                addr.clone(),
-                rx,
-                inner.max_frame_bytes,
+            let dialer = Dialer {
+                own_id: inner.own_id,
+                addr: addr.clone(),
+                max_frame_bytes: inner.max_frame_bytes,
                 connected,
-                inner.secret.clone(),
+                secret: inner.secret.clone(),
+                tls: inner.tls.clone(),
                 log,
-            ));
+            };
+            inner.runtime.spawn(dial_loop(dialer, rx));
         }
     }
+}
+
+/// How peers prove who they are: the cluster secret, mutual TLS, both or
+/// neither.
+#[derive(Clone, Default)]
+pub struct PeerSecurity {
+    pub secret: Option<Arc<[u8]>>,
+    pub tls: Option<crate::tls::PeerTls>,
 }
 
 pub fn start_outbound(
@@ -133,9 +143,10 @@ pub fn start_outbound(
     queue_frames: usize,
     max_frame_bytes: usize,
     metrics: RaftMetrics,
-    secret: Option<Arc<[u8]>>,
+    security: PeerSecurity,
     log: &Logger,
 ) -> Outbound {
+    let PeerSecurity { secret, tls } = security;
     Outbound {
         inner: Arc::new(OutboundInner {
             runtime: runtime.clone(),
@@ -145,22 +156,37 @@ pub fn start_outbound(
             queues: RwLock::new(BTreeMap::new()),
             metrics,
             secret,
+            tls,
             log: log.clone(),
         }),
     }
 }
 
-async fn dial_loop(
+/// What a dial loop needs besides its queue.
+struct Dialer {
     own_id: u64,
     addr: String,
-    mut rx: mpsc::Receiver<Bytes>,
     max_frame_bytes: usize,
     connected: IntGauge,
     secret: Option<Arc<[u8]>>,
+    tls: Option<crate::tls::PeerTls>,
     log: Logger,
-) {
+}
+
+/// How a peer link ended.
+enum LinkEnd {
+    /// The handshake failed: dial again after a backoff.
+    Refused,
+    /// The connection broke after it was up.
+    Lost,
+    /// The peer left the membership: stop dialling.
+    Closed,
+}
+
+async fn dial_loop(dialer: Dialer, mut rx: mpsc::Receiver<Bytes>) {
     let mut backoff = MIN_BACKOFF;
-    let mut pending: Option<Bytes> = None;
+    let log = &dialer.log;
+    let addr = &dialer.addr;
     loop {
         if rx.is_closed() {
             // The peer left the membership.
@@ -179,38 +205,79 @@ async fn dial_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut stream = stream;
-        if let Err(err) = introduce(&mut stream, own_id, secret.as_deref()).await {
-            warn!(log, "peer handshake failed"; "addr" => %addr, "error" => %err);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            continue;
-        }
-        info!(log, "peer connected"; "addr" => %addr);
-        connected.set(1);
-        backoff = MIN_BACKOFF;
-        let mut sink = FramedWrite::new(stream, codec(max_frame_bytes));
-        loop {
-            let frame = match pending.take() {
-                Some(frame) => frame,
-                None => match rx.recv().await {
-                    Some(frame) => frame,
-                    None => return,
-                },
-            };
-            // Batch whatever else is queued into one flush.
-            let mut failed = sink.feed(frame).await.is_err();
-            while !failed {
-                match rx.try_recv() {
-                    Ok(next) => failed = sink.feed(next).await.is_err(),
-                    Err(_) => break,
+        let end = match &dialer.tls {
+            None => link(stream, &dialer, &mut rx, &mut backoff).await,
+            Some(tls) => {
+                let connect = tls.connector.connect(server_name(addr), stream);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+                    Ok(Ok(stream)) => link(stream, &dialer, &mut rx, &mut backoff).await,
+                    Ok(Err(err)) => {
+                        warn!(log, "peer TLS handshake failed"; "addr" => %addr, "error" => %err);
+                        LinkEnd::Refused
+                    }
+                    Err(_) => {
+                        warn!(log, "peer TLS handshake timed out"; "addr" => %addr);
+                        LinkEnd::Refused
+                    }
                 }
             }
-            if failed || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-                warn!(log, "peer connection lost"; "addr" => %addr);
-                connected.set(0);
-                break;
+        };
+        match end {
+            LinkEnd::Closed => return,
+            LinkEnd::Lost => {}
+            LinkEnd::Refused => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+}
+
+/// The name a peer's certificate must carry: the host of its address.
+fn server_name(addr: &str) -> rustls::pki_types::ServerName<'static> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_string()).unwrap_or_else(|_| {
+        rustls::pki_types::ServerName::try_from("invalid.peer").expect("valid name")
+    })
+}
+
+/// Introduces this node on `stream` and sends it what is queued until
+/// the connection breaks or the queue closes.
+async fn link<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    dialer: &Dialer,
+    rx: &mut mpsc::Receiver<Bytes>,
+    backoff: &mut Duration,
+) -> LinkEnd {
+    let (log, addr) = (&dialer.log, &dialer.addr);
+    if let Err(err) = introduce(&mut stream, dialer.own_id, dialer.secret.as_deref()).await {
+        warn!(log, "peer handshake failed"; "addr" => %addr, "error" => %err);
+        return LinkEnd::Refused;
+    }
+    info!(log, "peer connected"; "addr" => %addr);
+    dialer.connected.set(1);
+    *backoff = MIN_BACKOFF;
+    let mut sink = FramedWrite::new(stream, codec(dialer.max_frame_bytes));
+    loop {
+        let Some(frame) = rx.recv().await else {
+            return LinkEnd::Closed;
+        };
+        // Batch whatever else is queued into one flush.
+        let mut failed = sink.feed(frame).await.is_err();
+        while !failed {
+            match rx.try_recv() {
+                Ok(next) => failed = sink.feed(next).await.is_err(),
+                Err(_) => break,
+            }
+        }
+        if failed || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+            warn!(log, "peer connection lost"; "addr" => %addr);
+            dialer.connected.set(0);
+            return LinkEnd::Lost;
         }
     }
 }
@@ -221,9 +288,10 @@ pub async fn serve_inbound(
     events: Sender<Event>,
     max_frame_bytes: usize,
     metrics: RaftMetrics,
-    secret: Option<Arc<[u8]>>,
+    security: PeerSecurity,
     log: Logger,
 ) {
+    let PeerSecurity { secret, tls } = security;
     let labels = Arc::new(PeerLabels::default());
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_PEER_CONNECTIONS));
     loop {
@@ -244,8 +312,10 @@ pub async fn serve_inbound(
         let metrics = metrics.clone();
         let secret = secret.clone();
         let labels = labels.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _ = stream.set_nodelay(true);
             let peer = Inbound {
                 events,
                 max_frame_bytes,
@@ -254,7 +324,26 @@ pub async fn serve_inbound(
                 secret: secret.as_deref(),
                 log: &log,
             };
-            if let Err(err) = read_peer(stream, peer).await {
+            let served = match tls {
+                None => read_peer(stream, peer).await,
+                Some(tls) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => read_peer(stream, peer).await,
+                        Ok(Err(err)) => {
+                            metrics.peer_rejected.inc();
+                            warn!(log, "refused a peer: TLS handshake failed"; "remote" => %remote, "error" => %err);
+                            Ok(())
+                        }
+                        Err(_) => {
+                            metrics.peer_rejected.inc();
+                            warn!(log, "refused a peer: TLS handshake timed out"; "remote" => %remote);
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(err) = served {
                 debug!(log, "peer connection closed"; "remote" => %remote, "reason" => %err);
             }
         });
@@ -305,8 +394,8 @@ fn handshake_mac(secret: &[u8], nonce: &[u8], id: u64) -> Hmac<Sha256> {
 /// The dialler's side of the handshake: its id, and with a cluster secret
 /// the HMAC of the acceptor's nonce and that id (proof it knows the
 /// secret, never the secret itself).
-async fn introduce(
-    stream: &mut TcpStream,
+async fn introduce<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     own_id: u64,
     secret: Option<&[u8]>,
 ) -> std::io::Result<()> {
@@ -329,7 +418,10 @@ async fn introduce(
 }
 
 /// The acceptor's side: the dialler's id, checked against the secret.
-async fn admit(stream: &mut TcpStream, secret: Option<&[u8]>) -> std::io::Result<u64> {
+async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    secret: Option<&[u8]>,
+) -> std::io::Result<u64> {
     let exchange = async {
         let mut id = [0u8; 8];
         let Some(secret) = secret else {
@@ -358,7 +450,10 @@ async fn admit(stream: &mut TcpStream, secret: Option<&[u8]>) -> std::io::Result
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
 }
 
-async fn read_peer(mut stream: TcpStream, peer: Inbound<'_>) -> std::io::Result<()> {
+async fn read_peer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: Inbound<'_>,
+) -> std::io::Result<()> {
     let Inbound {
         events,
         max_frame_bytes,
@@ -367,7 +462,6 @@ async fn read_peer(mut stream: TcpStream, peer: Inbound<'_>) -> std::io::Result<
         secret,
         log,
     } = peer;
-    let _ = stream.set_nodelay(true);
     let from = match admit(&mut stream, secret).await {
         Ok(from) => from,
         Err(err) => {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use lockstep_raft::tls;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use slog::{info, warn};
@@ -45,33 +46,15 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// Reads the files into a rustls configuration.
     pub fn load(&self) -> Result<ServerConfig, String> {
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|err| format!("reading {}: {err}", path.display()))
-        };
-        let certs: Vec<_> = rustls_pemfile::certs(&mut read(&self.cert)?.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|err| format!("{}: {err}", self.cert.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no certificate", self.cert.display()));
-        }
-        let key = rustls_pemfile::private_key(&mut read(&self.key)?.as_slice())
-            .map_err(|err| format!("{}: {err}", self.key.display()))?
-            .ok_or_else(|| format!("{}: no private key", self.key.display()))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
+        let certs = tls::load_certs(&self.cert)?;
+        let key = tls::load_key(&self.key)?;
+        let builder = ServerConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|err| err.to_string())?;
         let builder = match (&self.ca, self.client_auth) {
             (Some(ca), auth) if auth != ClientAuth::None => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_pemfile::certs(&mut read(ca)?.as_slice()) {
-                    let cert = cert.map_err(|err| format!("{}: {err}", ca.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|err| format!("{}: {err}", ca.display()))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let roots = Arc::new(tls::load_roots(ca)?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, tls::provider());
                 let verifier = if auth == ClientAuth::Optional {
                     verifier.allow_unauthenticated()
                 } else {

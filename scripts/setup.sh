@@ -23,7 +23,7 @@ installed() { # dpkg package name
 
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then
-  for pkg in clang libclang-dev g++ redis-tools redis-server; do
+  for pkg in clang libclang-dev g++ redis-tools redis-server openssl; do
     installed "$pkg" || need+=("$pkg")
   done
   # Python and Node.js may come from elsewhere (pyenv, nvm, nodesource):

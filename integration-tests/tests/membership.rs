@@ -294,6 +294,13 @@ fn a_node_whose_data_was_lost_is_replaced_by_a_new_member() -> Result<()> {
         pipe.cmd("SET").arg(format!("w:{n}")).arg(n).ignore();
     }
     pipe.query::<()>(&mut con)?;
+    // Large enough that its snapshot travels in several chunks.
+    for n in 0..12 {
+        redis::cmd("SET")
+            .arg(format!("big:{n}"))
+            .arg(vec![b'a' + n as u8; 1 << 20])
+            .query::<()>(&mut con)?;
+    }
     // Node 3's disk dies.
     cluster.kill(3);
     cluster.wipe(3)?;
@@ -328,6 +335,10 @@ fn a_node_whose_data_was_lost_is_replaced_by_a_new_member() -> Result<()> {
     let acked: Vec<u64> = (1..=500).collect();
     for id in [2, four] {
         let mut con = cluster.client(id)?;
+        for n in 0..12u8 {
+            let big: Vec<u8> = redis::cmd("GET").arg(format!("big:{n}")).query(&mut con)?;
+            assert_eq!(big, vec![b'a' + n; 1 << 20], "node {id} big:{n}");
+        }
         for n in &acked {
             let value: Option<u64> = redis::cmd("GET").arg(format!("w:{n}")).query(&mut con)?;
             assert_eq!(value, Some(*n), "node {id} w:{n}");

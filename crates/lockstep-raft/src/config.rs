@@ -25,6 +25,9 @@ pub struct NodeConfig {
     /// Peers prove they know this (HMAC of a nonce) before their frames
     /// are taken; None: no peer authentication.
     pub cluster_secret: Option<ClusterSecret>,
+    /// Build snapshots for followers on a thread of their own (a real node;
+    /// the deterministic simulation builds them in line).
+    pub background_snapshots: bool,
     /// Mutual TLS between peers, with the cluster CA.
     pub peer_tls: Option<crate::tls::PeerTlsFiles>,
     /// Joining an existing cluster: an empty store is not bootstrapped; it
@@ -42,7 +45,8 @@ pub struct NodeConfig {
     /// While keys have TTLs, the leader makes sure an entry carrying fresh
     /// cluster time commits at least this often.
     pub clock_interval: Duration,
-    /// Largest peer frame accepted (snapshots included).
+    /// Largest peer message accepted (a snapshot, reassembled from the
+    /// chunks it travels in).
     pub max_peer_frame_bytes: usize,
     /// Frames queued per peer before new ones are dropped (raft retries).
     pub peer_queue_frames: usize,
@@ -71,13 +75,14 @@ impl Default for NodeConfig {
             join: false,
             cluster_secret: None,
             peer_tls: None,
+            background_snapshots: false,
             tick: Duration::from_millis(50),
             election_ticks: 20,
             heartbeat_ticks: 4,
             snapshot_threshold: 10_000,
             request_timeout: Duration::from_secs(5),
             clock_interval: Duration::from_millis(50),
-            max_peer_frame_bytes: 256 << 20,
+            max_peer_frame_bytes: 4 << 30,
             peer_queue_frames: 4096,
             max_pending_requests: 100_000,
         }

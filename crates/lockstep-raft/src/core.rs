@@ -103,11 +103,72 @@ pub trait PeerSender: Send {
 }
 
 /// raft-rs takes its storage by value; this shares ours with the apply loop.
-struct SharedStorage<S>(Arc<S>);
+struct SharedStorage<S> {
+    store: Arc<S>,
+    /// Snapshots for followers are built off the raft thread (when set).
+    snapshots: Option<Arc<std::sync::Mutex<PreparedSnapshot>>>,
+}
+
+/// A snapshot built in the background for a follower that needs one.
+#[derive(Default)]
+struct PreparedSnapshot {
+    ready: Option<(raft::eraftpb::Snapshot, Instant)>,
+    building: bool,
+}
+
+/// A prepared snapshot is handed out for this long, then dropped (it
+/// holds the whole keyspace in memory).
+const PREPARED_SNAPSHOT_KEPT: Duration = Duration::from_secs(30);
+
+impl<S: NodeStore> SharedStorage<S> {
+    /// A snapshot at `request_index` or later: ready if one was prepared,
+    /// else being prepared (raft-rs asks again on the follower's next
+    /// reply). Building it scans and copies the whole keyspace, which on
+    /// the raft thread would stall heartbeats for as long.
+    fn background_snapshot(
+        &self,
+        cell: &Arc<std::sync::Mutex<PreparedSnapshot>>,
+        request_index: u64,
+        to: u64,
+    ) -> raft::Result<raft::eraftpb::Snapshot> {
+        let mut prepared = cell.lock().expect("prepared snapshot");
+        // A snapshot older than the log's start leaves a gap the follower
+        // cannot cross: it must reach the compacted point.
+        let compacted = self.store.first_index()?.saturating_sub(1);
+        if let Some((snapshot, built)) = &prepared.ready {
+            let index = snapshot.get_metadata().index;
+            if built.elapsed() < PREPARED_SNAPSHOT_KEPT
+                && index >= request_index
+                && index >= compacted
+            {
+                return Ok(snapshot.clone());
+            }
+            prepared.ready = None;
+        }
+        if !prepared.building {
+            prepared.building = true;
+            let (store, cell) = (self.store.clone(), cell.clone());
+            std::thread::Builder::new()
+                .name("snapshot".into())
+                .spawn(move || {
+                    let built = store.snapshot(request_index, to);
+                    let mut prepared = cell.lock().expect("prepared snapshot");
+                    prepared.building = false;
+                    if let Ok(snapshot) = built {
+                        prepared.ready = Some((snapshot, Instant::now()));
+                    }
+                })
+                .map_err(raft::Error::Io)?;
+        }
+        Err(raft::Error::Store(
+            raft::StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
 
 impl<S: NodeStore> Storage for SharedStorage<S> {
     fn initial_state(&self) -> raft::Result<raft::RaftState> {
-        self.0.initial_state()
+        self.store.initial_state()
     }
     fn entries(
         &self,
@@ -116,19 +177,22 @@ impl<S: NodeStore> Storage for SharedStorage<S> {
         max_size: impl Into<Option<u64>>,
         context: raft::GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        self.0.entries(low, high, max_size, context)
+        self.store.entries(low, high, max_size, context)
     }
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.0.term(idx)
+        self.store.term(idx)
     }
     fn first_index(&self) -> raft::Result<u64> {
-        self.0.first_index()
+        self.store.first_index()
     }
     fn last_index(&self) -> raft::Result<u64> {
-        self.0.last_index()
+        self.store.last_index()
     }
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<raft::eraftpb::Snapshot> {
-        self.0.snapshot(request_index, to)
+        match &self.snapshots {
+            Some(cell) => self.background_snapshot(cell, request_index, to),
+            None => self.store.snapshot(request_index, to),
+        }
     }
 }
 
@@ -211,7 +275,11 @@ impl<S: NodeStore> Core<S> {
             ..Default::default()
         };
         raft_config.validate()?;
-        let raw = RawNode::new(&raft_config, SharedStorage(store.clone()), &log)?;
+        let storage = SharedStorage {
+            store: store.clone(),
+            snapshots: config.background_snapshots.then(Default::default),
+        };
+        let raw = RawNode::new(&raft_config, storage, &log)?;
 
         let status = Arc::new(RwLock::new(NodeStatus {
             id: config.id,

@@ -209,7 +209,7 @@ impl Node {
     /// Starts a node: bootstraps an empty store with the configured voters,
     /// starts the peer transport on `runtime` and the raft thread.
     pub fn start<S: NodeStore>(
-        config: NodeConfig,
+        mut config: NodeConfig,
         store: Arc<S>,
         peer_listener: tokio::net::TcpListener,
         runtime: &tokio::runtime::Handle,
@@ -217,6 +217,7 @@ impl Node {
         log: &Logger,
     ) -> Result<(NodeHandle, JoinHandle<()>), NodeError> {
         let id = config.id;
+        config.background_snapshots = true;
         let tick_interval = config.tick;
         let log = log.new(o!("component" => "raft"));
         let metrics = crate::RaftMetrics::default();
@@ -237,7 +238,6 @@ impl Node {
             runtime,
             config.id,
             config.peer_queue_frames,
-            config.max_peer_frame_bytes,
             metrics.clone(),
             security.clone(),
             &log,

@@ -33,10 +33,35 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// anything beyond this is not a peer.
 const MAX_INBOUND_PEER_CONNECTIONS: usize = 64;
 
-fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+/// Frames larger than this go as chunks of this size (a snapshot), so no
+/// frame on the wire is larger and a large message never blocks a link
+/// in one write.
+const CHUNK_BYTES: usize = 8 << 20;
+/// A chunk frame: `3 flags:u8 bytes` (flags: 1 first, 2 last).
+const TAG_CHUNK: u8 = 3;
+
+fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
-        .max_frame_length(max_frame_bytes)
+        .max_frame_length(CHUNK_BYTES + 16)
         .new_codec()
+}
+
+/// `frame` as the frames that go on the wire: itself, or chunks.
+fn wire_frames(frame: Bytes) -> Vec<Bytes> {
+    if frame.len() <= CHUNK_BYTES {
+        return vec![frame];
+    }
+    let count = frame.len().div_ceil(CHUNK_BYTES);
+    (0..count)
+        .map(|n| {
+            let part = &frame[n * CHUNK_BYTES..((n + 1) * CHUNK_BYTES).min(frame.len())];
+            let flags = u8::from(n == 0) | (u8::from(n + 1 == count) << 1);
+            let mut chunk = bytes::BytesMut::with_capacity(part.len() + 2);
+            chunk.extend_from_slice(&[TAG_CHUNK, flags]);
+            chunk.extend_from_slice(part);
+            chunk.freeze()
+        })
+        .collect()
 }
 
 /// Sends frames to peers; cheap to clone. The set of peers follows the
@@ -51,7 +76,6 @@ struct OutboundInner {
     runtime: tokio::runtime::Handle,
     own_id: u64,
     queue_frames: usize,
-    max_frame_bytes: usize,
     /// Per peer: its address, the queue its dial loop drains, its counters.
     queues: RwLock<BTreeMap<u64, PeerQueue>>,
     metrics: RaftMetrics,
@@ -78,14 +102,22 @@ impl Outbound {
         match queues.get(&to) {
             Some((_, queue, counters)) => {
                 let len = frame.len() as u64;
-                if queue.try_send(frame).is_ok() {
-                    counters.frames.inc();
-                    counters.bytes.inc_by(len);
-                    true
-                } else {
+                // A message in chunks goes whole or not at all (a missing
+                // chunk makes the receiver drop the rest).
+                let parts = wire_frames(frame);
+                if queue.capacity() < parts.len() {
                     counters.dropped.inc();
-                    false
+                    return false;
                 }
+                for part in parts {
+                    if queue.try_send(part).is_err() {
+                        counters.dropped.inc();
+                        return false;
+                    }
+                }
+                counters.frames.inc();
+                counters.bytes.inc_by(len);
+                true
             }
             None => false,
         }
@@ -118,7 +150,6 @@ impl Outbound {
             let dialer = Dialer {
                 own_id: inner.own_id,
                 addr: addr.clone(),
-                max_frame_bytes: inner.max_frame_bytes,
                 connected,
                 secret: inner.secret.clone(),
                 tls: inner.tls.clone(),
@@ -141,7 +172,6 @@ pub fn start_outbound(
     runtime: &tokio::runtime::Handle,
     own_id: u64,
     queue_frames: usize,
-    max_frame_bytes: usize,
     metrics: RaftMetrics,
     security: PeerSecurity,
     log: &Logger,
@@ -152,7 +182,6 @@ pub fn start_outbound(
             runtime: runtime.clone(),
             own_id,
             queue_frames,
-            max_frame_bytes,
             queues: RwLock::new(BTreeMap::new()),
             metrics,
             secret,
@@ -166,7 +195,6 @@ pub fn start_outbound(
 struct Dialer {
     own_id: u64,
     addr: String,
-    max_frame_bytes: usize,
     connected: IntGauge,
     secret: Option<Arc<[u8]>>,
     tls: Option<crate::tls::PeerTls>,
@@ -261,7 +289,7 @@ async fn link<S: AsyncRead + AsyncWrite + Unpin>(
     info!(log, "peer connected"; "addr" => %addr);
     dialer.connected.set(1);
     *backoff = MIN_BACKOFF;
-    let mut sink = FramedWrite::new(stream, codec(dialer.max_frame_bytes));
+    let mut sink = FramedWrite::new(stream, codec());
     loop {
         let Some(frame) = rx.recv().await else {
             return LinkEnd::Closed;
@@ -473,11 +501,33 @@ async fn read_peer<S: AsyncRead + AsyncWrite + Unpin>(
     let received = metrics
         .peer_received_bytes
         .with_label_values(&[&labels.label(from)]);
-    let mut frames = FramedRead::new(stream, codec(max_frame_bytes));
+    let mut frames = FramedRead::new(stream, codec());
+    // A message arriving in chunks, at most `max_frame_bytes` in all.
+    let mut assembling = bytes::BytesMut::new();
     while let Some(frame) = frames.next().await {
         let frame = frame?;
         received.inc_by(frame.len() as u64);
-        match PeerFrame::decode(frame.freeze()) {
+        let frame = if frame.first() == Some(&TAG_CHUNK) && frame.len() >= 2 {
+            let flags = frame[1];
+            if flags & 1 != 0 {
+                assembling.clear();
+            }
+            if assembling.len() + frame.len() - 2 > max_frame_bytes {
+                warn!(log, "peer message over the limit; closing"; "from" => from,
+                    "limit" => max_frame_bytes);
+                return Ok(());
+            }
+            assembling.extend_from_slice(&frame[2..]);
+            if flags & 2 == 0 {
+                continue;
+            }
+            assembling.split().freeze()
+        } else {
+            // A chunked message cut short is dropped (raft sends again).
+            assembling.clear();
+            frame.freeze()
+        };
+        match PeerFrame::decode(frame) {
             Ok(frame) => {
                 if events.try_send(Event::Peer(frame)).is_err() {
                     debug!(log, "raft thread busy: dropping peer frame"; "from" => from);
@@ -490,4 +540,25 @@ async fn read_peer<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_frames_go_in_chunks_that_join_back() {
+        let small = Bytes::from(vec![7u8; 100]);
+        assert_eq!(wire_frames(small.clone()), vec![small]);
+        let big: Vec<u8> = (0..(2 * CHUNK_BYTES + 5)).map(|n| n as u8).collect();
+        let parts = wire_frames(Bytes::from(big.clone()));
+        assert_eq!(parts.len(), 3);
+        let flags: Vec<u8> = parts.iter().map(|part| part[1]).collect();
+        assert_eq!(flags, vec![1, 0, 2]);
+        assert!(parts
+            .iter()
+            .all(|part| part[0] == TAG_CHUNK && part.len() <= CHUNK_BYTES + 2));
+        let joined: Vec<u8> = parts.iter().flat_map(|part| part[2..].to_vec()).collect();
+        assert_eq!(joined, big);
+    }
 }

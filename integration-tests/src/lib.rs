@@ -574,3 +574,43 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// A command's error as `CODE detail` (the code as the server sent it),
+/// or `no error: <reply>`.
+pub fn error_of(con: &mut redis::Connection, args: &[&str]) -> String {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    match cmd.query::<redis::Value>(con) {
+        Ok(value) => format!("no error: {value:?}"),
+        Err(err) => format!(
+            "{} {}",
+            err.code().unwrap_or("?"),
+            err.detail().unwrap_or_default()
+        ),
+    }
+}
+
+/// One HTTP/1.1 GET with `Connection: close`: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status: u16 = response
+        .split(' ')
+        .nth(1)
+        .context("no status line")?
+        .parse()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

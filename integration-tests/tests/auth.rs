@@ -8,28 +8,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use integration_tests::{free_port, lockstep_binary, retry, wait_for_port, Cluster};
+use integration_tests::{error_of, free_port, lockstep_binary, retry, wait_for_port, Cluster};
 
 fn client_as(addr: SocketAddr, user: &str, password: &str) -> Result<redis::Connection> {
     let client = redis::Client::open(format!("redis://{user}:{password}@{addr}/"))?;
     let con = client.get_connection_with_timeout(Duration::from_secs(5))?;
     con.set_read_timeout(Some(Duration::from_secs(15)))?;
     Ok(con)
-}
-
-fn error_of(con: &mut redis::Connection, args: &[&str]) -> String {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    match cmd.query::<redis::Value>(con) {
-        Ok(value) => format!("no error: {value:?}"),
-        Err(err) => format!(
-            "{} {}",
-            err.code().unwrap_or("?"),
-            err.detail().unwrap_or_default()
-        ),
-    }
 }
 
 #[test]

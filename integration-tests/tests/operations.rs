@@ -8,29 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use integration_tests::{connect, retry, Cluster};
-
-/// One HTTP/1.1 GET with `Connection: close`: (status code, body).
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status: u16 = response
-        .split(' ')
-        .nth(1)
-        .context("no status line")?
-        .parse()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
+use integration_tests::{connect, http_get, retry, Cluster};
 
 fn scrape(addr: SocketAddr) -> Result<prometheus_parse::Scrape> {
     let (status, body) = http_get(addr, "/metrics")?;

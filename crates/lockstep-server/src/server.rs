@@ -145,6 +145,42 @@ impl ServerContext {
 /// Pause after a failed accept (e.g. out of file descriptors) before retrying.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// The next client on `listener` (None once `shutdown` turns true), with
+/// a connection slot if one is free (a client without one is told so and
+/// closed); counted in the metrics.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    context: &ServerContext,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+)> {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return None,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let permit = slots.clone().try_acquire_owned().ok();
+                if permit.is_some() {
+                    context.metrics.connections_total.inc();
+                } else {
+                    context.metrics.connections_rejected.inc();
+                }
+                return Some((stream, remote, permit));
+            }
+            Err(err) => {
+                warn!(context.log, "accept failed"; "error" => %err);
+                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+            }
+        }
+    }
+}
+
 /// Serves clients on `listener` until `shutdown` turns true. A safe state to
 /// stop in: every command either was answered or is still in the node,
 /// whose outcome the client learns as a closed connection (unknown).
@@ -155,25 +191,9 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(context.limits.max_connections));
     info!(context.log, "accepting clients"; "addr" => ?listener.local_addr().ok());
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                warn!(context.log, "accept failed"; "error" => %err);
-                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
-                continue;
-            }
-        };
-        let permit = slots.clone().try_acquire_owned().ok();
-        if permit.is_some() {
-            context.metrics.connections_total.inc();
-        } else {
-            context.metrics.connections_rejected.inc();
-        }
+    while let Some((stream, remote, permit)) =
+        accept(&listener, &slots, &context, &mut shutdown).await
+    {
         let context = context.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

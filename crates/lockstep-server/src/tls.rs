@@ -121,25 +121,9 @@ pub async fn serve_tls(
         });
     }
     let slots = Arc::new(Semaphore::new(context.limits.max_connections));
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                warn!(context.log, "TLS accept failed"; "error" => %err);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let permit = slots.clone().try_acquire_owned().ok();
-        if permit.is_some() {
-            context.metrics.connections_total.inc();
-        } else {
-            context.metrics.connections_rejected.inc();
-        }
+    while let Some((stream, remote, permit)) =
+        crate::server::accept(&listener, &slots, &context, &mut shutdown).await
+    {
         let tls = acceptor.read().expect("tls acceptor").clone();
         let context = context.clone();
         let shutdown = shutdown.clone();

@@ -373,6 +373,9 @@ impl<S: NodeStore> Core<S> {
             "voters" => ?conf_state.voters, "learners" => ?conf_state.learners);
         if let Some(pending) = self.pending_change.take() {
             if pending.index == position.index && pending.term == position.term {
+                // The reply's client may list the members next: the status
+                // shows the change first.
+                self.publish_status();
                 let _ = pending.reply.send(Ok(position.index));
             } else if pending.index > position.index {
                 self.pending_change = Some(pending);

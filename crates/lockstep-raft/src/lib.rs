@@ -5,8 +5,12 @@
 //! stamps cluster time into entries as leader, forwards proposals from
 //! followers to the leader, applies committed entries through the engine,
 //! answers linearizable read barriers by ReadIndex, compacts the log and
-//! ships snapshots. Peers talk over [`transport`]: length-delimited frames
-//! on TCP.
+//! ships snapshots (built off the raft thread, sent in chunks). It also
+//! changes the membership (ConfChangeV2, one at a time, member addresses
+//! replicated beside it), moves leadership, takes and restores backups
+//! ([`backup`]) and counts what it does ([`RaftMetrics`]). Peers talk over
+//! `transport`: length-delimited frames on TCP, optionally authenticated
+//! by a cluster secret and wrapped in mutual TLS ([`tls`]).
 //!
 //! What this crate must not do: parse RESP or know about client
 //! connections (that is the server's), or interpret commands itself (that is

@@ -3,7 +3,10 @@
 //! Accepts Redis clients (RESP2 and RESP3, pipelined or inline), parses
 //! their commands, answers connection-level commands itself (PING, HELLO,
 //! CLIENT, INFO, ROLE, ...), and sends everything else to the node: writes
-//! as proposals through the log, reads through a ReadIndex barrier.
+//! as proposals through the log, reads through a ReadIndex barrier. It
+//! checks every command against the connection's user (ACLs) first, serves
+//! TLS clients on a second listener, and the operations HTTP endpoints
+//! (/metrics, /livez, /readyz, /health).
 //!
 //! What this crate must not do: decide command semantics (the engine does),
 //! or touch raft state directly (it asks the node handle). It is the only

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use lockstep_engine::Engine;
-use lockstep_store::{decode_snapshot_data, encode_snapshot_data, NodeStore, Pairs, StoreError};
+use lockstep_store::{
+    decode_snapshot_data, encode_snapshot_data, NodeStore, Pairs, SnapshotWriter, StoreError,
+};
 
 use crate::members::{Members, MEMBERS_KEY};
 
@@ -56,21 +58,19 @@ fn ids(list: &[u64]) -> String {
 /// encodes it as a backup file.
 pub fn take_backup<S: NodeStore>(store: &S, created_unix_ms: u64) -> Result<Vec<u8>, StoreError> {
     let conf = store.conf_state();
-    let (pairs, applied, cluster_time_ms) = store.read_view(|state, applied| {
-        let mut pairs = Vec::new();
+    let (payload, members, applied, cluster_time_ms) = store.read_view(|state, applied| {
+        let mut writer = SnapshotWriter::default();
+        let mut members = None;
         state.scan(&[], &[0xff, 0xff], &mut |key, value| {
-            pairs.push((key.to_vec(), value.to_vec()));
+            writer.push(key, value);
+            if key == MEMBERS_KEY {
+                members = Members::decode(value).ok();
+            }
             true
         })?;
         let ct = Engine::cluster_time(state)?;
-        Ok::<_, StoreError>((pairs, applied, ct))
+        Ok::<_, StoreError>((writer.finish(), members.unwrap_or_default(), applied, ct))
     })?;
-    let members = pairs
-        .iter()
-        .find(|(key, _)| key.as_slice() == MEMBERS_KEY)
-        .and_then(|(_, value)| Members::decode(value).ok())
-        .unwrap_or_default();
-    let payload = encode_snapshot_data(pairs.into_iter());
     let info = BackupInfo {
         lockstep_version: env!("CARGO_PKG_VERSION").to_string(),
         index: applied.index,

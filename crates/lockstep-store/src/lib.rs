@@ -34,7 +34,7 @@ pub use store::Store;
 pub type RocksStore = Store<RocksBackend>;
 /// A node store kept in memory, for tests and simulation.
 pub type MemStore = Store<MemBackend>;
-pub use snapshot::{decode_snapshot_data, encode_snapshot_data, Pairs};
+pub use snapshot::{decode_snapshot_data, encode_snapshot_data, Pairs, SnapshotWriter};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 

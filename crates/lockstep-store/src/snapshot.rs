@@ -8,14 +8,40 @@ const SNAPSHOT_FORMAT_V1: u8 = 1;
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 pub fn encode_snapshot_data(pairs: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Vec<u8> {
-    let mut out = vec![SNAPSHOT_FORMAT_V1];
+    let mut writer = SnapshotWriter::default();
     for (key, value) in pairs {
-        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        out.extend_from_slice(&key);
-        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        out.extend_from_slice(&value);
+        writer.push(&key, &value);
     }
-    out
+    writer.finish()
+}
+
+/// Encodes pairs as they are visited, without gathering them first (one
+/// copy of the keyspace in memory, not two).
+pub struct SnapshotWriter {
+    out: Vec<u8>,
+}
+
+impl Default for SnapshotWriter {
+    fn default() -> Self {
+        SnapshotWriter {
+            out: vec![SNAPSHOT_FORMAT_V1],
+        }
+    }
+}
+
+impl SnapshotWriter {
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.out
+            .extend_from_slice(&(key.len() as u32).to_be_bytes());
+        self.out.extend_from_slice(key);
+        self.out
+            .extend_from_slice(&(value.len() as u32).to_be_bytes());
+        self.out.extend_from_slice(value);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
 }
 
 pub fn decode_snapshot_data(data: &[u8]) -> Result<Pairs, StoreError> {

@@ -17,7 +17,7 @@ use crate::keys::{
     decode_pair, decode_u64, encode_pair, log_key, APPLIED_KEY, BOOT_EPOCH_KEY, CONF_STATE_KEY,
     HARD_STATE_KEY, TRUNCATED_KEY,
 };
-use crate::snapshot::{decode_snapshot_data, encode_snapshot_data};
+use crate::snapshot::{decode_snapshot_data, SnapshotWriter};
 use crate::{Applied, NodeStore, StateBatch, StateOp, StateRead, StoreError};
 
 #[derive(Debug, Default)]
@@ -204,12 +204,12 @@ impl<B: Backend> raft::Storage for Store<B> {
                     }
                     None => Applied::default(),
                 };
-                let mut pairs = Vec::new();
+                let mut writer = SnapshotWriter::default();
                 view.scan(Family::State, &[], None, &mut |key, value| {
-                    pairs.push((key.to_vec(), value.to_vec()));
+                    writer.push(key, value);
                     true
                 })?;
-                Ok((encode_snapshot_data(pairs.into_iter()), applied))
+                Ok((writer.finish(), applied))
             })();
         });
         let (data, applied) = result?;

@@ -9,21 +9,10 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mb=${1:-200}
-work=$(mktemp -d)
-export LOCKSTEP_CLUSTER_DIR=$work/cluster
-cleanup() {
-  "$repo/scripts/cluster.sh" clean >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$repo/scripts/cluster.sh" start >/dev/null
+. "$repo/scripts/bench-cluster.sh"
 keys=$((mb * 1024))
 redis-benchmark -p 7001 -c 50 -n "$keys" -r 1000000000 -d 1024 -t set -q >/dev/null
-leader=""
-for n in 1 2 3; do
-  if redis-cli -p $((7000 + n)) info raft | grep -q '^raft_role:leader'; then leader=$n; fi
-done
+leader=${leader#node}
 hwm() { awk '/^VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 rss() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 leader_pid=$(cat "$LOCKSTEP_CLUSTER_DIR/node$leader/pid")

@@ -12,18 +12,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 requests=${1:-100000}
 runs=${2:-3}
 clients=50
-work=$(mktemp -d)
-export LOCKSTEP_CLUSTER_DIR=$work/cluster
-export LOCKSTEP_TLS_DIR=$work/tls
-
-cleanup() {
-  "$repo/scripts/cluster.sh" clean >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# The certificates live apart: the cluster starts with them.
+export LOCKSTEP_TLS_DIR
+LOCKSTEP_TLS_DIR=$(mktemp -d)
+trap 'rm -rf "$LOCKSTEP_TLS_DIR"' EXIT
 
 # A throwaway CA and a server certificate for 127.0.0.1 and localhost.
-mkdir -p "$LOCKSTEP_TLS_DIR"
 cd "$LOCKSTEP_TLS_DIR"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench CA" \
   -keyout ca.key -out ca.pem 2>/dev/null
@@ -34,12 +28,11 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
   -days 2 -extfile san.ext -out server.pem 2>/dev/null
 cd "$repo"
 
-"$repo/scripts/cluster.sh" start >/dev/null
-leader=""
-for n in 1 2 3; do
-  if redis-cli -p $((7000 + n)) info raft | grep -q '^raft_role:leader'; then leader=$n; fi
-done
-[ -n "$leader" ] || { echo "no leader" >&2; exit 1; }
+# Sets its own exit trap (the cluster and its directory); the certificate
+# directory goes with it.
+. "$repo/scripts/bench-cluster.sh"
+trap 'cleanup; rm -rf "$LOCKSTEP_TLS_DIR"' EXIT
+leader=${leader#node}
 port=$((7000 + leader))
 tls_port=$((7440 + leader))
 # Rules that must be evaluated for every command (not the unrestricted

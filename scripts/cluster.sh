@@ -209,13 +209,12 @@ maintain() {
 }
 
 wait_ready() {
+  local n
   for _ in $(seq 100); do
-    for n in $(all_nodes); do
-      if redis-cli -p "$(client_port "$n")" info raft 2>/dev/null | grep -q '^raft_role:leader'; then
-        echo "cluster ready: leader is node $n"
-        return 0
-      fi
-    done
+    if n=$(leader); then
+      echo "cluster ready: leader is node $n"
+      return 0
+    fi
     sleep 0.2
   done
   echo "no leader elected yet; see the logs under $dir" >&2

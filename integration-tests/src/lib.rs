@@ -614,3 +614,12 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// This crate's directory (its scripts and the repository's files), as
+/// cargo gives it when the test runs: right even when one target directory
+/// serves several checkouts and the binary was built in another.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
+        .into()
+}

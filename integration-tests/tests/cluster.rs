@@ -166,6 +166,12 @@ fn a_follower_that_missed_compacted_entries_catches_up_by_snapshot() -> Result<(
     for i in 0..200 {
         set(&mut con, &format!("snap{i}"), &i.to_string())?;
     }
+    // One pair larger than a stream frame (1 MiB).
+    let big = "b".repeat(3 << 20);
+    set(&mut con, "snapbig", &big)?;
+    for i in 200..220 {
+        set(&mut con, &format!("snap{i}"), &i.to_string())?;
+    }
     let first: u64 = cluster
         .info_field(leader, "raft_first_index")
         .unwrap()
@@ -177,15 +183,22 @@ fn a_follower_that_missed_compacted_entries_catches_up_by_snapshot() -> Result<(
         .parse()?;
     cluster.spawn(lagger)?;
     cluster.wait_applied(lagger, target, Duration::from_secs(20))?;
+    let log = cluster.log_of(lagger);
     assert!(
-        cluster.log_of(lagger).contains("installed snapshot"),
+        log.contains("installed snapshot"),
         "caught up without a snapshot"
     );
+    assert!(
+        log.contains("snapshot staged"),
+        "the payload was not streamed into the staging file"
+    );
     let mut con = cluster.client(lagger)?;
-    for i in [0, 99, 199] {
+    for i in [0, 99, 199, 219] {
         let value: Option<String> = con.get(format!("snap{i}"))?;
         assert_eq!(value, Some(i.to_string()));
     }
+    let value: Option<String> = con.get("snapbig")?;
+    assert!(value == Some(big), "the large value came through whole");
     Ok(())
 }
 

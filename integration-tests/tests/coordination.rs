@@ -13,12 +13,8 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use integration_tests::{retry, Cluster};
 use redis::Value;
 
-fn client_script() -> String {
-    // The manifest dir at run time, so a target directory shared by
-    // several checkouts still runs this checkout's script.
-    let dir = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    format!("{dir}/python/coordination_client.py")
+fn client_script() -> std::path::PathBuf {
+    integration_tests::manifest_dir().join("python/coordination_client.py")
 }
 
 /// A redis-py client process; killed (-9) when dropped.

@@ -15,11 +15,7 @@ fn redis_semaphore_classes_work_through_a_follower() -> Result<()> {
     let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
     let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
     let port = cluster.node(follower).client_addr.port().to_string();
-    // The manifest dir at run time, so a target directory shared by
-    // several checkouts still runs this checkout's script.
-    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    let script = format!("{manifest_dir}/node/redis_semaphore.js");
+    let script = integration_tests::manifest_dir().join("node/redis_semaphore.js");
     let output = Command::new("node").arg(script).arg(&port).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -155,7 +155,7 @@ fn a_tracking_client_on_a_follower_is_invalidated_by_writes_on_other_nodes() -> 
         .into_iter()
         .zip(cluster.client_addrs())
         .collect();
-    let script = format!("{}/python/client_cache.py", env!("CARGO_MANIFEST_DIR"));
+    let script = integration_tests::manifest_dir().join("python/client_cache.py");
     let output = Command::new("python3")
         .arg(script)
         .arg(addrs[&follower].port().to_string())
@@ -416,7 +416,7 @@ fn the_feed_reads_as_a_stream_with_redis_py() -> Result<()> {
         .zip(cluster.client_addrs())
         .collect();
     let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
-    let script = format!("{}/python/feed_stream.py", env!("CARGO_MANIFEST_DIR"));
+    let script = integration_tests::manifest_dir().join("python/feed_stream.py");
     let output = Command::new("python3")
         .arg(script)
         .arg(addrs[&follower].port().to_string())

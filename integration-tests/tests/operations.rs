@@ -63,7 +63,27 @@ fn metrics_and_health_endpoints_follow_the_cluster() -> Result<()> {
         .arg("k1")
         .arg("extra")
         .query::<i64>(&mut con);
+    let lease: i64 = redis::cmd("LEASE.GRANT").arg(60_000).query(&mut con)?;
+    let _: i64 = redis::cmd("LOCK.ACQUIRE")
+        .arg("metered")
+        .arg("owner")
+        .arg(60_000)
+        .query(&mut con)?;
+    let _: i64 = redis::cmd("LOCK.ACQUIRE")
+        .arg("leased")
+        .arg("owner")
+        .arg(60_000)
+        .arg("LEASE")
+        .arg(lease)
+        .query(&mut con)?;
+    // A read barrier: another round, whose status includes the writes.
+    let _: Option<String> = redis::cmd("GET").arg("k1").query(&mut con)?;
     let after = scrape(follower_http)?;
+    let reading = |scrape: &prometheus_parse::Scrape, name: &str| {
+        sample(scrape, "lockstep_node", Some(("reading", name)))
+    };
+    assert_eq!(reading(&after, "leases") - reading(&before, "leases"), 1.0);
+    assert_eq!(reading(&after, "locks") - reading(&before, "locks"), 2.0);
     let set = ("command", "set");
     assert_eq!(
         sample(&after, "lockstep_commands_total", Some(set))
@@ -98,6 +118,16 @@ fn metrics_and_health_endpoints_follow_the_cluster() -> Result<()> {
     );
     assert!(sample(&after, "lockstep_node", Some(("reading", "applied_index"))) >= 200.0);
     assert!(sample(&after, "lockstep_store_bytes", Some(("family", "keyspace"))) > 0.0);
+    // Revoking the lease lets go of the lock it holds.
+    let _: i64 = redis::cmd("LEASE.REVOKE").arg(lease).query(&mut con)?;
+    let _: i64 = redis::cmd("LOCK.RELEASE")
+        .arg("metered")
+        .arg("owner")
+        .query(&mut con)?;
+    let _: Option<String> = redis::cmd("GET").arg("k1").query(&mut con)?;
+    let released = scrape(follower_http)?;
+    assert_eq!(reading(&released, "leases"), reading(&before, "leases"));
+    assert_eq!(reading(&released, "locks"), reading(&before, "locks"));
     let on_leader = scrape(leader_http)?;
     assert_eq!(
         sample(&on_leader, "lockstep_raft_role", Some(("role", "leader"))),
@@ -121,7 +151,7 @@ fn metrics_and_health_endpoints_follow_the_cluster() -> Result<()> {
 
     // Every metric the Grafana dashboard plots exists.
     let dashboard = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/lockstep.json"),
+        integration_tests::manifest_dir().join("../docs/grafana/lockstep.json"),
     )?;
     let mut plotted: Vec<&str> = dashboard
         .match_indices("lockstep_")
@@ -304,6 +334,58 @@ fn slowlog_monitor_and_client_kill_work_as_in_redis() -> Result<()> {
         .arg(0)
         .query::<()>(&mut con)?;
     assert_eq!(redis::cmd("SLOWLOG").arg("LEN").query::<i64>(&mut con)?, 0);
+
+    // LATENCY keeps the spikes at or over its threshold (off at 0).
+    let latest = |con: &mut redis::Connection| -> Result<Vec<(String, i64, i64, i64)>> {
+        Ok(redis::cmd("LATENCY").arg("LATEST").query(con)?)
+    };
+    let big = "v".repeat(8 << 20);
+    redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query::<()>(&mut con)?;
+    assert!(latest(&mut con)?.is_empty(), "off by default");
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("latency-monitor-threshold")
+        .arg(1)
+        .query::<()>(&mut con)?;
+    redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query::<()>(&mut con)?;
+    let spikes = latest(&mut con)?;
+    assert_eq!(spikes.len(), 1, "{spikes:?}");
+    let (event, at, last_ms, max_ms) = spikes[0].clone();
+    assert_eq!(event, "command");
+    assert!(
+        at > 1_700_000_000 && last_ms >= 1 && max_ms >= last_ms,
+        "{spikes:?}"
+    );
+    let history: Vec<(i64, i64)> = redis::cmd("LATENCY")
+        .arg("HISTORY")
+        .arg("command")
+        .query(&mut con)?;
+    assert!(history.contains(&(at, last_ms)), "{history:?}");
+    let doctor: String = redis::cmd("LATENCY").arg("DOCTOR").query(&mut con)?;
+    assert!(doctor.contains("command:"), "{doctor}");
+    assert_eq!(
+        redis::cmd("LATENCY").arg("RESET").query::<i64>(&mut con)?,
+        1
+    );
+    assert!(latest(&mut con)?.is_empty());
+    let err = redis::cmd("LATENCY")
+        .arg("GRAPHS")
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("LATENCY HELP"), "{err}");
+    let err = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("latency-monitor-threshold")
+        .arg(-5)
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("between 0 and"), "{err}");
 
     // MONITOR streams what other clients send, quoted as Redis does.
     let mut monitor = TcpStream::connect(addr)?;

@@ -110,11 +110,7 @@ fn redis_py_lock_works_unmodified() -> Result<()> {
     let ports: Vec<String> = (1..=3)
         .map(|id| cluster.node(id).client_addr.port().to_string())
         .collect();
-    // cargo sets the variable when it runs tests too; the runtime value
-    // stays right when one target directory serves several checkouts.
-    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    let script = format!("{manifest_dir}/python/redis_py_lock.py");
+    let script = integration_tests::manifest_dir().join("python/redis_py_lock.py");
     let output = Command::new("python3").arg(script).args(&ports).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -96,6 +96,7 @@ const SERVER_COMMANDS: &[(&str, &[&str])] = &[
     ("cluster.transfer", &["admin", "slow", "dangerous"]),
     ("cluster.backup", &["admin", "slow", "dangerous"]),
     ("slowlog", &["admin", "slow", "dangerous"]),
+    ("latency", &["admin", "slow", "dangerous"]),
     ("monitor", &["admin", "slow", "dangerous"]),
     ("acl", &["admin", "slow", "dangerous"]),
 ];

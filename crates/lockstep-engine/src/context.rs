@@ -46,6 +46,8 @@ pub struct Finished {
     pub parked: bool,
     /// Deadlines this entry set (or cleared, `None`), in order.
     pub deadlines: Vec<(Target, Option<u64>)>,
+    /// Native lock records written (true) or removed (false), in order.
+    pub lock_records: Vec<(Bytes, bool)>,
 }
 
 pub struct Context<'a> {
@@ -60,6 +62,9 @@ pub struct Context<'a> {
     deferred: Vec<(RequestId, Reply)>,
     /// Deadlines set or cleared, for the engine's in-memory set.
     deadlines: Vec<(Target, Option<u64>)>,
+    /// Native lock records written (true) or removed (false), for the
+    /// engine's count.
+    lock_records: Vec<(Bytes, bool)>,
     /// The wait id of a `PARK` entry: the handle a parked request is
     /// cancelled by (see `parking`).
     wait_id: Option<Bytes>,
@@ -87,6 +92,7 @@ impl<'a> Context<'a> {
             events: Vec::new(),
             deferred: Vec::new(),
             deadlines: Vec::new(),
+            lock_records: Vec::new(),
             wait_id: None,
             park_request: None,
             acl_user: None,
@@ -311,6 +317,14 @@ impl<'a> Context<'a> {
         let key_bytes = Bytes::copy_from_slice(key);
         self.deadlines
             .push((Target::Key(key_bytes.clone()), record.expire_at));
+        let is_lock = record.value_type == ValueType::Lock;
+        if is_lock
+            || previous
+                .as_ref()
+                .is_some_and(|old| old.value_type == ValueType::Lock)
+        {
+            self.lock_records.push((key_bytes.clone(), is_lock));
+        }
         self.events.push(Event::Changed { key: key_bytes });
         self.raw_put(value_key(key), record.encode());
         if previous.is_none() {
@@ -354,6 +368,9 @@ impl<'a> Context<'a> {
         self.deadlines.push((Target::Key(key_bytes.clone()), None));
         self.deadlines
             .push((Target::Waits(key_bytes.clone()), None));
+        if old.value_type == ValueType::Lock {
+            self.lock_records.push((key_bytes.clone(), false));
+        }
         self.events.push(Event::Changed { key: key_bytes });
         self.raw_delete(value_key(key));
         Ok(())
@@ -447,6 +464,7 @@ impl<'a> Context<'a> {
             deferred: self.deferred,
             parked: self.parked,
             deadlines: self.deadlines,
+            lock_records: self.lock_records,
         }
     }
 }

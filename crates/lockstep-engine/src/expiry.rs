@@ -54,11 +54,15 @@ pub enum Target {
     Znode(Bytes),
 }
 
-/// Every pending deadline, in deadline order.
+/// Every pending deadline, in deadline order; and, for metrics, how many
+/// are leases and which records are native locks (a lock record always
+/// has a deadline: its holders' or waiters').
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Deadlines {
     by_time: BTreeSet<(u64, Target)>,
     of_target: HashMap<Target, u64>,
+    leases: usize,
+    locks: std::collections::HashSet<Bytes>,
 }
 
 impl Deadlines {
@@ -72,6 +76,9 @@ impl Deadlines {
             let found = Record::decode(value).and_then(|record| {
                 if let Some(at) = record.expire_at {
                     deadlines.set(Target::Key(key.clone()), Some(at));
+                }
+                if record.value_type == ValueType::Lock {
+                    deadlines.set_lock(key.clone(), true);
                 }
                 let waits = match record.value_type {
                     ValueType::Election => election::waits_deadline(&record.body)?,
@@ -98,17 +105,39 @@ impl Deadlines {
 
     /// `target` now has this deadline, or none.
     pub fn set(&mut self, target: Target, deadline: Option<u64>) {
+        let is_lease = matches!(target, Target::Lease(_));
         if let Some(old) = self.of_target.get(&target) {
             if Some(*old) == deadline {
                 return;
             }
             self.by_time.remove(&(*old, target.clone()));
             self.of_target.remove(&target);
+            self.leases -= usize::from(is_lease);
         }
         if let Some(at) = deadline {
             self.by_time.insert((at, target.clone()));
             self.of_target.insert(target, at);
+            self.leases += usize::from(is_lease);
         }
+    }
+
+    /// The record `name` is (or no longer is) a native lock.
+    pub fn set_lock(&mut self, name: Bytes, present: bool) {
+        if present {
+            self.locks.insert(name);
+        } else {
+            self.locks.remove(&name);
+        }
+    }
+
+    /// Live leases (each has its expiry deadline).
+    pub fn leases(&self) -> usize {
+        self.leases
+    }
+
+    /// Native lock records: held, or with waiters.
+    pub fn locks(&self) -> usize {
+        self.locks.len()
     }
 
     /// The earliest deadline.

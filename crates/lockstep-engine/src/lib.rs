@@ -255,6 +255,9 @@ impl Engine {
         for (target, deadline) in finished.deadlines {
             self.deadlines.set(target, deadline);
         }
+        for (name, present) in finished.lock_records {
+            self.deadlines.set_lock(name, present);
+        }
         // A parked request is answered by a later entry, not by this one.
         let reply = if finished.parked { None } else { reply };
         Ok(Applied {

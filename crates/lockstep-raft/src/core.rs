@@ -2,6 +2,7 @@
 //! proposals, ReadIndex reads, apply and leadership duties.
 
 mod membership;
+mod staging;
 
 pub(crate) use membership::ChangeReply;
 
@@ -30,6 +31,7 @@ use crate::members::Members;
 use crate::metrics::RaftMetrics;
 use crate::node::Event;
 use crate::pending::{Answered, Pending, PendingProposal, PendingRead, Submission};
+use crate::snapshots::SnapshotServer;
 use crate::status::{NodeStatus, PeerProgress, Role};
 use crate::{NodeConfig, NodeError, ProposeError};
 
@@ -98,6 +100,18 @@ fn digest_of(data: &[u8]) -> u64 {
 /// frame was dropped (raft retries).
 pub trait PeerSender: Send {
     fn send(&self, to: u64, frame: Bytes) -> bool;
+    /// Fetches the payload of snapshot ticket `id` from peer `from` into
+    /// the file `into`; `done` gets its length or why it failed. False if
+    /// this sender cannot (then the ticket is dropped).
+    fn fetch_snapshot(
+        &self,
+        _from: u64,
+        _id: u64,
+        _into: std::path::PathBuf,
+        _done: crate::transport::FetchDone,
+    ) -> bool {
+        false
+    }
     /// The members' peer addresses changed (this node's own included).
     fn set_peers(&self, _peers: &std::collections::BTreeMap<u64, String>) {}
 }
@@ -105,65 +119,9 @@ pub trait PeerSender: Send {
 /// raft-rs takes its storage by value; this shares ours with the apply loop.
 struct SharedStorage<S> {
     store: Arc<S>,
-    /// Snapshots for followers are built off the raft thread (when set).
-    snapshots: Option<Arc<std::sync::Mutex<PreparedSnapshot>>>,
-}
-
-/// A snapshot built in the background for a follower that needs one.
-#[derive(Default)]
-struct PreparedSnapshot {
-    ready: Option<(raft::eraftpb::Snapshot, Instant)>,
-    building: bool,
-}
-
-/// A prepared snapshot is handed out for this long, then dropped (it
-/// holds the whole keyspace in memory).
-const PREPARED_SNAPSHOT_KEPT: Duration = Duration::from_secs(30);
-
-impl<S: NodeStore> SharedStorage<S> {
-    /// A snapshot at `request_index` or later: ready if one was prepared,
-    /// else being prepared (raft-rs asks again on the follower's next
-    /// reply). Building it scans and copies the whole keyspace, which on
-    /// the raft thread would stall heartbeats for as long.
-    fn background_snapshot(
-        &self,
-        cell: &Arc<std::sync::Mutex<PreparedSnapshot>>,
-        request_index: u64,
-        to: u64,
-    ) -> raft::Result<raft::eraftpb::Snapshot> {
-        let mut prepared = cell.lock().expect("prepared snapshot");
-        // A snapshot older than the log's start leaves a gap the follower
-        // cannot cross: it must reach the compacted point.
-        let compacted = self.store.first_index()?.saturating_sub(1);
-        if let Some((snapshot, built)) = &prepared.ready {
-            let index = snapshot.get_metadata().index;
-            if built.elapsed() < PREPARED_SNAPSHOT_KEPT
-                && index >= request_index
-                && index >= compacted
-            {
-                return Ok(snapshot.clone());
-            }
-            prepared.ready = None;
-        }
-        if !prepared.building {
-            prepared.building = true;
-            let (store, cell) = (self.store.clone(), cell.clone());
-            std::thread::Builder::new()
-                .name("snapshot".into())
-                .spawn(move || {
-                    let built = store.snapshot(request_index, to);
-                    let mut prepared = cell.lock().expect("prepared snapshot");
-                    prepared.building = false;
-                    if let Ok(snapshot) = built {
-                        prepared.ready = Some((snapshot, Instant::now()));
-                    }
-                })
-                .map_err(raft::Error::Io)?;
-        }
-        Err(raft::Error::Store(
-            raft::StorageError::SnapshotTemporarilyUnavailable,
-        ))
-    }
+    /// Snapshots for followers are streamed from a view held off the raft
+    /// thread (when set); else built in line with their payload.
+    snapshots: Option<Arc<SnapshotServer>>,
 }
 
 impl<S: NodeStore> Storage for SharedStorage<S> {
@@ -190,7 +148,12 @@ impl<S: NodeStore> Storage for SharedStorage<S> {
     }
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<raft::eraftpb::Snapshot> {
         match &self.snapshots {
-            Some(cell) => self.background_snapshot(cell, request_index, to),
+            Some(server) => {
+                // A snapshot older than the log's start leaves a gap the
+                // follower cannot cross: it must reach the compacted point.
+                let compacted = self.store.first_index()?.saturating_sub(1);
+                server.snapshot(&self.store, request_index, compacted)
+            }
             None => self.store.snapshot(request_index, to),
         }
     }
@@ -275,9 +238,12 @@ impl<S: NodeStore> Core<S> {
             ..Default::default()
         };
         raft_config.validate()?;
+        let snapshots = config
+            .background_snapshots
+            .then(|| Arc::new(SnapshotServer::default()));
         let storage = SharedStorage {
             store: store.clone(),
-            snapshots: config.background_snapshots.then(Default::default),
+            snapshots: snapshots.clone(),
         };
         let raw = RawNode::new(&raft_config, storage, &log)?;
 
@@ -318,6 +284,9 @@ impl<S: NodeStore> Core<S> {
             last_heard: HashMap::new(),
             pending_change: None,
             pending_transfer: None,
+            snapshots,
+            events: None,
+            snapshot_fetch: None,
             metrics: RaftMetrics::default(),
             config,
             log,
@@ -416,6 +385,13 @@ pub struct Core<S: NodeStore> {
     last_heard: HashMap<u64, Instant>,
     pending_change: Option<membership::PendingChange>,
     pending_transfer: Option<membership::PendingTransfer>,
+    /// Streams this node's snapshots to followers (a real node).
+    snapshots: Option<Arc<SnapshotServer>>,
+    /// This core's own inbox, for work finished elsewhere (a fetched
+    /// snapshot).
+    events: Option<crossbeam_channel::Sender<Event>>,
+    /// A snapshot payload being fetched or just staged.
+    snapshot_fetch: Option<staging::Fetch>,
     metrics: RaftMetrics,
     config: NodeConfig,
     log: Logger,
@@ -557,6 +533,9 @@ impl<S: NodeStore> Core<S> {
                     return true;
                 }
                 self.last_heard.insert(message.from, self.time.now());
+                let Some(message) = self.snapshot_payload_here(message) else {
+                    return true;
+                };
                 if let Err(err) = self.raw.step(*message) {
                     warn!(self.log, "raft rejected message"; "error" => %err);
                 }
@@ -576,6 +555,7 @@ impl<S: NodeStore> Core<S> {
             }
             Event::Membership { change, reply } => self.handle_membership(change, reply),
             Event::Transfer { to, reply } => self.handle_transfer(to, reply),
+            Event::SnapshotStaged { message, outcome } => self.snapshot_staged(*message, outcome),
             Event::Stop => return false,
         }
         true
@@ -813,6 +793,7 @@ impl<S: NodeStore> Core<S> {
                 self.leader_duties(self.time.now())?;
             }
         }
+        self.staged_snapshot_settled();
         self.pending.release_reads(self.store.applied().index);
         self.notice_leadership()?;
         self.settle_membership_waits(self.time.now());
@@ -1096,6 +1077,8 @@ impl<S: NodeStore> Core<S> {
             parked_requests: self.pending.parked.len(),
             pending_requests: self.pending.len(),
             deadlines: self.engine.deadlines().len(),
+            leases: self.engine.deadlines().leases(),
+            locks: self.engine.deadlines().locks(),
         };
         *self.status.write().expect("status lock") = status;
     }

@@ -5,7 +5,8 @@
 //! stamps cluster time into entries as leader, forwards proposals from
 //! followers to the leader, applies committed entries through the engine,
 //! answers linearizable read barriers by ReadIndex, compacts the log and
-//! ships snapshots (built off the raft thread, sent in chunks). It also
+//! ships snapshots (streamed from a held view on a connection of their
+//! own, staged on the follower, in bounded memory: `snapshots`). It also
 //! changes the membership (ConfChangeV2, one at a time, member addresses
 //! replicated beside it), moves leadership, takes and restores backups
 //! ([`backup`]) and counts what it does ([`RaftMetrics`]). Peers talk over
@@ -26,6 +27,7 @@ mod members;
 mod metrics;
 mod node;
 mod pending;
+mod snapshots;
 mod status;
 pub mod tls;
 mod transport;

@@ -26,6 +26,8 @@ pub struct RaftMetrics {
     pub ready_entries: Histogram,
     pub snapshots_sent: IntCounter,
     pub snapshots_received: IntCounter,
+    /// Snapshot payload bytes streamed, by direction (sent, received).
+    pub snapshot_stream_bytes: IntCounterVec,
     /// Times the known leader changed.
     pub leader_changes: IntCounter,
     /// Sweep entries the leader proposed (expiry, clock).
@@ -100,6 +102,11 @@ impl Default for RaftMetrics {
                 "lockstep_raft_snapshots_received_total",
                 "Snapshots installed from a leader.",
             ),
+            snapshot_stream_bytes: counter_vec(
+                "lockstep_raft_snapshot_stream_bytes_total",
+                "Snapshot payload bytes streamed to (sent) or from (received) peers.",
+                "direction",
+            ),
             leader_changes: counter(
                 "lockstep_raft_leader_changes_total",
                 "Times the leader this node knows changed.",
@@ -164,6 +171,7 @@ impl RaftMetrics {
         registry.register(Box::new(self.ready_entries.clone()))?;
         registry.register(Box::new(self.snapshots_sent.clone()))?;
         registry.register(Box::new(self.snapshots_received.clone()))?;
+        registry.register(Box::new(self.snapshot_stream_bytes.clone()))?;
         registry.register(Box::new(self.leader_changes.clone()))?;
         registry.register(Box::new(self.expiry_entries.clone()))?;
         registry.register(Box::new(self.membership_changes.clone()))?;

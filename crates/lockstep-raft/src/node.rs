@@ -46,6 +46,12 @@ pub(crate) enum Event {
         to: u64,
         reply: crate::core::ChangeReply,
     },
+    /// A streamed snapshot's payload was fetched into the staging file
+    /// (its length), or could not be.
+    SnapshotStaged {
+        message: Box<raft::eraftpb::Message>,
+        outcome: Result<u64, String>,
+    },
     Stop,
 }
 
@@ -252,12 +258,14 @@ impl Node {
         )?;
         core.use_metrics(metrics.clone());
         let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE_LEN);
+        core.use_inbox(events_tx.clone());
         runtime.spawn(transport::serve_inbound(
             peer_listener,
             events_tx.clone(),
             core.config_max_frame(),
             metrics.clone(),
             security,
+            core.snapshot_server(),
             log.clone(),
         ));
         let engine = Engine::new();
@@ -343,6 +351,15 @@ impl<S: NodeStore> Driver<S> {
 impl PeerSender for Outbound {
     fn send(&self, to: u64, frame: Bytes) -> bool {
         self.send_encoded(to, frame)
+    }
+    fn fetch_snapshot(
+        &self,
+        from: u64,
+        id: u64,
+        into: std::path::PathBuf,
+        done: transport::FetchDone,
+    ) -> bool {
+        Outbound::fetch_snapshot(self, from, id, into, done)
     }
     fn set_peers(&self, peers: &std::collections::BTreeMap<u64, String>) {
         Outbound::set_peers(self, peers)

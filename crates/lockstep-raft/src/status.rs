@@ -49,6 +49,10 @@ pub struct NodeStatus {
     pub pending_requests: usize,
     /// Records with a deadline (TTLs, leases, lock and waiter deadlines).
     pub deadlines: usize,
+    /// Live leases.
+    pub leases: usize,
+    /// Native lock records (held, or waited on).
+    pub locks: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

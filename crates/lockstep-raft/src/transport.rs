@@ -7,6 +7,7 @@
 //! length-delimited frames no larger than the configured maximum.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use slog::{debug, info, warn, Logger};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{Framed, FramedWrite, LengthDelimitedCodec};
 
 use hmac::{Hmac, Mac};
 use prometheus::{IntCounter, IntGauge};
@@ -39,6 +40,15 @@ const MAX_INBOUND_PEER_CONNECTIONS: usize = 64;
 const CHUNK_BYTES: usize = 8 << 20;
 /// A chunk frame: `3 flags:u8 bytes` (flags: 1 first, 2 last).
 const TAG_CHUNK: u8 = 3;
+/// The request that makes a connection a snapshot stream: `4 id:u64`
+/// (see [`crate::snapshots`]).
+const TAG_FETCH: u8 = 4;
+/// A follower gives up on a snapshot stream that stalls this long (the
+/// leader serves one stream at a time, so a request may queue).
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Called with a fetched payload's length, or why the fetch failed.
+pub type FetchDone = Box<dyn FnOnce(Result<u64, String>) + Send>;
 
 fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -160,6 +170,131 @@ impl Outbound {
     }
 }
 
+impl Outbound {
+    /// Fetches the snapshot payload of ticket `id` from peer `from` into
+    /// the file `into` (replaced; synced, with its directory, once whole
+    /// and checked). `done` runs off the async threads. False if `from` is
+    /// not a peer this node knows.
+    pub fn fetch_snapshot(&self, from: u64, id: u64, into: PathBuf, done: FetchDone) -> bool {
+        let addr = {
+            let queues = self.inner.queues.read().expect("peer queues");
+            match queues.get(&from) {
+                Some((addr, _, _)) => addr.clone(),
+                None => return false,
+            }
+        };
+        let inner = self.inner.clone();
+        self.inner.runtime.spawn(async move {
+            let outcome = fetch(&inner, &addr, id, &into).await;
+            if outcome.is_err() {
+                let _ = tokio::fs::remove_file(&into).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || done(outcome)).await;
+        });
+        true
+    }
+}
+
+async fn fetch(inner: &OutboundInner, addr: &str, id: u64, into: &Path) -> Result<u64, String> {
+    use crate::snapshots::{check_end, FRAME_DATA, FRAME_END, FRAME_FAILED};
+    let io = |what: &'static str| move |err: std::io::Error| format!("{what}: {err}");
+    let stream = dial(
+        addr,
+        inner.own_id,
+        inner.secret.as_deref(),
+        inner.tls.as_ref(),
+    )
+    .await
+    .map_err(|err| match err {
+        DialError::Unreachable(err) => format!("dial {addr}: {err}"),
+        DialError::Refused(reason) => reason,
+    })?;
+    let mut framed = Framed::new(stream, codec());
+    let mut request = bytes::BytesMut::with_capacity(9);
+    request.extend_from_slice(&[TAG_FETCH]);
+    request.extend_from_slice(&id.to_be_bytes());
+    framed
+        .send(request.freeze())
+        .await
+        .map_err(io("snapshot request"))?;
+    let file = tokio::fs::File::create(into)
+        .await
+        .map_err(io("staging file"))?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    let mut length = 0u64;
+    let received = inner
+        .metrics
+        .snapshot_stream_bytes
+        .with_label_values(&["received"]);
+    loop {
+        let frame = match tokio::time::timeout(STREAM_IDLE_TIMEOUT, framed.next()).await {
+            Err(_) => return Err("snapshot stream stalled".into()),
+            Ok(None) => return Err("snapshot stream ended early".into()),
+            Ok(Some(frame)) => frame.map_err(io("snapshot stream"))?,
+        };
+        match frame.first() {
+            Some(&FRAME_DATA) => {
+                let piece = &frame[1..];
+                hasher.update(piece);
+                length += piece.len() as u64;
+                received.inc_by(piece.len() as u64);
+                out.write_all(piece).await.map_err(io("staging file"))?;
+            }
+            Some(&FRAME_END) => {
+                check_end(&frame, length, hasher.digest128())?;
+                out.flush().await.map_err(io("staging file"))?;
+                out.into_inner()
+                    .sync_all()
+                    .await
+                    .map_err(io("staging file"))?;
+                if let Some(dir) = into.parent() {
+                    let dir = tokio::fs::File::open(dir)
+                        .await
+                        .map_err(io("staging directory"))?;
+                    dir.sync_all().await.map_err(io("staging directory"))?;
+                }
+                return Ok(length);
+            }
+            Some(&FRAME_FAILED) => {
+                return Err(format!(
+                    "the leader could not stream it: {}",
+                    String::from_utf8_lossy(&frame[1..])
+                ))
+            }
+            _ => return Err("bad snapshot stream frame".into()),
+        }
+    }
+}
+
+/// Streams the payload of a prepared snapshot to a follower that asked
+/// for it with `request` (`4 id:u64`).
+async fn serve_fetch<S: AsyncRead + AsyncWrite + Unpin>(
+    mut framed: Framed<S, LengthDelimitedCodec>,
+    request: &[u8],
+    snapshots: Option<&crate::snapshots::SnapshotServer>,
+    metrics: &RaftMetrics,
+) -> std::io::Result<()> {
+    use crate::snapshots::{failed_frame, StreamRequest, STREAM_FRAMES_BUFFERED};
+    let id = match request {
+        [TAG_FETCH, id @ ..] if id.len() == 8 => u64::from_be_bytes(id.try_into().expect("8")),
+        _ => return Ok(()),
+    };
+    let (out, mut frames) = mpsc::channel(STREAM_FRAMES_BUFFERED);
+    let request = StreamRequest {
+        out,
+        sent: metrics.snapshot_stream_bytes.with_label_values(&["sent"]),
+    };
+    if !snapshots.is_some_and(|server| server.request(id, request)) {
+        let refusal = failed_frame(&format!("snapshot {id} is not prepared here (any more)"));
+        return framed.send(refusal).await;
+    }
+    while let Some(frame) = frames.recv().await {
+        framed.send(frame).await?;
+    }
+    Ok(())
+}
+
 /// How peers prove who they are: the cluster secret, mutual TLS, both or
 /// neither.
 #[derive(Clone, Default)]
@@ -201,14 +336,44 @@ struct Dialer {
     log: Logger,
 }
 
-/// How a peer link ended.
-enum LinkEnd {
-    /// The handshake failed: dial again after a backoff.
-    Refused,
-    /// The connection broke after it was up.
-    Lost,
-    /// The peer left the membership: stop dialling.
-    Closed,
+/// A peer connection, plain or TLS.
+trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
+
+/// Why a dial did not give a connection.
+enum DialError {
+    /// Nothing answered at the address.
+    Unreachable(std::io::Error),
+    /// Something answered but the TLS or peer handshake failed.
+    Refused(String),
+}
+
+/// Connects to a peer and introduces this node (TLS first, if configured).
+async fn dial(
+    addr: &str,
+    own_id: u64,
+    secret: Option<&[u8]>,
+    tls: Option<&crate::tls::PeerTls>,
+) -> Result<Box<dyn PeerIo>, DialError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(DialError::Unreachable)?;
+    let _ = stream.set_nodelay(true);
+    let mut stream: Box<dyn PeerIo> = match tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let connect = tls.connector.connect(server_name(addr), stream);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+                Ok(Ok(stream)) => Box::new(stream),
+                Ok(Err(err)) => return Err(DialError::Refused(format!("TLS handshake: {err}"))),
+                Err(_) => return Err(DialError::Refused("TLS handshake timed out".into())),
+            }
+        }
+    };
+    introduce(&mut stream, own_id, secret)
+        .await
+        .map_err(|err| DialError::Refused(format!("peer handshake: {err}")))?;
+    Ok(stream)
 }
 
 async fn dial_loop(dialer: Dialer, mut rx: mpsc::Receiver<Bytes>) {
@@ -220,44 +385,38 @@ async fn dial_loop(dialer: Dialer, mut rx: mpsc::Receiver<Bytes>) {
             // The peer left the membership.
             return;
         }
-        let stream = match TcpStream::connect(addr.as_str()).await {
-            Ok(stream) => stream,
-            Err(err) => {
+        let dialled = dial(
+            addr,
+            dialer.own_id,
+            dialer.secret.as_deref(),
+            dialer.tls.as_ref(),
+        )
+        .await;
+        match dialled {
+            Err(DialError::Unreachable(err)) => {
                 debug!(log, "peer dial failed"; "addr" => %addr, "error" => %err);
                 // Frames queued while the peer is down are stale by the time
                 // it returns; raft resends what matters.
                 while rx.try_recv().is_ok() {}
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(DialError::Refused(reason)) => {
+                warn!(log, "peer refused the connection"; "addr" => %addr, "error" => %reason);
+            }
+            Ok(stream) => {
+                info!(log, "peer connected"; "addr" => %addr);
+                dialer.connected.set(1);
+                backoff = MIN_BACKOFF;
+                let closed = send_queued(stream, &mut rx).await;
+                dialer.connected.set(0);
+                if closed {
+                    return;
+                }
+                warn!(log, "peer connection lost"; "addr" => %addr);
                 continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let end = match &dialer.tls {
-            None => link(stream, &dialer, &mut rx, &mut backoff).await,
-            Some(tls) => {
-                let connect = tls.connector.connect(server_name(addr), stream);
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
-                    Ok(Ok(stream)) => link(stream, &dialer, &mut rx, &mut backoff).await,
-                    Ok(Err(err)) => {
-                        warn!(log, "peer TLS handshake failed"; "addr" => %addr, "error" => %err);
-                        LinkEnd::Refused
-                    }
-                    Err(_) => {
-                        warn!(log, "peer TLS handshake timed out"; "addr" => %addr);
-                        LinkEnd::Refused
-                    }
-                }
-            }
-        };
-        match end {
-            LinkEnd::Closed => return,
-            LinkEnd::Lost => {}
-            LinkEnd::Refused => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -273,26 +432,13 @@ fn server_name(addr: &str) -> rustls::pki_types::ServerName<'static> {
     })
 }
 
-/// Introduces this node on `stream` and sends it what is queued until
-/// the connection breaks or the queue closes.
-async fn link<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    dialer: &Dialer,
-    rx: &mut mpsc::Receiver<Bytes>,
-    backoff: &mut Duration,
-) -> LinkEnd {
-    let (log, addr) = (&dialer.log, &dialer.addr);
-    if let Err(err) = introduce(&mut stream, dialer.own_id, dialer.secret.as_deref()).await {
-        warn!(log, "peer handshake failed"; "addr" => %addr, "error" => %err);
-        return LinkEnd::Refused;
-    }
-    info!(log, "peer connected"; "addr" => %addr);
-    dialer.connected.set(1);
-    *backoff = MIN_BACKOFF;
+/// Sends what is queued on `stream` until the connection breaks (false)
+/// or the queue closes (true: the peer left the membership).
+async fn send_queued(stream: Box<dyn PeerIo>, rx: &mut mpsc::Receiver<Bytes>) -> bool {
     let mut sink = FramedWrite::new(stream, codec());
     loop {
         let Some(frame) = rx.recv().await else {
-            return LinkEnd::Closed;
+            return true;
         };
         // Batch whatever else is queued into one flush.
         let mut failed = sink.feed(frame).await.is_err();
@@ -303,20 +449,20 @@ async fn link<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         if failed || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-            warn!(log, "peer connection lost"; "addr" => %addr);
-            dialer.connected.set(0);
-            return LinkEnd::Lost;
+            return false;
         }
     }
 }
 
-/// Accepts peer connections and hands decoded frames to the raft thread.
-pub async fn serve_inbound(
+/// Accepts peer connections and hands decoded frames to the raft thread;
+/// a connection that asks for a snapshot gets it streamed from `snapshots`.
+pub(crate) async fn serve_inbound(
     listener: TcpListener,
     events: Sender<Event>,
     max_frame_bytes: usize,
     metrics: RaftMetrics,
     security: PeerSecurity,
+    snapshots: Option<Arc<crate::snapshots::SnapshotServer>>,
     log: Logger,
 ) {
     let PeerSecurity { secret, tls } = security;
@@ -341,6 +487,7 @@ pub async fn serve_inbound(
         let secret = secret.clone();
         let labels = labels.clone();
         let tls = tls.clone();
+        let snapshots = snapshots.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
@@ -350,6 +497,7 @@ pub async fn serve_inbound(
                 metrics: &metrics,
                 labels: &labels,
                 secret: secret.as_deref(),
+                snapshots: snapshots.as_deref(),
                 log: &log,
             };
             let served = match tls {
@@ -385,6 +533,7 @@ struct Inbound<'a> {
     metrics: &'a RaftMetrics,
     labels: &'a PeerLabels,
     secret: Option<&'a [u8]>,
+    snapshots: Option<&'a crate::snapshots::SnapshotServer>,
     log: &'a Logger,
 }
 
@@ -488,6 +637,7 @@ async fn read_peer<S: AsyncRead + AsyncWrite + Unpin>(
         metrics,
         labels,
         secret,
+        snapshots,
         log,
     } = peer;
     let from = match admit(&mut stream, secret).await {
@@ -501,12 +651,15 @@ async fn read_peer<S: AsyncRead + AsyncWrite + Unpin>(
     let received = metrics
         .peer_received_bytes
         .with_label_values(&[&labels.label(from)]);
-    let mut frames = FramedRead::new(stream, codec());
+    let mut frames = Framed::new(stream, codec());
     // A message arriving in chunks, at most `max_frame_bytes` in all.
     let mut assembling = bytes::BytesMut::new();
     while let Some(frame) = frames.next().await {
         let frame = frame?;
         received.inc_by(frame.len() as u64);
+        if frame.first() == Some(&TAG_FETCH) {
+            return serve_fetch(frames, &frame, snapshots, metrics).await;
+        }
         let frame = if frame.first() == Some(&TAG_CHUNK) && frame.len() >= 2 {
             let flags = frame[1];
             if flags & 1 != 0 {

@@ -3,7 +3,7 @@
 //! status taken when scraped; the slow log; the MONITOR connections. The
 //! replication core's own metrics join them in one registry.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,6 +63,7 @@ const SERVER_COMMANDS: &[&str] = &[
     "cluster.transfer",
     "cluster.backup",
     "slowlog",
+    "latency",
     "monitor",
 ];
 
@@ -340,6 +341,8 @@ impl Readings {
             ("pending_requests", status.pending_requests as i64),
             ("parked_waiters", status.parked_requests as i64),
             ("expiry_deadlines", status.deadlines as i64),
+            ("leases", status.leases as i64),
+            ("locks", status.locks as i64),
             ("client_connections", connected as i64),
         ];
         Readings {
@@ -347,6 +350,83 @@ impl Readings {
             values,
             store,
         }
+    }
+}
+
+/// Samples of one latency event a node keeps (Redis keeps 160).
+const LATENCY_SAMPLES: usize = 160;
+
+/// Redis's latency monitor: for each event (`command`: a command that is
+/// not a blocking wait), the latest spikes at or above the threshold, one
+/// sample per second (the largest), and the all-time maximum.
+#[derive(Default)]
+pub struct LatencyMonitor {
+    /// Record spikes of at least this many milliseconds (0: off, as Redis).
+    pub threshold_ms: AtomicU64,
+    events: Mutex<BTreeMap<&'static str, LatencySeries>>,
+}
+
+#[derive(Clone, Default)]
+pub struct LatencySeries {
+    /// (unix seconds, milliseconds), oldest first.
+    pub samples: VecDeque<(u64, u64)>,
+    pub max_ms: u64,
+}
+
+impl LatencyMonitor {
+    pub fn record(&self, event: &'static str, elapsed: Duration) {
+        let threshold = self.threshold_ms.load(Ordering::Relaxed);
+        let ms = elapsed.as_millis() as u64;
+        if threshold == 0 || ms < threshold {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut events = self.events.lock().expect("latency events");
+        let series = events.entry(event).or_default();
+        series.max_ms = series.max_ms.max(ms);
+        match series.samples.back_mut() {
+            Some((at, worst)) if *at == now => *worst = (*worst).max(ms),
+            _ => {
+                series.samples.push_back((now, ms));
+                if series.samples.len() > LATENCY_SAMPLES {
+                    series.samples.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Every event with samples, by name.
+    pub fn events(&self) -> Vec<(&'static str, LatencySeries)> {
+        let events = self.events.lock().expect("latency events");
+        events
+            .iter()
+            .map(|(name, series)| (*name, series.clone()))
+            .collect()
+    }
+
+    pub fn history(&self, event: &str) -> Vec<(u64, u64)> {
+        let events = self.events.lock().expect("latency events");
+        events
+            .get(event)
+            .map(|series| series.samples.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets the named events (all if none): how many had samples.
+    pub fn reset(&self, names: &[String]) -> usize {
+        let mut events = self.events.lock().expect("latency events");
+        if names.is_empty() {
+            let count = events.len();
+            events.clear();
+            return count;
+        }
+        names
+            .iter()
+            .filter(|name| events.remove(name.as_str()).is_some())
+            .count()
     }
 }
 

@@ -84,6 +84,7 @@ pub struct ServerContext {
     /// Every metric of this node (the core's included).
     pub metrics: Arc<crate::metrics::ServerMetrics>,
     pub(crate) slowlog: crate::metrics::SlowLog,
+    pub(crate) latency: crate::metrics::LatencyMonitor,
     pub(crate) monitors: crate::metrics::Monitors,
     pub(crate) readiness: crate::http::Readiness,
     /// Storage sizes for /metrics, if the store can tell.
@@ -119,6 +120,7 @@ impl ServerContext {
             clients: Clients::default(),
             metrics,
             slowlog: Default::default(),
+            latency: Default::default(),
             monitors: Default::default(),
             readiness: Default::default(),
             store_stats: None,

@@ -20,6 +20,9 @@ pub const CONF_STATE_KEY: &[u8] = b"conf_state";
 pub const TRUNCATED_KEY: &[u8] = b"truncated";
 pub const BOOT_EPOCH_KEY: &[u8] = b"boot_epoch";
 pub const APPLIED_KEY: &[u8] = b"applied";
+/// Present while a staged snapshot is being installed (its metadata): at
+/// open, an interrupted install is done again from the staged file.
+pub const INSTALLING_KEY: &[u8] = b"installing_snapshot";
 
 pub fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()

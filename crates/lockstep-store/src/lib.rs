@@ -6,7 +6,9 @@
 //! [`RocksStore`] (RocksDB, used by real nodes) and [`MemStore`] (in memory,
 //! used by unit tests and simulation). Both implement raft-rs's
 //! [`raft::Storage`] exactly as its contract says, including around
-//! compaction and snapshots.
+//! compaction and snapshots. A snapshot is served from one consistent view
+//! ([`NodeStore::with_snapshot_source`]) and received through a staging
+//! file installed in batches, crash-safe, in bounded memory.
 //!
 //! What this crate must not do: interpret keyspace values (that is the
 //! engine's job), read clocks, or know about the network or Redis.
@@ -34,9 +36,20 @@ pub use store::Store;
 pub type RocksStore = Store<RocksBackend>;
 /// A node store kept in memory, for tests and simulation.
 pub type MemStore = Store<MemBackend>;
-pub use snapshot::{decode_snapshot_data, encode_snapshot_data, Pairs, SnapshotWriter};
+pub use snapshot::{
+    decode_snapshot_data, encode_snapshot_data, Pairs, SnapshotReader, SnapshotWriter,
+    SNAPSHOT_INLINE, SNAPSHOT_STAGED, SNAPSHOT_STREAMED,
+};
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+
+/// The whole keyspace at one applied position: what a snapshot carries.
+pub trait SnapshotSource {
+    /// Index, term and membership of the state.
+    fn metadata(&self) -> &SnapshotMetadata;
+    /// Visits every pair, in key order, until `visit` returns false.
+    fn pairs(&self, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
+}
 
 /// Position of the last log entry whose effects are in the keyspace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,8 +126,23 @@ pub trait NodeStore: raft::Storage + StateRead + Send + Sync + 'static {
     /// Discards log entries up to and including `index` (which must be applied).
     fn compact(&self, index: u64) -> Result<(), StoreError>;
 
-    /// Replaces the keyspace and the log with a snapshot received from a leader.
+    /// Replaces the keyspace and the log with a snapshot received from a
+    /// leader: its payload inline, or staged in [`NodeStore::staging_path`]
+    /// (then written in batches, in bounded memory, and done again at the
+    /// next open if a crash interrupts it).
     fn install_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    /// Runs `serve` with one consistent view of the keyspace and its
+    /// position, for as long as `serve` takes (a snapshot streamed to a
+    /// follower). Other writes go on meanwhile.
+    fn with_snapshot_source(
+        &self,
+        serve: &mut dyn FnMut(&dyn SnapshotSource),
+    ) -> Result<(), StoreError>;
+
+    /// The file a snapshot payload being received is written to, if this
+    /// store takes staged snapshots.
+    fn staging_path(&self) -> Option<&std::path::Path>;
 
     /// Records the cluster membership. Used when bootstrapping a new cluster.
     fn set_conf_state(&self, conf_state: &ConfState) -> Result<(), StoreError>;

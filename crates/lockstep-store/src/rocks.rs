@@ -11,6 +11,9 @@ use crate::{Store, StoreError};
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
+/// The staged payload of a snapshot being received, in the store's directory.
+const STAGED_SNAPSHOT_FILE: &str = "SNAPSHOT-INCOMING";
+
 /// RocksDB with one column family per [`Family`].
 pub struct RocksBackend {
     db: Db,
@@ -241,8 +244,12 @@ impl RocksBackend {
 
 impl Store<RocksBackend> {
     /// Opens (creating if needed) the RocksDB store in `path`.
+    /// Snapshots being received are staged in a file in the same directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Store::with_backend(RocksBackend::open(path)?)
+        Store::with_staging(
+            RocksBackend::open(path)?,
+            Some(path.join(STAGED_SNAPSHOT_FILE)),
+        )
     }
 
     /// Opens the store with no write-ahead log: what a crash takes away
@@ -251,7 +258,7 @@ impl Store<RocksBackend> {
     pub fn open_volatile(path: &Path) -> Result<Self, StoreError> {
         let mut backend = RocksBackend::open(path)?;
         backend.volatile = true;
-        Store::with_backend(backend)
+        Store::with_staging(backend, Some(path.join(STAGED_SNAPSHOT_FILE)))
     }
 }
 

@@ -16,7 +16,11 @@ const FIXED: [(&str, &str); 3] = [
 ];
 
 /// Settings of this node alone (as in Redis, each instance its own).
-const LOCAL: [&str; 2] = ["slowlog-log-slower-than", "slowlog-max-len"];
+const LOCAL: [&str; 3] = [
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "latency-monitor-threshold",
+];
 
 fn is_local(name: &[u8]) -> bool {
     LOCAL.iter().any(|local| is(name, local))
@@ -26,8 +30,9 @@ fn is_local(name: &[u8]) -> bool {
 const MAX_SLOWLOG_LEN: i64 = 100_000;
 
 impl Session {
-    fn local_settings(&self) -> [(&'static str, String); 2] {
+    fn local_settings(&self) -> [(&'static str, String); 3] {
         let log = &self.context.slowlog;
+        let latency = &self.context.latency;
         [
             (
                 LOCAL[0],
@@ -38,6 +43,13 @@ impl Session {
             (
                 LOCAL[1],
                 log.max_len
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                LOCAL[2],
+                latency
+                    .threshold_ms
                     .load(std::sync::atomic::Ordering::Relaxed)
                     .to_string(),
             ),
@@ -57,22 +69,35 @@ impl Session {
                     text(&pair[0])
                 ));
             };
-            let max_len = is(&pair[0], LOCAL[1]);
-            if max_len && !(0..=MAX_SLOWLOG_LEN).contains(&value) {
+            let setting = LOCAL
+                .iter()
+                .position(|name| is(&pair[0], name))
+                .expect("only local settings get here");
+            let range = match setting {
+                1 => Some(MAX_SLOWLOG_LEN),
+                2 => Some(i64::MAX),
+                _ => None,
+            };
+            if let Some(max) = range.filter(|max| !(0..=*max).contains(&value)) {
                 return Reply::error(format!(
-                    "ERR CONFIG SET failed (possibly related to argument '{}') - argument must be between 0 and {MAX_SLOWLOG_LEN} inclusive",
+                    "ERR CONFIG SET failed (possibly related to argument '{}') - argument must be between 0 and {max} inclusive",
                     text(&pair[0])
                 ));
             }
-            parsed.push((max_len, value));
+            parsed.push((setting, value));
         }
         let log = &self.context.slowlog;
-        for (max_len, value) in parsed {
-            if max_len {
-                log.set_max_len(value as usize);
-            } else {
-                log.slower_than_us
-                    .store(value, std::sync::atomic::Ordering::Relaxed);
+        for (setting, value) in parsed {
+            match setting {
+                0 => log
+                    .slower_than_us
+                    .store(value, std::sync::atomic::Ordering::Relaxed),
+                1 => log.set_max_len(value as usize),
+                _ => self
+                    .context
+                    .latency
+                    .threshold_ms
+                    .store(value as u64, std::sync::atomic::Ordering::Relaxed),
             }
         }
         Reply::ok()
@@ -127,7 +152,7 @@ impl Session {
             if local > 0 {
                 if local < args.len() / 2 {
                     return Reply::error(
-                        "ERR set this node's own settings (slowlog-*) apart from the replicated ones",
+                        "ERR set this node's own settings (slowlog-*, latency-monitor-threshold) apart from the replicated ones",
                     );
                 }
                 return self.set_local(&args[1..]);

@@ -327,7 +327,7 @@ impl Session {
             "znode.watch" => self.persistent_watch(argv),
             "znode.unwatch" => self.unwatch(argv),
             "changes.unsubscribe" => self.feed_unsubscribe(argv),
-            "slowlog" | "monitor" => self.observe_command(&name, args),
+            "slowlog" | "latency" | "monitor" => self.observe_command(&name, args),
             cluster if cluster == "cluster" || cluster.starts_with("cluster.") => {
                 self.cluster_command(cluster, args).await
             }

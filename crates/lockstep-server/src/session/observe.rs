@@ -1,6 +1,7 @@
 //! What operators watch a node with: every command is counted and timed
 //! (metrics, INFO commandstats / errorstats), logged when slow (SLOWLOG),
-//! and shown to MONITOR connections; CLIENT KILL closes connections.
+//! its spikes kept (LATENCY), and shown to MONITOR connections; CLIENT
+//! KILL closes connections.
 
 use std::time::Instant;
 
@@ -46,7 +47,11 @@ impl Session {
         let slowlog = &self.context.slowlog;
         // A blocking command's wait is not slowness (Redis leaves it out
         // too).
-        if slowlog.wants(elapsed) && !super::may_wait(&argv) {
+        let waits = super::may_wait(&argv);
+        if !waits {
+            self.context.latency.record("command", elapsed);
+        }
+        if slowlog.wants(elapsed) && !waits {
             let client_name = self
                 .context
                 .clients
@@ -87,7 +92,7 @@ impl Session {
         (reply, close)
     }
 
-    /// SLOWLOG and MONITOR.
+    /// SLOWLOG, LATENCY and MONITOR.
     pub(super) fn observe_command(&mut self, name: &str, args: &[Bytes]) -> Reply {
         match name {
             "monitor" => {
@@ -100,7 +105,100 @@ impl Session {
                     .add(self.id, self.subscriptions.mailbox().clone());
                 Reply::ok()
             }
+            "latency" => self.latency(args),
             _ => self.slowlog(args),
+        }
+    }
+
+    fn latency(&self, args: &[Bytes]) -> Reply {
+        let monitor = &self.context.latency;
+        let Some(sub) = args.first() else {
+            return Reply::wrong_arity("latency");
+        };
+        let sub_name = text(sub).to_ascii_lowercase();
+        match (sub_name.as_str(), &args[1..]) {
+            ("latest", []) => Reply::Array(
+                monitor
+                    .events()
+                    .into_iter()
+                    .filter_map(|(name, series)| {
+                        let (at, ms) = *series.samples.back()?;
+                        Some(Reply::Array(vec![
+                            Reply::bulk(name),
+                            Reply::Integer(at as i64),
+                            Reply::Integer(ms as i64),
+                            Reply::Integer(series.max_ms as i64),
+                        ]))
+                    })
+                    .collect(),
+            ),
+            ("history", [event]) => Reply::Array(
+                monitor
+                    .history(&text(event))
+                    .into_iter()
+                    .map(|(at, ms)| {
+                        Reply::Array(vec![Reply::Integer(at as i64), Reply::Integer(ms as i64)])
+                    })
+                    .collect(),
+            ),
+            ("reset", events) => {
+                let names: Vec<String> = events.iter().map(|event| text(event)).collect();
+                Reply::Integer(monitor.reset(&names) as i64)
+            }
+            ("doctor", []) => {
+                let threshold = monitor
+                    .threshold_ms
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let mut report = String::new();
+                if threshold == 0 {
+                    report.push_str(
+                        "The latency monitor is off on this node. Turn it on with \
+                         CONFIG SET latency-monitor-threshold <milliseconds>.\n",
+                    );
+                }
+                let events = monitor.events();
+                if events.is_empty() {
+                    report.push_str("No latency spikes were recorded on this node.\n");
+                }
+                for (name, series) in events {
+                    let total: u64 = series.samples.iter().map(|(_, ms)| ms).sum();
+                    let count = series.samples.len() as u64;
+                    report.push_str(&format!(
+                        "{name}: {count} spikes of {threshold} ms or more (average {} ms, \
+                         worst {} ms). Look at SLOWLOG GET for the commands; a slow \
+                         write is usually the disk's fsync (lockstep_raft_fsync_seconds).\n",
+                        total / count.max(1),
+                        series.max_ms
+                    ));
+                }
+                Reply::bulk(report)
+            }
+            ("help", []) => Reply::Array(
+                [
+                    "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                    "DOCTOR",
+                    "    Return a human readable latency analysis report.",
+                    "HISTORY <event>",
+                    "    Return time-latency samples for the <event> class.",
+                    "LATEST",
+                    "    Return the latest latency samples for all events.",
+                    "RESET [<event> ...]",
+                    "    Reset latency data of one or more <event> classes.",
+                    "    (default: reset all data for all event classes)",
+                    "HELP",
+                    "    Print this help.",
+                ]
+                .into_iter()
+                .map(|line| Reply::Status(line.into()))
+                .collect(),
+            ),
+            ("latest" | "history" | "doctor" | "help", _) => Reply::error(format!(
+                "ERR wrong number of arguments for 'latency|{sub_name}' command"
+            )),
+            _ => Reply::error(format!(
+                "ERR unknown subcommand '{}'. Try LATENCY HELP.",
+                text(sub)
+            )),
         }
     }
 

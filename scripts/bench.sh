@@ -121,8 +121,9 @@ for workload in workloads:
         if workload == "native-lock":
             notes.append("Redis column: its spin lock")
         cpu = [p["server_us_per_op"] for p in ls if p.get("server_us_per_op")]
-        if cpu:
-            notes.append(f"3 nodes {med(cpu):.0f} us CPU/op")
+        redis_cpu = [p["server_us_per_op"] for p in rd if p.get("server_us_per_op")]
+        if cpu and redis_cpu:
+            notes.append(f"CPU/op: 3 nodes {med(cpu):.0f} us, Redis {med(redis_cpu):.0f} us")
         print(f"{workload:<13}{clients:>8}{l_ops:>16,.0f} ({l_p99:>6.2f}){r_ops:>15,.0f} ({r_p99:>5.2f}){l_ops / r_ops:>8.2f}   {'; '.join(notes)}")
 
 print(f"\nsingle client, lockstep, medians of {runs} runs (ms)")

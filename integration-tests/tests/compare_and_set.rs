@@ -75,3 +75,80 @@ fn lock_lifecycle_with_native_compare_and_set() -> Result<()> {
     assert!(syntax.unwrap_err().to_string().contains("syntax error"));
     Ok(())
 }
+
+/// A conditional write that would change nothing (a held lock's `SET NX`,
+/// a mismatched `IFEQ` or `DELIFEQ`) is answered from a linearizable read:
+/// no log entry, and never from a stale state.
+#[test]
+fn a_conditional_write_that_changes_nothing_takes_no_entry_and_is_never_stale() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let mut writer = cluster.client(leader)?;
+    let mut spinner = cluster.client(follower)?;
+    let set_nx = |con: &mut redis::Connection, key: &str, value: &str| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .query::<Option<String>>(con)
+    };
+    assert_eq!(set_nx(&mut writer, "lock", "held")?.as_deref(), Some("OK"));
+    // The follower has applied it once a read there sees it.
+    let seen: Option<String> = spinner.get("lock")?;
+    assert_eq!(seen.as_deref(), Some("held"));
+    let commit = |cluster: &Cluster| -> u64 {
+        cluster
+            .info_field(leader, "raft_commit_index")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = commit(&cluster);
+    for _ in 0..50 {
+        assert_eq!(set_nx(&mut spinner, "lock", "mine")?, None);
+        let setnx: i64 = redis::cmd("SETNX")
+            .arg("lock")
+            .arg("mine")
+            .query(&mut spinner)?;
+        assert_eq!(setnx, 0);
+        let swapped: Option<String> = redis::cmd("SET")
+            .arg("lock")
+            .arg("mine")
+            .arg("IFEQ")
+            .arg("other")
+            .query(&mut spinner)?;
+        assert_eq!(swapped, None);
+        let deleted: i64 = redis::cmd("DELIFEQ")
+            .arg("lock")
+            .arg("other")
+            .query(&mut spinner)?;
+        assert_eq!(deleted, 0);
+        let old: Option<String> = redis::cmd("SET")
+            .arg("lock")
+            .arg("mine")
+            .arg("NX")
+            .arg("GET")
+            .query(&mut spinner)?;
+        assert_eq!(old.as_deref(), Some("held"));
+    }
+    assert_eq!(commit(&cluster), before, "answered without entries");
+    let kept: Option<String> = writer.get("lock")?;
+    assert_eq!(kept.as_deref(), Some("held"));
+
+    // A delete on the leader is seen by the next SET NX on the follower at
+    // once, though the follower's own state may not have it yet: the
+    // answer comes after a read barrier, or from the log.
+    for round in 0..100 {
+        let key = format!("spin{round}");
+        assert_eq!(set_nx(&mut writer, &key, "a")?.as_deref(), Some("OK"));
+        let _: Option<String> = spinner.get(&key)?;
+        let _: i64 = writer.del(&key)?;
+        assert_eq!(
+            set_nx(&mut spinner, &key, "b")?.as_deref(),
+            Some("OK"),
+            "round {round}: a SET NX after the delete completed found the key"
+        );
+    }
+    Ok(())
+}

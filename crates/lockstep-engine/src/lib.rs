@@ -35,6 +35,7 @@ mod limits;
 mod locks;
 mod managed;
 mod namespace;
+mod noop;
 mod notify;
 mod parking;
 mod record;
@@ -58,6 +59,7 @@ pub mod watch_events {
     pub use crate::namespace::{CHILDREN_CHANGED, CREATED, DATA_CHANGED, DELETED};
 }
 pub use limits::is_limit;
+pub use noop::{may_be_noop, noop_reply};
 pub use parking::{parking, Parking};
 pub use reply::{format_double, Reply};
 pub use requests::request_seq_bound;

@@ -103,3 +103,38 @@ fn pexpireifeq_extends_only_the_owners_lock() {
         Reply::Integer(0)
     );
 }
+
+/// Which conditional writes change nothing, and their replies then.
+#[test]
+fn conditional_writes_that_change_nothing_are_told_apart() {
+    use common::argv;
+    let mut r = Replica::new();
+    r.write(1, "SET lock held PX 30000");
+    r.write(2, "SET plain v");
+    let noop = |r: &Replica, ct: u64, command: &str| {
+        lockstep_engine::noop_reply(&r.store, r.index, ct, &argv(command)).unwrap()
+    };
+    assert_eq!(noop(&r, 3, "SET lock mine NX PX 30000"), Some(Reply::Nil));
+    assert_eq!(noop(&r, 3, "SETNX lock mine"), Some(Reply::Integer(0)));
+    assert_eq!(noop(&r, 3, "SET lock mine NX GET"), Some(bulk("held")));
+    assert_eq!(noop(&r, 3, "SET lock mine IFEQ other"), Some(Reply::Nil));
+    assert_eq!(noop(&r, 3, "DELIFEQ lock other"), Some(Reply::Integer(0)));
+    assert_eq!(noop(&r, 3, "SET missing v XX"), Some(Reply::Nil));
+    // Each of these would act: they go through the log.
+    for acts in [
+        "SET missing v NX",
+        "SET lock mine IFEQ held",
+        "DELIFEQ lock held",
+        "SET plain w XX",
+        "SET plain w",
+        "DEL plain",
+        "INCR counter",
+    ] {
+        assert_eq!(noop(&r, 3, acts), None, "{acts}");
+    }
+    // Once the TTL has passed the key is gone for a SET NX.
+    assert_eq!(noop(&r, 30_002, "SET lock mine NX PX 30000"), None);
+    // And the log gives the same replies.
+    assert_eq!(r.write(4, "SET lock mine NX PX 30000"), Reply::Nil);
+    assert_eq!(r.write(5, "DELIFEQ lock other"), Reply::Integer(0));
+}

@@ -77,6 +77,20 @@ pub(crate) fn read_applied<S: NodeStore>(
     })
 }
 
+/// The reply of a conditional write that would change nothing at `store`'s
+/// applied state (see `lockstep_engine::noop_reply`), with that state's
+/// index; None if it would act.
+pub(crate) fn probe_noop<S: NodeStore>(
+    store: &S,
+    argv: &[Bytes],
+) -> Result<Option<(Reply, u64)>, StoreError> {
+    store.read_view(|state, applied| {
+        let ct = Engine::cluster_time(state)?;
+        Ok(lockstep_engine::noop_reply(state, applied.index, ct, argv)?
+            .map(|reply| (reply, applied.index)))
+    })
+}
+
 /// One applied log entry, as the simulation's invariants see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppliedRecord {
@@ -415,6 +429,16 @@ impl<S: NodeStore> Core<S> {
         let (reply, answer) = oneshot::channel();
         self.handle(Event::Read { reply });
         answer
+    }
+
+    /// The reply of conditional write `argv` if it would change nothing at
+    /// this node's applied state (linearizable after a barrier); None if
+    /// it would act or cannot be read.
+    pub fn noop_local(&self, argv: &[Bytes]) -> Option<Reply> {
+        probe_noop(&*self.store, argv)
+            .ok()
+            .flatten()
+            .map(|(reply, _)| reply)
     }
 
     /// Reads this node's applied state (linearizable after a barrier).

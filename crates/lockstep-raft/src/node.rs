@@ -12,7 +12,7 @@ use lockstep_store::{NodeStore, StoreError};
 use slog::{crit, o, Logger};
 use tokio::sync::oneshot;
 
-use crate::core::{read_applied, Core, EventSink, PeerSender, SystemTime};
+use crate::core::{probe_noop, read_applied, Core, EventSink, PeerSender, SystemTime};
 use crate::frame::PeerFrame;
 use crate::pending::Answered;
 use crate::status::NodeStatus;
@@ -56,6 +56,7 @@ pub(crate) enum Event {
 }
 
 type Reader = dyn Fn(&[Bytes]) -> Result<(Reply, u64), StoreError> + Send + Sync;
+type Prober = dyn Fn(&[Bytes]) -> Result<Option<(Reply, u64)>, StoreError> + Send + Sync;
 type BackupTaker = dyn Fn() -> Result<Vec<u8>, StoreError> + Send + Sync;
 
 /// The client side of a running node; cheap to clone.
@@ -64,6 +65,7 @@ pub struct NodeHandle {
     events: Sender<Event>,
     status: Arc<RwLock<NodeStatus>>,
     reader: Arc<Reader>,
+    prober: Arc<Prober>,
     backup: Arc<BackupTaker>,
     delivered: Arc<std::sync::atomic::AtomicU64>,
     removed: Arc<std::sync::atomic::AtomicBool>,
@@ -128,6 +130,23 @@ impl NodeHandle {
             .await
             .map_err(|err| err.to_string())?
             .map_err(|err| format!("storage: {err}"))
+    }
+
+    /// Whether conditional write `argv` would change nothing at this
+    /// node's applied state (may be stale): then [`NodeHandle::noop_read`]
+    /// is worth trying before a write.
+    pub fn noop_local(&self, argv: &[Bytes]) -> bool {
+        matches!((self.prober)(argv), Ok(Some(_)))
+    }
+
+    /// The reply of conditional write `argv` if, at a linearizable point
+    /// (after a read barrier), it would change nothing; with the index of
+    /// the state it was computed at. None: it would act, write it.
+    pub async fn noop_read(&self, argv: &[Bytes]) -> Result<Option<(Reply, u64)>, ProposeError> {
+        if !self.barrier_free_reads {
+            self.read_barrier().await?;
+        }
+        Ok((self.prober)(argv).unwrap_or(None))
     }
 
     /// A read of this node's applied state, without a barrier (may be stale).
@@ -277,12 +296,15 @@ impl Node {
                 .unwrap_or(0);
             crate::backup::take_backup(&*backup_store, now)
         });
+        let probe_store = store.clone();
+        let prober: Arc<Prober> = Arc::new(move |argv: &[Bytes]| probe_noop(&*probe_store, argv));
         let reader: Arc<Reader> =
             Arc::new(move |argv: &[Bytes]| read_applied(&*store, &engine, argv));
         let handle = NodeHandle {
             events: events_tx,
             status: core.status_cell(),
             reader,
+            prober,
             backup,
             delivered: core.delivered_cell(),
             removed: core.removed_cell(),

@@ -104,6 +104,8 @@ pub struct Outcome {
     /// The longest a read called after the first 3 s and answered waited,
     /// virtual ms.
     pub slowest_read_ms: u64,
+    /// Conditional writes answered from a read as changing nothing.
+    pub noop_answers: u64,
     pub frames_sent: u64,
     pub frames_dropped: u64,
     pub highest_index: u64,
@@ -124,6 +126,10 @@ struct Node {
 enum Waiting {
     Reply(oneshot::Receiver<Result<lockstep_raft::Answered, ProposeError>>),
     Barrier(oneshot::Receiver<Result<(), ProposeError>>),
+    /// A conditional write the node's own state says changes nothing: a
+    /// read barrier, then answered from the state if it still changes
+    /// nothing, else proposed (as the server does).
+    Noop(oneshot::Receiver<Result<(), ProposeError>>),
 }
 
 struct Client {
@@ -176,6 +182,7 @@ struct World {
     coordination: Coordination,
     feed: Feed,
     slowest_read_ns: u64,
+    noop_answers: u64,
 }
 
 /// What the change-feed checks remember between looks.
@@ -348,6 +355,7 @@ impl World {
             membership_changes: 0,
             leader_removals: 0,
             slowest_read_ns: 0,
+            noop_answers: 0,
             coordination: Coordination::default(),
             feed: Feed::default(),
         };
@@ -635,6 +643,14 @@ impl World {
                 Waiting::Barrier(waiting)
             } else if request.is_read() {
                 Waiting::Barrier(core.read_barrier())
+            } else if core.noop_local(&request.argv(client.id)).is_some() {
+                if self.config.unsafe_local_reads {
+                    let (answer, waiting) = oneshot::channel();
+                    let _ = answer.send(Ok(()));
+                    Waiting::Noop(waiting)
+                } else {
+                    Waiting::Noop(core.read_barrier())
+                }
             } else {
                 Waiting::Reply(core.propose(&request.argv(client.id)))
             };
@@ -666,6 +682,27 @@ impl World {
                         let argv = flight.request.argv(id);
                         let core = self.nodes[flight.node as usize - 1].core.as_ref();
                         Some(core.and_then(|core| core.read_local(&argv).ok()))
+                    }
+                    Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => Some(None),
+                    Err(oneshot::error::TryRecvError::Empty) => None,
+                },
+                Waiting::Noop(receiver) => match receiver.try_recv() {
+                    Ok(Ok(())) => {
+                        let argv = flight.request.argv(id);
+                        match self.nodes[flight.node as usize - 1].core.as_mut() {
+                            None => Some(None),
+                            Some(core) => match core.noop_local(&argv) {
+                                Some(reply) => {
+                                    self.noop_answers += 1;
+                                    Some(Some(reply))
+                                }
+                                None => {
+                                    // It would act by now: write it.
+                                    flight.waiting = Waiting::Reply(core.propose(&argv));
+                                    None
+                                }
+                            },
+                        }
                     }
                     Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => Some(None),
                     Err(oneshot::error::TryRecvError::Empty) => None,
@@ -1138,6 +1175,7 @@ pub fn run(config: SimConfig) -> Outcome {
             .map(Vec::len)
             .sum::<usize>() as u64,
         slowest_read_ms: world.slowest_read_ns / 1_000_000,
+        noop_answers: world.noop_answers,
         frames_sent: world.network.sent,
         frames_dropped: world.network.dropped,
         highest_index: world.invariants.highest_applied(),

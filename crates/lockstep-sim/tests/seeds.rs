@@ -23,6 +23,7 @@ fn check(outcome: &Outcome) {
 fn many(nodes: usize, first: u64, count: u64) {
     let duration = env("LOCKSTEP_SIM_MS", 60_000);
     let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut noop_answers = 0;
     for seed in first..first + count {
         let mut config = SimConfig::varied(seed, nodes);
         config.duration_ms = duration;
@@ -36,7 +37,14 @@ fn many(nodes: usize, first: u64, count: u64) {
         totals.5 += outcome.ended_lease_keys_checked;
         totals.6 += outcome.feed_changes_checked;
         totals.7 += outcome.feed_watcher_changes;
+        noop_answers += outcome.noop_answers;
     }
+    // Conditional writes that changed nothing were answered by reads, and
+    // the histories with them checked.
+    assert!(
+        count < 5 || noop_answers > 0,
+        "no conditional write was answered without an entry"
+    );
     // The session checks must have met ended leases, or they proved nothing.
     assert!(count < 5 || totals.5 > 0, "no ended lease was ever checked");
     // And the feed checks must have compared changes and moved a watcher.
@@ -45,7 +53,7 @@ fn many(nodes: usize, first: u64, count: u64) {
         "no change was checked"
     );
     eprintln!(
-        "{count} seeds of {nodes} nodes, {duration} virtual ms each: {} operations, {} crashes, {} partitions, {} membership changes, {} invariant checks, {} keys of ended leases checked, {} feed changes compared, {} received by a watcher moving between nodes",
+        "{count} seeds of {nodes} nodes, {duration} virtual ms each: {} operations, {} crashes, {} partitions, {} membership changes, {} invariant checks, {} keys of ended leases checked, {} feed changes compared, {} received by a watcher moving between nodes, {noop_answers} conditional writes answered without an entry",
         totals.0, totals.1, totals.2, totals.4, totals.3, totals.5, totals.6, totals.7
     );
 }

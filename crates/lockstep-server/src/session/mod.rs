@@ -502,6 +502,20 @@ impl Session {
                 if let Some(parking) = lockstep_engine::parking(argv) {
                     return self.parked(argv, parking).await;
                 }
+                // A conditional write that would change nothing (a held
+                // lock's SET NX) is answered by a linearizable read, not
+                // an entry (see the engine's `noop`): tried only when this
+                // node's own state already says so.
+                if lockstep_engine::may_be_noop(argv) && node.noop_local(argv) {
+                    match node.noop_read(argv).await {
+                        Ok(Some((reply, index))) => {
+                            self.reply_index = index;
+                            return reply;
+                        }
+                        Ok(None) => {}
+                        Err(err) => return propose_error(err, node.request_timeout().as_secs()),
+                    }
+                }
                 let result = node.propose(argv).await;
                 self.replied_to_write = true;
                 self.answered(result)

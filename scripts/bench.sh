@@ -55,12 +55,14 @@ for n in 1 2 3; do
 done
 leader_addr=127.0.0.1:$((7000 + ${leader#node}))
 
-# run SYSTEM WORKLOAD CLIENTS ENDPOINTS PIDS TAG RUN
+# run SYSTEM WORKLOAD CLIENTS ENDPOINTS PIDS TAG RUN [ROW]: one pass, kept
+# as TAG-SYSTEM-ROW-cCLIENTS-rRUN.json (ROW: the table row, default the
+# workload).
 run() {
-  local system=$1 workload=$2 clients=$3 endpoints=$4 pids=$5 tag=$6 n=$7
+  local system=$1 workload=$2 clients=$3 endpoints=$4 pids=$5 tag=$6 n=$7 row=${8:-$2}
   "$bench" --endpoints "$endpoints" --clients "$clients" --workload "$workload" \
     --seconds "$seconds" --warmup 1 --retry-ms "$retry_ms" --pids "$pids" \
-    --label "$system" --json "$out/$tag-$system-$workload-c$clients-r$n.json" >/dev/null
+    --label "$system" --json "$out/$tag-$system-$row-c$clients-r$n.json" >/dev/null
 }
 
 echo "lockstep (3 nodes, clients spread) vs Redis (appendfsync always); $runs interleaved runs of ${seconds} s each"
@@ -71,9 +73,7 @@ for n in $(seq "$runs"); do
       redis_workload=$workload
       [ "$workload" = native-lock ] && redis_workload=spin-lock
       redis-cli -p $redis_port flushall >/dev/null
-      run redis "$redis_workload" "$clients" "127.0.0.1:$redis_port" "redis=$redis_pid" table "$n"
-      [ "$redis_workload" != "$workload" ] && mv "$out/table-redis-$redis_workload-c$clients-r$n.json" \
-        "$out/table-redis-$workload-c$clients-r$n.json"
+      run redis "$redis_workload" "$clients" "127.0.0.1:$redis_port" "redis=$redis_pid" table "$n" "$workload"
     done
   done
   for via in leader follower; do

@@ -37,7 +37,9 @@ impl Session {
             } else {
                 self.run_command(&name, &argv).await
             };
-        let elapsed = started.elapsed();
+        // One clock reading serves the timing and the client's last activity.
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(started);
         let label = command_label(&name);
         let error = match &reply {
             Reply::Error(message) => Some(message.as_str()),
@@ -83,7 +85,7 @@ impl Session {
         }
         self.context.clients.update(self.id, |client| {
             client.last_command = label.to_string();
-            client.last_active = Instant::now();
+            client.last_active = finished;
             client.subscriptions = subscriptions;
             client.multi = multi;
             client.watched = watched;

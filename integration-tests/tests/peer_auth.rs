@@ -84,16 +84,7 @@ fn a_process_without_the_cluster_secret_cannot_reach_the_log() -> Result<()> {
             .arg(n)
             .query::<()>(&mut con)?;
     }
-    let metrics = {
-        let mut stream = TcpStream::connect(cluster.node(leader).metrics_addr)?;
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body)?;
-        body
-    };
+    let (_, metrics) = integration_tests::http_get(cluster.node(leader).metrics_addr, "/metrics")?;
     let rejected: f64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("lockstep_peer_rejected_total "))

@@ -39,10 +39,10 @@ fn qualifies(command: &Command) -> bool {
     }
 }
 
-/// Whether `argv` may be a conditional write that changes nothing (cheap:
-/// parses only).
-pub fn may_be_noop(argv: &[Bytes]) -> bool {
-    commands::parse(argv).is_ok_and(|(command, _)| qualifies(&command))
+/// Whether parsed `command` is one that may change nothing (a listed
+/// conditional write), so that trying [`noop_reply`] is worth it.
+pub fn may_be_noop(command: &Command) -> bool {
+    qualifies(command)
 }
 
 /// The reply of `argv` at `state` (after index `applied`, at cluster

@@ -492,8 +492,11 @@ impl Session {
 
     async fn engine_command(&mut self, argv: &[Bytes]) -> Reply {
         // Validate before touching the log: a bad command never costs an entry.
-        let access = match lockstep_engine::parse(argv) {
-            Ok((command, spec)) => lockstep_engine::access(&command, spec),
+        let (access, may_be_noop) = match lockstep_engine::parse(argv) {
+            Ok((command, spec)) => (
+                lockstep_engine::access(&command, spec),
+                lockstep_engine::may_be_noop(&command),
+            ),
             Err(reply) => return reply,
         };
         let node = self.context.node.clone();
@@ -506,7 +509,7 @@ impl Session {
                 // lock's SET NX) is answered by a linearizable read, not
                 // an entry (see the engine's `noop`): tried only when this
                 // node's own state already says so.
-                if lockstep_engine::may_be_noop(argv) && node.noop_local(argv) {
+                if may_be_noop && node.noop_local(argv) {
                     match node.noop_read(argv).await {
                         Ok(Some((reply, index))) => {
                             self.reply_index = index;

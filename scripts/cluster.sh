@@ -5,7 +5,8 @@
 #   scripts/cluster.sh add N|remove N|transfer N|maintain N
 #
 # Client ports 7001-7003, peer ports 17001-17003, metrics and health
-# (HTTP) 9001-9003 (node N: 7000+N, 17000+N, 9000+N). Data, logs and pids live under $LOCKSTEP_CLUSTER_DIR (default:
+# (HTTP) 9001-9003, ZooKeeper clients 2181-2183 (node N: 7000+N, 17000+N,
+# 9000+N, 2180+N). Data, logs and pids live under $LOCKSTEP_CLUSTER_DIR (default:
 # .cluster in the repository). `stop` keeps the data, so a later `start`
 # recovers it; `clean` removes it.
 #
@@ -91,6 +92,7 @@ start_node() {
     --peer-listen "127.0.0.1:$(peer_port "$n")" \
     "${membership[@]}" \
     --metrics-listen "127.0.0.1:$((9000 + n))" \
+    --zk-listen "127.0.0.1:$((2180 + n))" \
     --cluster-secret-file "$dir/cluster.secret" "${tls[@]}" \
     --data-dir "$dir/node$n/data" ${LOCKSTEP_EXTRA_ARGS:-} \
     >> "$dir/node$n/node.log" 2>&1 &

@@ -8,6 +8,7 @@
 #   redis-server         the reference server of the differential test and
 #                        the benchmark
 #   python3 + redis-py   the Python client tests (redis-py's Lock)
+#   kazoo 2.11           the ZooKeeper client tests (PyPI)
 #   node + npm           the Node.js client tests (redis-semaphore)
 # On Debian and Ubuntu every package is checked with dpkg (what is
 # installed, not what some file name happens to match) and installed with
@@ -68,6 +69,20 @@ if ! redis_py_ok; then
   "${pip[@]}" 2>/dev/null || "${pip[@]}" --user --break-system-packages 2>/dev/null || true
   if ! redis_py_ok; then
     echo "could not install redis-py 5.1 or later: python3 -m pip install 'redis>=5.1,<7'" >&2
+    exit 1
+  fi
+fi
+# kazoo, the Python ZooKeeper client, for the ZooKeeper front end's tests.
+kazoo_ok() {
+  python3 -c 'import kazoo.version, sys; sys.exit(kazoo.version.__version__ != "2.11.0")' \
+    >/dev/null 2>&1
+}
+if ! kazoo_ok; then
+  echo "installing: kazoo"
+  pip=(python3 -m pip install --quiet --disable-pip-version-check 'kazoo==2.11.0')
+  "${pip[@]}" 2>/dev/null || "${pip[@]}" --user --break-system-packages 2>/dev/null || true
+  if ! kazoo_ok; then
+    echo "could not install kazoo 2.11.0: python3 -m pip install 'kazoo==2.11.0'" >&2
     exit 1
   fi
 fi

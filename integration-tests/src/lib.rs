@@ -73,6 +73,8 @@ pub struct NodeProcess {
     pub peer_addr: SocketAddr,
     /// The operations HTTP listener (/metrics, /livez, /readyz, /health).
     pub metrics_addr: SocketAddr,
+    /// The ZooKeeper-protocol listener.
+    pub zk_addr: SocketAddr,
     pub data_dir: PathBuf,
     /// A node added to a running cluster starts with `--join` through
     /// this member's client address (instead of `--peers`).
@@ -145,6 +147,7 @@ impl Cluster {
                 client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
                 peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
                 metrics_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                zk_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
                 data_dir: dir.path().join(format!("node{id}")),
                 join: None,
                 child: None,
@@ -253,6 +256,8 @@ impl Cluster {
             .args(&membership)
             .arg("--metrics-listen")
             .arg(node.metrics_addr.to_string())
+            .arg("--zk-listen")
+            .arg(node.zk_addr.to_string())
             .arg("--data-dir")
             .arg(node.data_dir.join("data"))
             .args(&extra)
@@ -280,6 +285,7 @@ impl Cluster {
             client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            zk_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir: dir,
             join: Some(contact),
             child: None,

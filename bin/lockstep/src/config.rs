@@ -89,6 +89,27 @@ pub struct Cli {
     /// unless set).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve ZooKeeper clients (ZooKeeper's wire protocol) here (off
+    /// unless set).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub zk_listen: Option<SocketAddr>,
+    /// ZooKeeper's tickTime in ms: session timeouts default to 2 to 20 of
+    /// them (default 2000).
+    #[arg(long, value_name = "MS")]
+    pub zk_tick_ms: Option<u64>,
+    /// Shortest ZooKeeper session timeout granted, in ms (default 2 ticks).
+    #[arg(long, value_name = "MS")]
+    pub zk_min_session_timeout_ms: Option<u64>,
+    /// Longest ZooKeeper session timeout granted, in ms (default 20 ticks).
+    #[arg(long, value_name = "MS")]
+    pub zk_max_session_timeout_ms: Option<u64>,
+    /// Largest ZooKeeper request in bytes (jute.maxbuffer, default 1048575).
+    #[arg(long, value_name = "BYTES")]
+    pub zk_max_request_bytes: Option<usize>,
+    /// Four-letter words answered on the ZooKeeper port, comma-separated,
+    /// or * for all (default srvr,ruok,isro).
+    #[arg(long, value_name = "WORDS")]
+    pub zk_4lw_whitelist: Option<String>,
     /// Length of a raft tick in milliseconds.
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -156,6 +177,12 @@ struct FileConfig {
     peer_tls_cert_file: Option<PathBuf>,
     peer_tls_key_file: Option<PathBuf>,
     peer_tls_ca_file: Option<PathBuf>,
+    zk_listen: Option<SocketAddr>,
+    zk_tick_ms: Option<u64>,
+    zk_min_session_timeout_ms: Option<u64>,
+    zk_max_session_timeout_ms: Option<u64>,
+    zk_max_request_bytes: Option<usize>,
+    zk_4lw_whitelist: Option<String>,
     tick_ms: Option<u64>,
     election_ticks: Option<usize>,
     heartbeat_ticks: Option<usize>,
@@ -181,6 +208,8 @@ pub struct Settings {
     pub protected_mode: bool,
     /// The TLS listener and its files.
     pub tls: Option<(SocketAddr, lockstep_server::TlsFiles)>,
+    /// The ZooKeeper listener and its settings.
+    pub zk: Option<(SocketAddr, lockstep_zk::ZkConfig)>,
     pub node: NodeConfig,
     pub limits: Limits,
     pub log_level: slog::Level,
@@ -267,6 +296,62 @@ impl Settings {
             }
             node.cluster_secret = Some(lockstep_raft::ClusterSecret(secret.into()));
         }
+        let zk = match pick!(zk_listen) {
+            None => None,
+            Some(addr) => {
+                let defaults = lockstep_zk::ZkConfig::default();
+                let tick_ms = pick!(zk_tick_ms).unwrap_or(defaults.tick_ms);
+                if tick_ms == 0 {
+                    bail!("--zk-tick-ms must be positive");
+                }
+                let min_session_ms = pick!(zk_min_session_timeout_ms).unwrap_or(2 * tick_ms);
+                let max_session_ms = pick!(zk_max_session_timeout_ms).unwrap_or(20 * tick_ms);
+                if min_session_ms == 0 || min_session_ms > max_session_ms {
+                    bail!("--zk-min-session-timeout-ms must be positive and at most --zk-max-session-timeout-ms");
+                }
+                let max_frame = pick!(zk_max_request_bytes).unwrap_or(defaults.max_frame);
+                if !(1024..=64 << 20).contains(&max_frame) {
+                    bail!("--zk-max-request-bytes must be between 1024 and 67108864");
+                }
+                let four_letter_words = match pick!(zk_4lw_whitelist) {
+                    None => defaults.four_letter_words,
+                    Some(list) => {
+                        let words: Vec<String> = list
+                            .split(',')
+                            .map(|w| w.trim().to_string())
+                            .filter(|w| !w.is_empty())
+                            .collect();
+                        for word in &words {
+                            if word != "*"
+                                && !lockstep_zk::FOUR_LETTER_WORDS.contains(&word.as_str())
+                            {
+                                bail!(
+                                    "--zk-4lw-whitelist: unknown word '{word}' (known: {})",
+                                    lockstep_zk::FOUR_LETTER_WORDS.join(", ")
+                                );
+                            }
+                        }
+                        words
+                    }
+                };
+                Some((
+                    addr,
+                    lockstep_zk::ZkConfig {
+                        client_port: addr.port(),
+                        tick_ms,
+                        min_session_ms,
+                        max_session_ms,
+                        max_frame,
+                        four_letter_words,
+                        secret: node
+                            .cluster_secret
+                            .as_ref()
+                            .map(|s| s.0.to_vec())
+                            .unwrap_or_default(),
+                    },
+                ))
+            }
+        };
         match (
             pick!(peer_tls_cert_file),
             pick!(peer_tls_key_file),
@@ -326,6 +411,7 @@ impl Settings {
             client_addrs,
             join,
             metrics_listen: pick!(metrics_listen),
+            zk,
             tls: match pick!(tls_listen) {
                 None => None,
                 Some(addr) => {

@@ -96,6 +96,14 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
         ),
         None => None,
     };
+    let zk_listener = match &settings.zk {
+        Some((addr, _)) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding ZooKeeper address {addr}"))?,
+        ),
+        None => None,
+    };
     let metrics_listener = match settings.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -168,6 +176,14 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
                 slog::error!(log, "TLS listener stopped"; "error" => err);
             }
         });
+    }
+    if let (Some(listener), Some((_, config))) = (zk_listener, settings.zk.clone()) {
+        tokio::spawn(lockstep_zk::serve(
+            listener,
+            context.clone(),
+            config,
+            shutdown_rx.clone(),
+        ));
     }
     let server = tokio::spawn(serve(client_listener, context, shutdown_rx));
 

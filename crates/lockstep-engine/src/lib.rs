@@ -55,6 +55,7 @@ pub use expiry::{Deadlines, Target, SWEEP_BATCH};
 pub use glob::glob_match;
 
 /// ZooKeeper's watch event types, as [`Event::Znode`] names them.
+pub use namespace::MAX_MULTI_OPS as MAX_ZNODE_MULTI_OPS;
 pub mod watch_events {
     pub use crate::namespace::{CHILDREN_CHANGED, CREATED, DATA_CHANGED, DELETED};
 }

@@ -306,6 +306,8 @@ pub struct Create {
     pub lease: u64,
     pub sequential: bool,
     pub ttl_ms: u64,
+    /// Reply with the new node's stat too (ZooKeeper's create2).
+    pub with_stat: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -400,6 +402,7 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
             lease: 0,
             sequential: false,
             ttl_ms: 0,
+            with_stat: false,
         };
         let mut kinds = 0;
         while let Some(option) = next(true)? {
@@ -414,6 +417,8 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
                 kinds += 1;
             } else if is(option, "sequential") {
                 create.sequential = true;
+            } else if is(option, "stat") {
+                create.with_stat = true;
             } else if is(option, "container") {
                 create.kind = Kind::Container;
                 kinds += 1;
@@ -578,7 +583,10 @@ fn check_version(path: &str, node: &Znode, version: Option<u32>) -> Result<(), Z
     }
 }
 
-fn create(ctx: &mut Context<'_>, create: &Create) -> Result<Result<String, ZError>, StoreError> {
+fn create(
+    ctx: &mut Context<'_>,
+    create: &Create,
+) -> Result<Result<(String, Znode), ZError>, StoreError> {
     let given = text(&create.path);
     if given == "/" && !create.sequential {
         return Ok(Err(ZError("ZNODEEXISTS", "/ exists".into())));
@@ -654,8 +662,13 @@ fn create(ctx: &mut Context<'_>, create: &Create) -> Result<Result<String, ZErro
     }
     event(ctx, &path, CREATED);
     event(ctx, parent_path, CHILDREN_CHANGED);
-    ctx.note_znode_change("znode.create", path.as_bytes(), None, Some(node.data));
-    Ok(Ok(path))
+    ctx.note_znode_change(
+        "znode.create",
+        path.as_bytes(),
+        None,
+        Some(node.data.clone()),
+    );
+    Ok(Ok((path, node)))
 }
 
 /// Removes the node at `path` (it exists and has no children) and keeps
@@ -753,7 +766,16 @@ fn set(
 /// Runs one operation: its reply on success, its error otherwise.
 fn run(ctx: &mut Context<'_>, op: &Op) -> Result<Result<Reply, ZError>, StoreError> {
     Ok(match op {
-        Op::Create(c) => create(ctx, c)?.map(Reply::bulk),
+        Op::Create(c) => create(ctx, c)?.map(|(path, node)| {
+            if c.with_stat {
+                Reply::Map(vec![
+                    (Reply::bulk("path"), Reply::bulk(path)),
+                    (Reply::bulk("stat"), node.stat()),
+                ])
+            } else {
+                Reply::bulk(path)
+            }
+        }),
         Op::Set {
             path,
             data,

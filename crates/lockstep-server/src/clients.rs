@@ -99,6 +99,12 @@ impl Clients {
         id
     }
 
+    /// A connection id no RESP client has, for another front end's
+    /// connections (their watches are keyed by it).
+    pub fn reserve_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     pub fn unregister(&self, id: u64) {
         self.lock().remove(&id);
     }

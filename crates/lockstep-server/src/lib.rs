@@ -37,6 +37,7 @@ pub use codec::{ProtocolError, RequestDecoder};
 pub use http::serve_http;
 pub use limits::Limits;
 pub use metrics::ServerMetrics;
-pub use pubsub::PubSub;
+pub use pubsub::{Mailbox, PubSub, Push};
 pub use server::{serve, Events, ServerContext, StoreStats};
 pub use tls::{serve_tls, ClientAuth, TlsFiles};
+pub use znode_watches::{Kind as ZnodeWatchKind, ZnodeWatches, MAX_WATCHES_PER_CONNECTION};

@@ -134,6 +134,12 @@ impl ServerContext {
         self
     }
 
+    /// An id for a connection of another front end (the ZooKeeper one),
+    /// unique among this node's connections.
+    pub fn reserve_client_id(&self) -> u64 {
+        self.clients.reserve_id()
+    }
+
     /// The client (RESP) address of node `id`: as replicated with the
     /// membership, else as configured.
     pub fn client_addr(&self, status: &lockstep_raft::NodeStatus, id: u64) -> Option<SocketAddr> {

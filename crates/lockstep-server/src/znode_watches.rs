@@ -214,6 +214,28 @@ impl ZnodeWatches {
         })
     }
 
+    /// How many watches `client` holds on `path` of `kind`.
+    pub fn held(&self, client: u64, path: &Bytes, kind: Kind) -> usize {
+        self.with(|inner| {
+            let table = if kind == Kind::Recursive {
+                &inner.recursive
+            } else {
+                &inner.by_path
+            };
+            table
+                .get(path)
+                .into_iter()
+                .flatten()
+                .filter(|id| {
+                    inner
+                        .watches
+                        .get(id)
+                        .is_some_and(|w| w.client == client && w.kind == kind)
+                })
+                .count()
+        })
+    }
+
     /// The connection closed: all its watches go.
     pub fn disconnect(&self, client: u64) {
         if self.count.load(Ordering::Relaxed) == 0 {

@@ -165,7 +165,14 @@ fn a_backup_during_writes_restores_into_a_new_cluster() -> Result<()> {
 #[test]
 fn a_quiet_backup_restores_with_the_sources_digest() -> Result<()> {
     let mut source = Cluster::start(3)?;
-    let mut con = source.client(1)?;
+    // 4,000 pipelined writes run one after another (a commit each): the
+    // server reads the pipeline only as fast as the disk syncs, longer
+    // than the harness's usual 5 s write timeout on a slow disk.
+    let mut con = integration_tests::connect_with_timeout(
+        source.node(1).client_addr,
+        Duration::from_secs(60),
+    )?;
+    let started = std::time::Instant::now();
     let mut pipe = redis::pipe();
     for n in 0..2_000u64 {
         pipe.cmd("SET").arg(format!("k:{n}")).arg(n).ignore();
@@ -176,6 +183,7 @@ fn a_quiet_backup_restores_with_the_sources_digest() -> Result<()> {
             .ignore();
     }
     pipe.query::<()>(&mut con)?;
+    eprintln!("4,000 pipelined writes took {:?}", started.elapsed());
     redis::cmd("ZNODE.CREATE")
         .arg("/app")
         .arg("cfg")

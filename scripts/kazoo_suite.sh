@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs kazoo's own test suite (the modules of its core and recipes) against
+# lockstep: kazoo's harness starts a three-server "ZooKeeper" with
+# `java ... QuorumPeerMain zoo.cfg`, and integration-tests/kazoo/java, first
+# on PATH, starts a lockstep node from each zoo.cfg instead.
+#
+#   scripts/kazoo_suite.sh [pytest args...]     (default: the modules below)
+#
+# Prints pytest's summary; the JUnit XML is kept in $LOCKSTEP_KAZOO_OUT
+# (default: a new temporary directory).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+"$repo/scripts/setup.sh" >/dev/null
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
+cargo build --release -p lockstep --manifest-path "$repo/Cargo.toml" 2>&1 | grep -E "^error" -A5 || true
+export LOCKSTEP_BIN=$CARGO_TARGET_DIR/release/lockstep
+python3 -m pip install --quiet --disable-pip-version-check 'pytest>=7' 'pyopenssl>=23' 2>/dev/null \
+  || python3 -m pip install --quiet --user --break-system-packages 'pytest>=7' 'pyopenssl>=23'
+tests=$(python3 -c 'import kazoo.tests, os; print(os.path.dirname(kazoo.tests.__file__))')
+out=${LOCKSTEP_KAZOO_OUT:-$(mktemp -d)}
+export PATH="$repo/integration-tests/kazoo:$PATH"
+export ZOOKEEPER_VERSION=3.8.4 ZOOKEEPER_PATH=/nonexistent
+modules=(client connection lock election barrier queue counter party partitioner watchers cache lease)
+if [ $# -eq 0 ]; then
+  set -- $(for m in "${modules[@]}"; do echo "$tests/test_$m.py"; done)
+fi
+cd "$out"
+python3 -m pytest -q -p no:cacheprovider --junitxml="$out/kazoo.xml" -o junit_family=xunit1 "$@" || true
+echo "results: $out/kazoo.xml"

@@ -183,11 +183,17 @@ fn a_follower_that_missed_compacted_entries_catches_up_by_snapshot() -> Result<(
         .parse()?;
     cluster.spawn(lagger)?;
     cluster.wait_applied(lagger, target, Duration::from_secs(20))?;
+    // The log is written by a thread of its own: the line may follow the
+    // applied index by a moment.
+    let logged = retry(Duration::from_secs(5), || {
+        if cluster.log_of(lagger).contains("installed snapshot") {
+            Ok(())
+        } else {
+            anyhow::bail!("not logged yet")
+        }
+    });
+    assert!(logged.is_ok(), "caught up without a snapshot");
     let log = cluster.log_of(lagger);
-    assert!(
-        log.contains("installed snapshot"),
-        "caught up without a snapshot"
-    );
     assert!(
         log.contains("snapshot staged"),
         "the payload was not streamed into the staging file"

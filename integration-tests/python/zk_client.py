@@ -214,6 +214,75 @@ def ephemerals(hosts):
     print("ephemerals ok")
 
 
+def security(hosts):
+    from kazoo.exceptions import InvalidACLError, NoAuthError
+    from kazoo.security import (
+        OPEN_ACL_UNSAFE,
+        READ_ACL_UNSAFE,
+        make_acl,
+        make_digest_acl,
+    )
+
+    owner = client(hosts[0], auth_data=[("digest", "alice:secret")])
+    other = client(hosts[1 % len(hosts)])
+    acl = make_digest_acl("alice", "secret", all=True)
+    owner.create("/sec", b"private", acl=[acl])
+    acls, stat = owner.get_acls("/sec")
+    assert acls == [acl] and stat.aversion == 0, (acls, stat)
+    for call in [
+        lambda: other.get_acls("/sec"),  # READ or ADMIN, as ZooKeeper 3.5+
+        lambda: other.get("/sec"),
+        lambda: other.set("/sec", b"x"),
+        lambda: other.create("/sec/child"),
+        lambda: other.get_children("/sec"),
+    ]:
+        try:
+            call()
+        except NoAuthError:
+            pass
+        else:
+            raise AssertionError("a stranger got through")
+    assert other.exists("/sec") is not None  # exists needs no permission
+    assert owner.get("/sec")[0] == b"private"
+    owner.create("/sec/child")
+    # The stranger authenticates later on the same session.
+    other.add_auth("digest", "alice:secret")
+    assert other.get("/sec")[0] == b"private"
+    # READ for everyone, everything for alice; aversion counts changes.
+    stat = owner.set_acls("/sec", [READ_ACL_UNSAFE[0], acl])
+    assert stat.aversion == 1, stat
+    anyone = client(hosts[2 % len(hosts)])
+    assert anyone.get("/sec")[0] == b"private"
+    try:
+        anyone.set("/sec", b"x")
+    except NoAuthError:
+        pass
+    else:
+        raise AssertionError("READ must not allow a write")
+    try:
+        owner.set_acls("/sec", [acl], version=0)
+    except BadVersionError:
+        pass
+    else:
+        raise AssertionError("a stale aversion must fail")
+    # "auth" stands for the creator's identities; an unknown scheme is refused.
+    owner.create("/mine", b"", acl=[make_acl("auth", "", all=True)])
+    assert owner.get_acls("/mine")[0][0].id.id.startswith("alice:")
+    try:
+        owner.create("/bad", b"", acl=[make_acl("nope", "x", all=True)])
+    except InvalidACLError:
+        pass
+    else:
+        raise AssertionError("an unknown ACL scheme must be refused")
+    # An ip ACL for loopback.
+    anyone.create("/local", b"", acl=[make_acl("ip", "127.0.0.0/8", all=True)])
+    assert anyone.get("/local")[0] == b""
+    owner.create("/open", b"", acl=OPEN_ACL_UNSAFE)
+    for zk in (owner, other, anyone):
+        zk.stop()
+    print("security ok")
+
+
 def hold_lock(hosts):
     """Holds a kazoo lock, prints its node, waits for a line on stdin."""
     zk = client(hosts[0])
@@ -231,6 +300,7 @@ SCENARIOS = {
     "watches": watches,
     "locks": locks,
     "ephemerals": ephemerals,
+    "security": security,
     "hold-lock": hold_lock,
 }
 

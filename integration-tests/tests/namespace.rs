@@ -238,3 +238,102 @@ fn an_ephemeral_goes_with_its_connections_lease_and_multi_is_all_or_nothing() ->
     );
     Ok(())
 }
+
+#[test]
+fn acls_are_checked_for_callers_that_name_themselves() -> Result<()> {
+    use integration_tests::error_of;
+    let cluster = Cluster::start(3)?;
+    let mut leader = cluster.client(1)?;
+    let mut follower = cluster.client(3)?;
+    let alice = "alice:Gl1Dm7Yw8UJx0mL4fXJYIBGVlsM=";
+    let created: String = redis::cmd("ZNODE.CREATE")
+        .arg("/acl")
+        .arg("private")
+        .arg("ACL")
+        .arg("cdrwa")
+        .arg("digest")
+        .arg(alice)
+        .arg("ACL")
+        .arg("r")
+        .arg("ip")
+        .arg("10.0.0.0/8")
+        .query(&mut leader)?;
+    assert_eq!(created, "/acl");
+    // A caller without AS is trusted (its Redis user's rights apply).
+    let got: redis::Value = redis::cmd("ZNODE.GET").arg("/acl").query(&mut follower)?;
+    assert!(format!("{got:?}").contains("private"), "{got:?}");
+    let err = error_of(
+        &mut follower,
+        &["ZNODE.GET", "/acl", "AS", "ip", "192.168.1.1"],
+    );
+    assert!(err.starts_with("ZNOAUTH"), "{err}");
+    let got: redis::Value = redis::cmd("ZNODE.GET")
+        .arg("/acl")
+        .arg("AS")
+        .arg("ip")
+        .arg("10.1.2.3")
+        .query(&mut follower)?;
+    assert!(
+        format!("{got:?}").contains("private"),
+        "the ip range may read"
+    );
+    let err = error_of(
+        &mut follower,
+        &["ZNODE.SET", "/acl", "x", "AS", "ip", "10.1.2.3"],
+    );
+    assert!(
+        err.starts_with("ZNOAUTH"),
+        "READ does not allow a write: {err}"
+    );
+    let err = error_of(
+        &mut follower,
+        &["ZNODE.CREATE", "/acl/c", "", "AS", "ip", "10.1.2.3"],
+    );
+    assert!(err.starts_with("ZNOAUTH"), "{err}");
+    let _: redis::Value = redis::cmd("ZNODE.SET")
+        .arg("/acl")
+        .arg("v2")
+        .arg("AS")
+        .arg("digest")
+        .arg(alice)
+        .query(&mut follower)?;
+    // SETACL needs ADMIN and checks the ACL's version.
+    let err = error_of(
+        &mut follower,
+        &[
+            "ZNODE.SETACL",
+            "/acl",
+            "ACL",
+            "31",
+            "world",
+            "anyone",
+            "VERSION",
+            "4",
+        ],
+    );
+    assert!(err.starts_with("ZBADVERSION"), "{err}");
+    let err = error_of(
+        &mut follower,
+        &["ZNODE.SETACL", "/acl", "ACL", "31", "sasl", "x"],
+    );
+    assert!(err.starts_with("ZINVALIDACL"), "{err}");
+    let _: redis::Value = redis::cmd("ZNODE.SETACL")
+        .arg("/acl")
+        .arg("ACL")
+        .arg("31")
+        .arg("world")
+        .arg("anyone")
+        .arg("VERSION")
+        .arg(0)
+        .query(&mut follower)?;
+    let acl: redis::Value = redis::cmd("ZNODE.GETACL").arg("/acl").query(&mut leader)?;
+    let shown = format!("{acl:?}");
+    assert!(
+        shown.contains("cdrwa") && shown.contains("anyone"),
+        "{shown}"
+    );
+    assert!(shown.contains("aversion"), "{shown}");
+    let err = error_of(&mut follower, &["ZNODE.GETACL", "/missing"]);
+    assert!(err.starts_with("ZNONODE"), "{err}");
+    Ok(())
+}

@@ -110,6 +110,10 @@ pub struct Cli {
     /// or * for all (default srvr,ruok,isro).
     #[arg(long, value_name = "WORDS")]
     pub zk_4lw_whitelist: Option<String>,
+    /// A ZooKeeper client authenticated (digest) as this identity,
+    /// user:base64(sha1(user:password)), is subject to no ACL.
+    #[arg(long, value_name = "USER:HASH")]
+    pub zk_super_digest: Option<String>,
     /// Length of a raft tick in milliseconds.
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -183,6 +187,7 @@ struct FileConfig {
     zk_max_session_timeout_ms: Option<u64>,
     zk_max_request_bytes: Option<usize>,
     zk_4lw_whitelist: Option<String>,
+    zk_super_digest: Option<String>,
     tick_ms: Option<u64>,
     election_ticks: Option<usize>,
     heartbeat_ticks: Option<usize>,
@@ -343,6 +348,12 @@ impl Settings {
                         max_session_ms,
                         max_frame,
                         four_letter_words,
+                        super_digest: match pick!(zk_super_digest) {
+                            Some(d) if !d.contains(':') => {
+                                bail!("--zk-super-digest is user:base64(sha1(user:password))")
+                            }
+                            other => other,
+                        },
                         secret: node
                             .cluster_secret
                             .as_ref()

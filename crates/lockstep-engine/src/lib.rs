@@ -45,6 +45,7 @@ mod requests;
 mod script;
 mod spec;
 mod transaction;
+pub mod znode_acl;
 
 pub use commands::{access, parse, unknown_command, Command};
 pub use entry::{

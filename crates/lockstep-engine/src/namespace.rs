@@ -24,11 +24,13 @@ use crate::context::Context;
 use crate::expiry::Target;
 use crate::layout::prefix_end;
 use crate::leases::{self, Attachment};
+use crate::znode_acl::{self, Acl, Identity};
 use crate::{Event, Reply};
 
 pub const NODE: u8 = b'z';
 pub const CHILD: u8 = b'Z';
-const FORMAT: u8 = 1;
+/// Format 2 added the ACL and its version; format 1 records read as open.
+const FORMAT: u8 = 2;
 /// Largest data of one node (ZooKeeper's jute.maxbuffer default).
 pub const MAX_DATA: usize = 1 << 20;
 /// Longest path accepted.
@@ -90,6 +92,9 @@ pub struct Znode {
     /// The lease of an ephemeral node (its session), else 0.
     pub owner: u64,
     pub ttl_ms: u64,
+    /// Changes of the ACL (ZooKeeper's aversion).
+    pub aversion: u32,
+    pub acl: Vec<Acl>,
     pub data: Bytes,
 }
 
@@ -108,6 +113,8 @@ impl Znode {
             next_sequence: 0,
             owner: 0,
             ttl_ms: 0,
+            aversion: 0,
+            acl: znode_acl::open(),
             data: Bytes::new(),
         }
     }
@@ -129,13 +136,16 @@ impl Znode {
         }
         out.put_u64(self.owner);
         out.put_u64(self.ttl_ms);
+        out.put_u32(self.aversion);
+        znode_acl::encode(&self.acl, &mut out);
         out.put_bytes(&self.data);
         out
     }
 
     pub fn decode(data: &[u8]) -> Result<Znode, StoreError> {
         let mut r = Reader::new(data, "znode");
-        if r.u8()? != FORMAT {
+        let format = r.u8()?;
+        if format != FORMAT && format != 1 {
             return Err(StoreError::corrupt("znode", "unknown format"));
         }
         let node = Znode {
@@ -151,6 +161,12 @@ impl Znode {
             next_sequence: r.u32()?,
             owner: r.u64()?,
             ttl_ms: r.u64()?,
+            aversion: if format == 1 { 0 } else { r.u32()? },
+            acl: if format == 1 {
+                znode_acl::open()
+            } else {
+                znode_acl::decode(&mut r)?
+            },
             data: r.bytes()?,
         };
         r.finish()?;
@@ -167,7 +183,7 @@ impl Znode {
             (Reply::bulk("mtime"), i(self.mtime)),
             (Reply::bulk("version"), i(self.version as u64)),
             (Reply::bulk("cversion"), i(self.cversion as u64)),
-            (Reply::bulk("aversion"), i(0)),
+            (Reply::bulk("aversion"), i(self.aversion as u64)),
             (Reply::bulk("ephemeralOwner"), i(self.owner)),
             (Reply::bulk("dataLength"), i(self.data.len() as u64)),
             (Reply::bulk("numChildren"), i(self.num_children as u64)),
@@ -308,6 +324,8 @@ pub struct Create {
     pub ttl_ms: u64,
     /// Reply with the new node's stat too (ZooKeeper's create2).
     pub with_stat: bool,
+    /// The new node's ACL (open if none is given).
+    pub acl: Vec<Acl>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -328,8 +346,22 @@ pub enum Op {
     },
 }
 
+/// A namespace command and who runs it: the identities its ACL checks
+/// see (`AS scheme id`), or None for a trusted caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZnodeRequest {
+    pub caller: Option<Vec<Identity>>,
+    pub command: ZnodeCommand,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ZnodeCommand {
+    GetAcl(Bytes),
+    SetAcl {
+        path: Bytes,
+        acl: Vec<Acl>,
+        version: Option<u32>,
+    },
     Op(Op),
     Multi(Vec<Op>),
     Get(Bytes),
@@ -403,6 +435,7 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
             sequential: false,
             ttl_ms: 0,
             with_stat: false,
+            acl: Vec::new(),
         };
         let mut kinds = 0;
         while let Some(option) = next(true)? {
@@ -419,6 +452,13 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
                 create.sequential = true;
             } else if is(option, "stat") {
                 create.with_stat = true;
+            } else if is(option, "acl") {
+                let perms = next(false)?.expect("required").clone();
+                let scheme = next(false)?.expect("required").clone();
+                let id = next(false)?.expect("required").clone();
+                create
+                    .acl
+                    .push(znode_acl::parse_entry(&perms, &scheme, &id)?);
             } else if is(option, "container") {
                 create.kind = Kind::Container;
                 kinds += 1;
@@ -489,9 +529,48 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
     Ok((op, used))
 }
 
-pub fn parse(name: &str, args: &[Bytes]) -> Result<ZnodeCommand, Reply> {
+pub fn parse(name: &str, args: &[Bytes]) -> Result<ZnodeRequest, Reply> {
+    let (args, caller) = znode_acl::split_caller(args)?;
+    if args.is_empty() && name != "znode.multi" {
+        return Err(Reply::wrong_arity(name));
+    }
+    Ok(ZnodeRequest {
+        caller,
+        command: parse_command(name, args)?,
+    })
+}
+
+fn parse_command(name: &str, args: &[Bytes]) -> Result<ZnodeCommand, Reply> {
     let sub = name.trim_start_matches("znode.");
     Ok(match sub {
+        "getacl" => {
+            if args.len() != 1 {
+                return Err(Reply::syntax_error());
+            }
+            ZnodeCommand::GetAcl(path_arg(&args[0], false)?)
+        }
+        "setacl" => {
+            let path = path_arg(&args[0], false)?;
+            let (mut acl, mut version) = (Vec::new(), None);
+            let mut rest = args[1..].iter();
+            while let Some(option) = rest.next() {
+                let mut value = || rest.next().ok_or_else(Reply::syntax_error);
+                if is(option, "acl") {
+                    let (perms, scheme, id) = (value()?, value()?, value()?);
+                    acl.push(znode_acl::parse_entry(perms, scheme, id)?);
+                } else if is(option, "version") {
+                    version = version_arg(value()?)?;
+                } else {
+                    return Err(Reply::syntax_error());
+                }
+            }
+            if acl.is_empty() {
+                return Err(Reply::error(
+                    "ERR ZNODE.SETACL needs at least one ACL entry",
+                ));
+            }
+            ZnodeCommand::SetAcl { path, acl, version }
+        }
         "create" | "set" | "delete" => {
             let mut argv = vec![Bytes::copy_from_slice(sub.as_bytes())];
             argv.extend_from_slice(args);
@@ -573,6 +652,20 @@ fn text(path: &Bytes) -> &str {
     std::str::from_utf8(path).expect("validated")
 }
 
+/// ZooKeeper's NOAUTH unless `caller` may do `perm` on `node`.
+fn check_acl(path: &str, node: &Znode, caller: Caller<'_>, perm: u32) -> Result<(), ZError> {
+    if znode_acl::allows(&node.acl, caller, perm) {
+        Ok(())
+    } else {
+        Err(ZError(
+            "ZNOAUTH",
+            format!("not authorized to {} {path}", znode_acl::letters(perm)),
+        ))
+    }
+}
+
+type Caller<'a> = Option<&'a [Identity]>;
+
 fn check_version(path: &str, node: &Znode, version: Option<u32>) -> Result<(), ZError> {
     match version {
         Some(expected) if expected != node.version => Err(ZError(
@@ -586,6 +679,7 @@ fn check_version(path: &str, node: &Znode, version: Option<u32>) -> Result<(), Z
 fn create(
     ctx: &mut Context<'_>,
     create: &Create,
+    caller: Caller<'_>,
 ) -> Result<Result<(String, Znode), ZError>, StoreError> {
     let given = text(&create.path);
     if given == "/" && !create.sequential {
@@ -599,6 +693,17 @@ fn create(
     };
     let Some(mut parent) = load(ctx, parent_path)? else {
         return Ok(Err(no_node(parent_path)));
+    };
+    if let Err(err) = check_acl(parent_path, &parent, caller, znode_acl::CREATE) {
+        return Ok(Err(err));
+    }
+    let acl = if create.acl.is_empty() {
+        znode_acl::open()
+    } else {
+        match znode_acl::validate(create.acl.clone(), caller) {
+            Ok(acl) => acl,
+            Err(why) => return Ok(Err(ZError("ZINVALIDACL", why))),
+        }
     };
     if parent.kind == Kind::Ephemeral {
         return Ok(Err(ZError(
@@ -641,6 +746,8 @@ fn create(
         next_sequence: 0,
         owner: create.lease,
         ttl_ms: create.ttl_ms,
+        aversion: 0,
+        acl,
         data: create.data.clone(),
     };
     save(ctx, &path, &node);
@@ -711,6 +818,7 @@ fn delete(
     ctx: &mut Context<'_>,
     path: &Bytes,
     version: Option<u32>,
+    caller: Caller<'_>,
 ) -> Result<Result<(), ZError>, StoreError> {
     let path = text(path);
     if path == "/" || path == SYSTEM {
@@ -719,6 +827,14 @@ fn delete(
     let Some(node) = load(ctx, path)? else {
         return Ok(Err(no_node(path)));
     };
+    if caller.is_some() {
+        let (parent_path, _) = split(path);
+        if let Some(parent) = load(ctx, parent_path)? {
+            if let Err(err) = check_acl(parent_path, &parent, caller, znode_acl::DELETE) {
+                return Ok(Err(err));
+            }
+        }
+    }
     if let Err(err) = check_version(path, &node, version) {
         return Ok(Err(err));
     }
@@ -737,6 +853,7 @@ fn set(
     path: &Bytes,
     data: &Bytes,
     version: Option<u32>,
+    caller: Caller<'_>,
 ) -> Result<Result<Znode, ZError>, StoreError> {
     let path = text(path);
     if path == SYSTEM {
@@ -745,6 +862,9 @@ fn set(
     let Some(mut node) = load(ctx, path)? else {
         return Ok(Err(no_node(path)));
     };
+    if let Err(err) = check_acl(path, &node, caller, znode_acl::WRITE) {
+        return Ok(Err(err));
+    }
     if let Err(err) = check_version(path, &node, version) {
         return Ok(Err(err));
     }
@@ -764,9 +884,13 @@ fn set(
 }
 
 /// Runs one operation: its reply on success, its error otherwise.
-fn run(ctx: &mut Context<'_>, op: &Op) -> Result<Result<Reply, ZError>, StoreError> {
+fn run(
+    ctx: &mut Context<'_>,
+    op: &Op,
+    caller: Caller<'_>,
+) -> Result<Result<Reply, ZError>, StoreError> {
     Ok(match op {
-        Op::Create(c) => create(ctx, c)?.map(|(path, node)| {
+        Op::Create(c) => create(ctx, c, caller)?.map(|(path, node)| {
             if c.with_stat {
                 Reply::Map(vec![
                     (Reply::bulk("path"), Reply::bulk(path)),
@@ -780,21 +904,73 @@ fn run(ctx: &mut Context<'_>, op: &Op) -> Result<Result<Reply, ZError>, StoreErr
             path,
             data,
             version,
-        } => set(ctx, path, data, *version)?.map(|node| node.stat()),
-        Op::Delete { path, version } => delete(ctx, path, *version)?.map(|()| Reply::ok()),
+        } => set(ctx, path, data, *version, caller)?.map(|node| node.stat()),
+        Op::Delete { path, version } => delete(ctx, path, *version, caller)?.map(|()| Reply::ok()),
         Op::Check { path, version } => {
             let name = text(path);
             match load(ctx, name)? {
                 None => Err(no_node(name)),
-                Some(node) => check_version(name, &node, *version).map(|()| Reply::ok()),
+                Some(node) => check_acl(name, &node, caller, znode_acl::READ)
+                    .and_then(|()| check_version(name, &node, *version))
+                    .map(|()| Reply::ok()),
             }
         }
     })
 }
 
-pub fn execute(ctx: &mut Context<'_>, command: ZnodeCommand) -> Result<Reply, StoreError> {
-    Ok(match command {
-        ZnodeCommand::Op(op) => match run(ctx, &op)? {
+/// Loads `path` for a read that needs `perm`: the node, or the error.
+fn readable(
+    ctx: &Context<'_>,
+    path: &str,
+    caller: Caller<'_>,
+    perm: u32,
+) -> Result<Result<Znode, ZError>, StoreError> {
+    Ok(match load(ctx, path)? {
+        None => Err(no_node(path)),
+        Some(node) => check_acl(path, &node, caller, perm).map(|()| node),
+    })
+}
+
+pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, StoreError> {
+    let caller = request.caller.as_deref();
+    Ok(match request.command {
+        ZnodeCommand::GetAcl(path) => {
+            match readable(ctx, text(&path), caller, znode_acl::READ | znode_acl::ADMIN)? {
+                Err(err) => err.reply(),
+                Ok(node) => Reply::Map(vec![
+                    (Reply::bulk("acl"), znode_acl::reply(&node.acl)),
+                    (Reply::bulk("stat"), node.stat()),
+                ]),
+            }
+        }
+        ZnodeCommand::SetAcl { path, acl, version } => {
+            let name = text(&path);
+            if name == SYSTEM {
+                return Ok(bad_arguments("/zookeeper is reserved".into()).reply());
+            }
+            let mut node = match readable(ctx, name, caller, znode_acl::ADMIN)? {
+                Err(err) => return Ok(err.reply()),
+                Ok(node) => node,
+            };
+            if let Some(expected) = version.filter(|v| *v != node.aversion) {
+                return Ok(ZError(
+                    "ZBADVERSION",
+                    format!(
+                        "{name}'s ACL is at version {}, not {expected}",
+                        node.aversion
+                    ),
+                )
+                .reply());
+            }
+            node.acl = match znode_acl::validate(acl, caller) {
+                Ok(acl) => acl,
+                Err(why) => return Ok(ZError("ZINVALIDACL", why).reply()),
+            };
+            node.aversion = node.aversion.wrapping_add(1);
+            save(ctx, name, &node);
+            node.stat()
+        }
+        ZnodeCommand::Op(op) => match run(ctx, &op, caller)? {
             Ok(reply) => reply,
             Err(err) => err.reply(),
         },
@@ -814,7 +990,7 @@ pub fn execute(ctx: &mut Context<'_>, command: ZnodeCommand) -> Result<Reply, St
                     );
                     continue;
                 }
-                match run(ctx, op)? {
+                match run(ctx, op, caller)? {
                     Ok(reply) => results.push(reply),
                     Err(err) => {
                         failed = true;
@@ -833,9 +1009,9 @@ pub fn execute(ctx: &mut Context<'_>, command: ZnodeCommand) -> Result<Reply, St
             }
             Reply::Array(results)
         }
-        ZnodeCommand::Get(path) => match load(ctx, text(&path))? {
-            None => no_node(text(&path)).reply(),
-            Some(node) => Reply::Map(vec![
+        ZnodeCommand::Get(path) => match readable(ctx, text(&path), caller, znode_acl::READ)? {
+            Err(err) => err.reply(),
+            Ok(node) => Reply::Map(vec![
                 (Reply::bulk("data"), Reply::Bulk(node.data.clone())),
                 (Reply::bulk("stat"), node.stat()),
             ]),
@@ -856,8 +1032,9 @@ pub fn execute(ctx: &mut Context<'_>, command: ZnodeCommand) -> Result<Reply, St
             count,
         } => {
             let name = text(&path);
-            let Some(node) = load(ctx, name)? else {
-                return Ok(no_node(name).reply());
+            let node = match readable(ctx, name, caller, znode_acl::READ)? {
+                Err(err) => return Ok(err.reply()),
+                Ok(node) => node,
             };
             let limit = count.unwrap_or(MAX_CHILDREN_REPLY);
             let prefix = children_prefix(name);

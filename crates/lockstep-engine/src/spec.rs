@@ -161,6 +161,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("znode.exists", -2, Read, 0, 0, 0),
     spec("znode.stat", 2, Read, 0, 0, 0),
     spec("znode.children", -2, Read, 0, 0, 0),
+    spec("znode.getacl", -2, Read, 0, 0, 0),
+    spec("znode.setacl", -6, Write, 0, 0, 0),
     spec("spublish", 3, Write, 1, 1, 1),
     spec("hset", -4, Write, 1, 1, 1),
     spec("hmset", -4, Write, 1, 1, 1),

@@ -43,8 +43,12 @@ pub struct Conn {
     /// closeSession ended the session: nothing to unbind.
     pub closed_session: bool,
     pub remote: SocketAddr,
-    /// Identities added with auth: (scheme, user).
-    pub auths: Vec<(Bytes, Bytes)>,
+    /// Identities added with auth, as ACLs name them (`digest`,
+    /// `user:base64(sha1(user:password))`).
+    pub identities: Vec<(Bytes, Bytes)>,
+    /// Authenticated as the configured super digest: no ACL applies.
+    pub superuser: bool,
+    super_digest: Option<String>,
     recent: VecDeque<(u64, i32, Bytes)>,
     leaderless_since: Option<Instant>,
     lease_checked: Instant,
@@ -55,6 +59,20 @@ impl Conn {
     pub fn index(&self) -> u64 {
         self.ctx.node.delivered_index()
     }
+}
+
+/// ZooKeeper's digest identity: `user:base64(sha1("user:password"))`.
+pub fn digest_id(user: &[u8], credentials: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let hash = sha1_smol::Sha1::from(credentials).digest().bytes();
+    let mut id = user.to_vec();
+    id.push(b':');
+    id.extend_from_slice(
+        base64::engine::general_purpose::STANDARD
+            .encode(hash)
+            .as_bytes(),
+    );
+    id
 }
 
 fn framed(w: &Writer, out: &mut BytesMut) {
@@ -138,7 +156,9 @@ pub async fn run(
         mailbox,
         closed_session: false,
         remote,
-        auths: Vec::new(),
+        identities: Vec::new(),
+        superuser: false,
+        super_digest: config.super_digest.clone(),
         recent: VecDeque::new(),
         leaderless_since: None,
         lease_checked: Instant::now(),
@@ -357,9 +377,16 @@ impl Conn {
         let Some(colon) = auth.iter().position(|b| *b == b':') else {
             return failed();
         };
-        let user = auth.slice(..colon);
-        if !self.auths.iter().any(|(s, u)| s == &scheme && u == &user) {
-            self.auths.push((scheme, user));
+        let id = Bytes::from(digest_id(&auth[..colon], &auth));
+        if self.super_digest.as_deref().map(str::as_bytes) == Some(&id[..]) {
+            self.superuser = true;
+        }
+        if !self
+            .identities
+            .iter()
+            .any(|(s, i)| s == &scheme && i == &id)
+        {
+            self.identities.push((scheme, id));
         }
         Outcome::Reply(Answer {
             index: 0,
@@ -373,7 +400,11 @@ impl Conn {
             Bytes::from_static(b"ip"),
             Bytes::from(self.remote.ip().to_string()),
         )];
-        ids.extend(self.auths.iter().cloned());
+        // ZooKeeper reports a digest identity by its user name.
+        ids.extend(self.identities.iter().map(|(scheme, id)| {
+            let user = id.split(|b| *b == b':').next().unwrap_or(&[]);
+            (scheme.clone(), Bytes::copy_from_slice(user))
+        }));
         let mut w = Writer::default();
         w.int(ids.len() as i32);
         for (scheme, user) in &ids {

@@ -52,6 +52,9 @@ pub struct ZkConfig {
     pub four_letter_words: Vec<String>,
     /// Mixed into session passwords: the cluster secret, when configured.
     pub secret: Vec<u8>,
+    /// `user:base64(sha1(user:password))`: a client that authenticates as
+    /// it is subject to no ACL (ZooKeeper's superDigest).
+    pub super_digest: Option<String>,
 }
 
 impl Default for ZkConfig {
@@ -64,6 +67,7 @@ impl Default for ZkConfig {
             max_frame: 0xfffff,
             four_letter_words: vec!["srvr".into(), "ruok".into(), "isro".into()],
             secret: Vec::new(),
+            super_digest: None,
         }
     }
 }

@@ -98,13 +98,36 @@ fn version(v: i32) -> Bytes {
     b(&v.to_string())
 }
 
-/// Until ACLs are stored with nodes, a create names the open ACL or is
-/// refused: accepting a narrower ACL and not enforcing it would be worse.
-fn acl_supported(acl: &[Acl]) -> bool {
-    !acl.is_empty()
-        && acl.iter().all(|a| {
-            a.perms == crate::proto::PERM_ALL && &a.scheme[..] == b"world" && &a.id[..] == b"anyone"
+fn push_acl(argv: &mut Vec<Bytes>, acl: &[Acl]) {
+    for entry in acl {
+        argv.push(b("ACL"));
+        argv.push(b(
+            &(entry.perms & lockstep_engine::znode_acl::ALL as i32).to_string()
+        ));
+        argv.push(entry.scheme.clone());
+        argv.push(entry.id.clone());
+    }
+}
+
+/// The engine's ACL reply (`[letters, scheme, id]` each) as jute.
+fn acl_of(reply: &Reply) -> Vec<Acl> {
+    let Some(Reply::Array(entries)) = field(reply, "acl") else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Reply::Array(parts) => match parts.as_slice() {
+                [Reply::Bulk(perms), Reply::Bulk(scheme), Reply::Bulk(id)] => Some(Acl {
+                    perms: lockstep_engine::znode_acl::parse_perms(perms).unwrap_or(0) as i32,
+                    scheme: scheme.clone(),
+                    id: id.clone(),
+                }),
+                _ => None,
+            },
+            _ => None,
         })
+        .collect()
 }
 
 impl Conn {
@@ -116,10 +139,11 @@ impl Conn {
         {
             return Err(err::BAD_ARGUMENTS);
         }
-        if !acl_supported(&c.acl) {
+        if c.acl.is_empty() {
             return Err(err::INVALID_ACL);
         }
         let mut argv = vec![b("ZNODE.CREATE"), c.path.clone(), c.data.clone()];
+        push_acl(&mut argv, &c.acl);
         if in_multi {
             argv[0] = b("create");
         }
@@ -146,13 +170,28 @@ impl Conn {
         Ok(argv)
     }
 
+    /// `argv` with this session's identities for the engine's ACL
+    /// checks (none for the super user: trusted).
+    pub fn as_caller(&self, argv: &[Bytes]) -> Vec<Bytes> {
+        let mut out = argv.to_vec();
+        if !self.superuser && argv[0].starts_with(b"ZNODE.") {
+            out.extend([b("AS"), b("ip"), b(&self.remote.ip().to_string())]);
+            for (scheme, id) in &self.identities {
+                out.extend([b("AS"), scheme.clone(), id.clone()]);
+            }
+        }
+        out
+    }
+
     async fn write(&mut self, argv: &[Bytes]) -> Result<(Reply, u64), ProposeError> {
-        let answered = self.ctx.node.propose(argv).await?;
+        let argv = self.as_caller(argv);
+        let answered = self.ctx.node.propose(&argv).await?;
         Ok((answered.reply, answered.index))
     }
 
     async fn read(&mut self, argv: &[Bytes]) -> Result<(Reply, u64), ProposeError> {
-        self.ctx.node.read_at(argv).await
+        let argv = self.as_caller(argv);
+        self.ctx.node.read_at(&argv).await
     }
 
     /// A read that may leave a one-shot watch: registered before the read
@@ -300,20 +339,40 @@ impl Conn {
                 }
             }
             Request::GetAcl { path } => {
-                let argv = [b("ZNODE.STAT"), path];
+                let argv = [b("ZNODE.GETACL"), path];
                 let (reply, index) = self.read(&argv).await?;
                 match error_code(&reply) {
                     Some(code) => Answer::error(index, code),
                     None => {
                         let mut w = Writer::default();
-                        Acl::write_list(&[Acl::open()], &mut w);
-                        stat_of(&reply).write(&mut w);
+                        Acl::write_list(&acl_of(&reply), &mut w);
+                        if let Some(stat) = field(&reply, "stat") {
+                            stat_of(stat).write(&mut w);
+                        }
                         Answer::ok(index, w)
                     }
                 }
             }
-            // ACLs are not stored with nodes yet: every node is open.
-            Request::SetAcl { .. } => Answer::error(self.index(), err::UNIMPLEMENTED),
+            Request::SetAcl {
+                path,
+                acl,
+                version: v,
+            } => {
+                if acl.is_empty() {
+                    return Ok(Outcome::Reply(Answer::error(
+                        self.index(),
+                        err::INVALID_ACL,
+                    )));
+                }
+                let mut argv = vec![b("ZNODE.SETACL"), path];
+                push_acl(&mut argv, &acl);
+                argv.extend([b("VERSION"), version(v)]);
+                let (reply, index) = self.write(&argv).await?;
+                match error_code(&reply) {
+                    Some(code) => Answer::error(index, code),
+                    None => Answer::ok(index, stat_body(&reply)),
+                }
+            }
             Request::GetAllChildrenNumber { .. } => Answer::error(self.index(), err::UNIMPLEMENTED),
             Request::Sync { path } => {
                 self.ctx.node.read_barrier().await?;
@@ -520,7 +579,7 @@ impl Conn {
                 }
                 _ => unreachable!("parse admits only reads in a multiRead"),
             };
-            let (reply, at) = self.ctx.node.read_local_at(&argv);
+            let (reply, at) = self.ctx.node.read_local_at(&self.as_caller(&argv));
             index = index.max(at);
             if let Some(code) = error_code(&reply) {
                 w.int(op::ERROR).boolean(false).int(code).int(code);

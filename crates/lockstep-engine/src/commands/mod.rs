@@ -25,7 +25,7 @@ use crate::election::{self, ElectionCommand};
 use crate::leases::{self, LeaseCommand};
 use crate::limits::{self, LimitsCommand};
 use crate::locks::{self, LockCommand};
-use crate::namespace::{self, ZnodeCommand};
+use crate::namespace::{self, ZnodeRequest};
 use crate::record::{Record, ValueType};
 use crate::registry::{self, RegistryCommand};
 use crate::script::{self, ScriptCommand};
@@ -141,7 +141,7 @@ pub enum Command {
     /// CHANGES.READ / CHANGES.INFO: the change feed.
     Changes(ChangesCommand),
     /// ZNODE.*: the namespace.
-    Znode(ZnodeCommand),
+    Znode(ZnodeRequest),
     /// Hash, list, set and sorted set commands.
     Collection(CollectionCommand),
     /// ACL.*: users (see `acl`).

@@ -15,8 +15,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
 cargo build --release -p lockstep --manifest-path "$repo/Cargo.toml" 2>&1 | grep -E "^error" -A5 || true
 export LOCKSTEP_BIN=$CARGO_TARGET_DIR/release/lockstep
-python3 -m pip install --quiet --disable-pip-version-check 'pytest>=7' 'pyopenssl>=23' 2>/dev/null \
-  || python3 -m pip install --quiet --user --break-system-packages 'pytest>=7' 'pyopenssl>=23'
+# kazoo's test extras (its harness imports pyjks and pyOpenSSL).
+test_deps="pytest>=7 pytest-timeout objgraph pyjks pyopenssl>=23,<24 cryptography<42"
+python3 -m pip install --quiet --disable-pip-version-check $test_deps 2>/dev/null \
+  || python3 -m pip install --quiet --user --break-system-packages $test_deps
 tests=$(python3 -c 'import kazoo.tests, os; print(os.path.dirname(kazoo.tests.__file__))')
 out=${LOCKSTEP_KAZOO_OUT:-$(mktemp -d)}
 export PATH="$repo/integration-tests/kazoo:$PATH"
@@ -26,5 +28,5 @@ if [ $# -eq 0 ]; then
   set -- $(for m in "${modules[@]}"; do echo "$tests/test_$m.py"; done)
 fi
 cd "$out"
-python3 -m pytest -q -p no:cacheprovider --junitxml="$out/kazoo.xml" -o junit_family=xunit1 "$@" || true
+python3 -m pytest -q -p no:cacheprovider --timeout 120 --junitxml="$out/kazoo.xml" -o junit_family=xunit1 "$@" || true
 echo "results: $out/kazoo.xml"

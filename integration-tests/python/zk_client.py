@@ -56,6 +56,14 @@ def basics(hosts):
     names, parent = b.get_children("/basics", include_data=True)
     assert parent.numChildren == 3 and parent.cversion == 3, parent
     assert "zookeeper" in a.get_children("/")
+    # Null data is not empty data.
+    a.create("/basics/null", None)
+    assert b.get("/basics/null")[0] is None
+    a.set("/basics/null", b"")
+    assert b.get("/basics/null")[0] == b""
+    a.set("/basics/null", None)
+    assert b.get("/basics/null")[0] is None
+    a.delete("/basics/null")
     assert a.exists("/basics/nope") is None
     path, created = a.create("/basics/with-stat", b"abc", include_data=True)
     assert path == "/basics/with-stat" and created.dataLength == 3, created

@@ -95,6 +95,8 @@ pub struct Znode {
     /// Changes of the ACL (ZooKeeper's aversion).
     pub aversion: u32,
     pub acl: Vec<Acl>,
+    /// No data at all (ZooKeeper's null), as opposed to empty data.
+    pub null_data: bool,
     pub data: Bytes,
 }
 
@@ -115,6 +117,7 @@ impl Znode {
             ttl_ms: 0,
             aversion: 0,
             acl: znode_acl::open(),
+            null_data: false,
             data: Bytes::new(),
         }
     }
@@ -138,6 +141,7 @@ impl Znode {
         out.put_u64(self.ttl_ms);
         out.put_u32(self.aversion);
         znode_acl::encode(&self.acl, &mut out);
+        out.put_u8(self.null_data as u8);
         out.put_bytes(&self.data);
         out
     }
@@ -167,6 +171,7 @@ impl Znode {
             } else {
                 znode_acl::decode(&mut r)?
             },
+            null_data: format != 1 && r.u8()? != 0,
             data: r.bytes()?,
         };
         r.finish()?;
@@ -326,6 +331,8 @@ pub struct Create {
     pub with_stat: bool,
     /// The new node's ACL (open if none is given).
     pub acl: Vec<Acl>,
+    /// NODATA: ZooKeeper's null data (the data argument must be empty).
+    pub null_data: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -335,6 +342,8 @@ pub enum Op {
         path: Bytes,
         data: Bytes,
         version: Option<u32>,
+        /// NODATA: ZooKeeper's null data.
+        null_data: bool,
     },
     Delete {
         path: Bytes,
@@ -436,6 +445,7 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
             ttl_ms: 0,
             with_stat: false,
             acl: Vec::new(),
+            null_data: false,
         };
         let mut kinds = 0;
         while let Some(option) = next(true)? {
@@ -452,6 +462,8 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
                 create.sequential = true;
             } else if is(option, "stat") {
                 create.with_stat = true;
+            } else if is(option, "nodata") && create.data.is_empty() {
+                create.null_data = true;
             } else if is(option, "acl") {
                 let perms = next(false)?.expect("required").clone();
                 let scheme = next(false)?.expect("required").clone();
@@ -489,10 +501,12 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
     } else if is(name, "set") {
         let path = path_arg(next(false)?.expect("required"), false)?;
         let data = data_arg(next(false)?.expect("required"))?;
-        let mut version = None;
+        let (mut version, mut null_data) = (None, false);
         while let Some(option) = next(true)? {
             if is(option, "version") {
                 version = version_arg(next(false)?.expect("required"))?;
+            } else if is(option, "nodata") && data.is_empty() {
+                null_data = true;
             } else {
                 return Err(syntax());
             }
@@ -501,6 +515,7 @@ fn parse_op(args: &[Bytes], in_multi: bool) -> Result<(Op, usize), Reply> {
             path,
             data,
             version,
+            null_data,
         }
     } else if is(name, "delete") || is(name, "check") {
         let path = path_arg(next(false)?.expect("required"), false)?;
@@ -748,6 +763,7 @@ fn create(
         ttl_ms: create.ttl_ms,
         aversion: 0,
         acl,
+        null_data: create.null_data,
         data: create.data.clone(),
     };
     save(ctx, &path, &node);
@@ -852,6 +868,7 @@ fn set(
     ctx: &mut Context<'_>,
     path: &Bytes,
     data: &Bytes,
+    null_data: bool,
     version: Option<u32>,
     caller: Caller<'_>,
 ) -> Result<Result<Znode, ZError>, StoreError> {
@@ -869,6 +886,7 @@ fn set(
         return Ok(Err(err));
     }
     let before = std::mem::replace(&mut node.data, data.clone());
+    node.null_data = null_data;
     node.version = node.version.wrapping_add(1);
     node.mzxid = ctx.index;
     node.mtime = ctx.ct;
@@ -904,7 +922,8 @@ fn run(
             path,
             data,
             version,
-        } => set(ctx, path, data, *version, caller)?.map(|node| node.stat()),
+            null_data,
+        } => set(ctx, path, data, *null_data, *version, caller)?.map(|node| node.stat()),
         Op::Delete { path, version } => delete(ctx, path, *version, caller)?.map(|()| Reply::ok()),
         Op::Check { path, version } => {
             let name = text(path);
@@ -1012,7 +1031,14 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
         ZnodeCommand::Get(path) => match readable(ctx, text(&path), caller, znode_acl::READ)? {
             Err(err) => err.reply(),
             Ok(node) => Reply::Map(vec![
-                (Reply::bulk("data"), Reply::Bulk(node.data.clone())),
+                (
+                    Reply::bulk("data"),
+                    if node.null_data {
+                        Reply::Nil
+                    } else {
+                        Reply::Bulk(node.data.clone())
+                    },
+                ),
                 (Reply::bulk("stat"), node.stat()),
             ]),
         },
@@ -1084,6 +1110,7 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
                         format!("{name}/{}", String::from_utf8_lossy(child))
                     };
                     values.push(match load(ctx, &child_path)? {
+                        Some(node) if node.null_data => Reply::Nil,
                         Some(node) => Reply::Bulk(node.data),
                         None => Reply::Nil,
                     });

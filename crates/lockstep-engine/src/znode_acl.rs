@@ -228,6 +228,15 @@ pub fn validate(acl: Vec<Acl>, caller: Option<&[Identity]>) -> Result<Vec<Acl>, 
             }
         }
     }
+    // The same entry twice is kept once, as ZooKeeper does.
+    let mut seen = Vec::with_capacity(out.len());
+    out.retain(|entry| {
+        let fresh = !seen.contains(entry);
+        if fresh {
+            seen.push(entry.clone());
+        }
+        fresh
+    });
     if out.is_empty() {
         return Err("an ACL needs at least one entry".into());
     }
@@ -321,6 +330,8 @@ mod tests {
         );
         assert!(validate(vec![acl(ALL, "auth", "")], Some(&bob[..1])).is_err());
         assert!(validate(vec![], None).is_err());
+        let twice = vec![acl(ALL, "world", "anyone"), acl(ALL, "world", "anyone")];
+        assert_eq!(validate(twice, None).unwrap().len(), 1, "duplicates go");
         assert!(validate(vec![acl(ALL, "world", "someone")], None).is_err());
         assert!(validate(vec![acl(ALL, "ip", "not-an-ip")], None).is_err());
         assert!(validate(vec![acl(ALL, "ip", "10.0.0.0/8")], None).is_ok());

@@ -20,7 +20,7 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use crate::jute::{Reader, Writer};
 use crate::ops::{Answer, Outcome};
-use crate::proto::{self, err, event, op, xid, BadRequest, Request};
+use crate::proto::{self, err, event, op, xid, BadRequest, Request, SetWatches};
 use crate::session::{self, Refusal, ZkSession, PASSWORD_LEN};
 use crate::words;
 use crate::{Stats, ZkConfig};
@@ -279,25 +279,7 @@ impl Conn {
                 }))
             }
             Request::Auth { scheme, auth } => Ok(self.auth(scheme, auth)),
-            Request::SetWatches {
-                relative_zxid,
-                data,
-                exist,
-                child,
-                persistent,
-                recursive,
-            } => {
-                self.set_watches(
-                    relative_zxid,
-                    data,
-                    exist,
-                    child,
-                    persistent,
-                    recursive,
-                    out,
-                )
-                .await
-            }
+            Request::SetWatches(watches) => self.set_watches(watches, out).await,
             Request::AddWatch { path, mode } => Ok(Outcome::Reply(self.add_watch(path, mode))),
             Request::WhoAmI => Ok(Outcome::Reply(self.who_am_i())),
             other => self.handle(other).await,
@@ -457,24 +439,18 @@ impl Conn {
     /// (ZooKeeper's rules: a data watch on a node gone or modified since,
     /// an exists watch on a node that now exists, a child watch on a node
     /// gone or whose children changed since).
-    #[allow(clippy::too_many_arguments)]
     async fn set_watches(
         &mut self,
-        relative_zxid: i64,
-        data: Vec<Bytes>,
-        exist: Vec<Bytes>,
-        child: Vec<Bytes>,
-        persistent: Vec<Bytes>,
-        recursive: Vec<Bytes>,
+        watches: SetWatches,
         out: &mut BytesMut,
     ) -> Result<Outcome, lockstep_raft::ProposeError> {
         self.ctx.node.read_barrier().await?;
-        let relative = relative_zxid.max(0) as u64;
+        let relative = watches.relative_zxid.max(0) as u64;
         let mut index = self.index();
         let lists = [
-            (Kind::Data, data),
-            (Kind::Exists, exist),
-            (Kind::Child, child),
+            (Kind::Data, watches.data),
+            (Kind::Exists, watches.exist),
+            (Kind::Child, watches.child),
         ];
         for (kind, paths) in lists {
             for path in paths {
@@ -514,7 +490,10 @@ impl Conn {
                 }
             }
         }
-        for (kind, paths) in [(Kind::Persistent, persistent), (Kind::Recursive, recursive)] {
+        for (kind, paths) in [
+            (Kind::Persistent, watches.persistent),
+            (Kind::Recursive, watches.recursive),
+        ] {
             for path in paths {
                 if lockstep_engine::validate_znode_path(&path).is_ok() {
                     self.ctx.znode_watches.register(

@@ -61,6 +61,15 @@ impl Reader {
         Ok(out)
     }
 
+    /// A buffer that may be null (None).
+    pub fn optional_buffer(&mut self) -> Result<Option<Bytes>, Malformed> {
+        if self.remaining() >= 4 && self.data[self.at..self.at + 4] == [0xff; 4] {
+            self.at += 4;
+            return Ok(None);
+        }
+        self.buffer().map(Some)
+    }
+
     /// A string; null reads as empty. Kept as bytes: paths are checked
     /// (UTF-8 among the rules) where they are used.
     pub fn string(&mut self) -> Result<Bytes, Malformed> {

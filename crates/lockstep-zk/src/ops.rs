@@ -47,7 +47,8 @@ fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
 }
 
-fn field<'a>(reply: &'a Reply, name: &str) -> Option<&'a Reply> {
+/// A field of an engine map reply.
+pub(crate) fn field<'a>(reply: &'a Reply, name: &str) -> Option<&'a Reply> {
     let Reply::Map(fields) = reply else {
         return None;
     };
@@ -142,7 +143,14 @@ impl Conn {
         if c.acl.is_empty() {
             return Err(err::INVALID_ACL);
         }
-        let mut argv = vec![b("ZNODE.CREATE"), c.path.clone(), c.data.clone()];
+        let mut argv = vec![
+            b("ZNODE.CREATE"),
+            c.path.clone(),
+            c.data.clone().unwrap_or_default(),
+        ];
+        if c.data.is_none() {
+            argv.push(b("NODATA"));
+        }
         push_acl(&mut argv, &c.acl);
         if in_multi {
             argv[0] = b("create");
@@ -281,7 +289,16 @@ impl Conn {
                 data,
                 version: v,
             } => {
-                let argv = [b("ZNODE.SET"), path, data, b("VERSION"), version(v)];
+                let mut argv = vec![
+                    b("ZNODE.SET"),
+                    path,
+                    data.clone().unwrap_or_default(),
+                    b("VERSION"),
+                    version(v),
+                ];
+                if data.is_none() {
+                    argv.push(b("NODATA"));
+                }
                 let (reply, index) = self.write(&argv).await?;
                 match error_code(&reply) {
                     Some(code) => Answer::error(index, code),
@@ -312,7 +329,8 @@ impl Conn {
                         let mut w = Writer::default();
                         match field(&reply, "data") {
                             Some(Reply::Bulk(data)) => w.buffer(data),
-                            _ => w.buffer(b""),
+                            // Null data: a null buffer.
+                            _ => w.int(-1),
                         };
                         if let Some(stat) = field(&reply, "stat") {
                             stat_of(stat).write(&mut w);
@@ -485,10 +503,13 @@ impl Conn {
                     argv.extend([
                         b("set"),
                         path.clone(),
-                        data.clone(),
+                        data.clone().unwrap_or_default(),
                         b("VERSION"),
                         version(*v),
                     ]);
+                    if data.is_none() {
+                        argv.push(b("NODATA"));
+                    }
                     kinds.push(op::SET_DATA);
                 }
                 Request::Delete { path, version: v } => {
@@ -589,7 +610,7 @@ impl Conn {
             if kind == op::GET_DATA {
                 match field(&reply, "data") {
                     Some(Reply::Bulk(data)) => w.buffer(data),
-                    _ => w.buffer(b""),
+                    _ => w.int(-1),
                 };
                 if let Some(stat) = field(&reply, "stat") {
                     stat_of(stat).write(&mut w);

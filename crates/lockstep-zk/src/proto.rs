@@ -197,7 +197,8 @@ impl CreateMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Create {
     pub path: Bytes,
-    pub data: Bytes,
+    /// None: null data (not the same as empty).
+    pub data: Option<Bytes>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     pub ttl: i64,
@@ -225,7 +226,8 @@ pub enum Request {
     },
     SetData {
         path: Bytes,
-        data: Bytes,
+        /// None: null data.
+        data: Option<Bytes>,
         version: i32,
     },
     GetAcl {
@@ -263,14 +265,7 @@ pub enum Request {
         scheme: Bytes,
         auth: Bytes,
     },
-    SetWatches {
-        relative_zxid: i64,
-        data: Vec<Bytes>,
-        exist: Vec<Bytes>,
-        child: Vec<Bytes>,
-        persistent: Vec<Bytes>,
-        recursive: Vec<Bytes>,
-    },
+    SetWatches(SetWatches),
     GetEphemerals {
         prefix: Bytes,
     },
@@ -283,6 +278,18 @@ pub enum Request {
     },
     WhoAmI,
     CloseSession,
+}
+
+/// setWatches / setWatches2: the watches a reconnecting client had, and
+/// the last zxid it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetWatches {
+    pub relative_zxid: i64,
+    pub data: Vec<Bytes>,
+    pub exist: Vec<Bytes>,
+    pub child: Vec<Bytes>,
+    pub persistent: Vec<Bytes>,
+    pub recursive: Vec<Bytes>,
 }
 
 /// Why a request could not be read.
@@ -301,7 +308,7 @@ impl From<Malformed> for BadRequest {
 
 fn create(r: &mut Reader, op: i32) -> Result<Request, Malformed> {
     let path = r.string()?;
-    let data = r.buffer()?;
+    let data = r.optional_buffer()?;
     let acl = Acl::read_list(r)?;
     let flags = r.int()?;
     let ttl = if op == op::CREATE_TTL { r.long()? } else { -1 };
@@ -334,7 +341,7 @@ pub fn parse(op: i32, r: &mut Reader) -> Result<Request, BadRequest> {
         },
         op::SET_DATA => Request::SetData {
             path: r.string()?,
-            data: r.buffer()?,
+            data: r.optional_buffer()?,
             version: r.int()?,
         },
         op::GET_ACL => Request::GetAcl { path: r.string()? },
@@ -416,14 +423,14 @@ pub fn parse(op: i32, r: &mut Reader) -> Result<Request, BadRequest> {
             } else {
                 (Vec::new(), Vec::new())
             };
-            Request::SetWatches {
+            Request::SetWatches(SetWatches {
                 relative_zxid,
                 data,
                 exist,
                 child,
                 persistent,
                 recursive,
-            }
+            })
         }
         op::GET_EPHEMERALS => Request::GetEphemerals {
             prefix: r.string()?,

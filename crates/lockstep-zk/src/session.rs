@@ -16,6 +16,7 @@ use lockstep_engine::Reply;
 use lockstep_server::ServerContext;
 use sha2::{Digest, Sha256};
 
+use crate::ops::field;
 use crate::proto::Connect;
 use crate::ZkConfig;
 
@@ -58,16 +59,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub fn negotiate(config: &ZkConfig, requested: i32) -> Duration {
     let ms = (requested.max(0) as u64).clamp(config.min_session_ms, config.max_session_ms);
     Duration::from_millis(ms)
-}
-
-fn field<'a>(reply: &'a Reply, name: &str) -> Option<&'a Reply> {
-    let Reply::Map(fields) = reply else {
-        return None;
-    };
-    fields
-        .iter()
-        .find(|(k, _)| matches!(k, Reply::Bulk(b) if b.as_ref() == name.as_bytes()))
-        .map(|(_, v)| v)
 }
 
 /// Opens a new session or resumes the one the client names.

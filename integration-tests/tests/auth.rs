@@ -137,8 +137,10 @@ fn users_are_replicated_and_enforced_on_every_node() -> Result<()> {
         .arg("pw")
         .query::<()>(&mut admin)?;
     for id in 1..=3 {
-        let mut con = cluster.client(id)?;
+        // A new connection each time: one made before this node applied
+        // the password stays authenticated, as in Redis.
         retry(Duration::from_secs(10), || {
+            let mut con = cluster.client(id)?;
             let err = error_of(&mut con, &["GET", "app:1"]);
             if err != "NOAUTH Authentication required." {
                 bail!("node {id}: {err}");

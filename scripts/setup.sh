@@ -60,32 +60,27 @@ redis_py_ok() {
   python3 -c 'import redis, sys; sys.exit(tuple(int(p) for p in redis.__version__.split(".")[:2]) < (5, 1))' \
     >/dev/null 2>&1
 }
-if ! redis_py_ok; then
-  echo "installing: redis-py"
-  pip=(python3 -m pip install --quiet --disable-pip-version-check 'redis>=5.1,<7')
-  if ! python3 -m pip --version >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
-  fi
-  "${pip[@]}" 2>/dev/null || "${pip[@]}" --user --break-system-packages 2>/dev/null || true
-  if ! redis_py_ok; then
-    echo "could not install redis-py 5.1 or later: python3 -m pip install 'redis>=5.1,<7'" >&2
-    exit 1
-  fi
-fi
 # kazoo, the Python ZooKeeper client, for the ZooKeeper front end's tests.
 kazoo_ok() {
   python3 -c 'import kazoo.version, sys; sys.exit(kazoo.version.__version__ != "2.11.0")' \
     >/dev/null 2>&1
 }
-if ! kazoo_ok; then
-  echo "installing: kazoo"
-  pip=(python3 -m pip install --quiet --disable-pip-version-check 'kazoo==2.11.0')
+# pip_package NAME SPEC CHECK: installs SPEC with pip unless CHECK passes.
+pip_package() {
+  "$3" && return 0
+  echo "installing: $1"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+  fi
+  local pip=(python3 -m pip install --quiet --disable-pip-version-check "$2")
   "${pip[@]}" 2>/dev/null || "${pip[@]}" --user --break-system-packages 2>/dev/null || true
-  if ! kazoo_ok; then
-    echo "could not install kazoo 2.11.0: python3 -m pip install 'kazoo==2.11.0'" >&2
+  if ! "$3"; then
+    echo "could not install $1: python3 -m pip install '$2'" >&2
     exit 1
   fi
-fi
+}
+pip_package redis-py 'redis>=5.1,<7' redis_py_ok
+pip_package kazoo 'kazoo==2.11.0' kazoo_ok
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust from your distribution or rustup" >&2
   exit 1

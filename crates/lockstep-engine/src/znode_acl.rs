@@ -91,8 +91,7 @@ pub fn letters(perms: u32) -> String {
     .collect()
 }
 
-/// Parses `ACL perms scheme id` triples (after the word ACL) from `args`
-/// at `at`; returns the entry.
+/// One entry from the three arguments after the word ACL.
 pub fn parse_entry(perms: &[u8], scheme: &Bytes, id: &Bytes) -> Result<Acl, Reply> {
     Ok(Acl {
         perms: parse_perms(perms)?,

@@ -261,19 +261,7 @@ impl Conn {
                     return Ok(Outcome::Reply(Answer::error(index, code)));
                 }
                 let mut w = Writer::default();
-                match &reply {
-                    Reply::Bulk(path) => {
-                        w.string(path);
-                    }
-                    map => {
-                        if let Some(Reply::Bulk(path)) = field(map, "path") {
-                            w.string(path);
-                        }
-                        if let Some(stat) = field(map, "stat") {
-                            stat_of(stat).write(&mut w);
-                        }
-                    }
-                }
+                write_created(&reply, &mut w);
                 Answer::ok(index, w)
             }
             Request::Delete { path, version: v } => {
@@ -327,14 +315,7 @@ impl Conn {
                     Some(code) => Answer::error(index, code),
                     None => {
                         let mut w = Writer::default();
-                        match field(&reply, "data") {
-                            Some(Reply::Bulk(data)) => w.buffer(data),
-                            // Null data: a null buffer.
-                            _ => w.int(-1),
-                        };
-                        if let Some(stat) = field(&reply, "stat") {
-                            stat_of(stat).write(&mut w);
-                        }
+                        write_data(&reply, &mut w);
                         Answer::ok(index, w)
                     }
                 }
@@ -550,18 +531,8 @@ impl Conn {
             for (kind, result) in kinds.iter().zip(&results) {
                 w.int(*kind).boolean(false).int(err::OK);
                 match *kind {
-                    op::CREATE => {
-                        if let Reply::Bulk(path) = result {
-                            w.string(path);
-                        }
-                    }
-                    op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
-                        if let Some(Reply::Bulk(path)) = field(result, "path") {
-                            w.string(path);
-                        }
-                        if let Some(stat) = field(result, "stat") {
-                            stat_of(stat).write(&mut w);
-                        }
+                    op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
+                        write_created(result, &mut w)
                     }
                     op::SET_DATA => stat_of(result).write(&mut w),
                     _ => {}
@@ -608,19 +579,42 @@ impl Conn {
             }
             w.int(kind).boolean(false).int(err::OK);
             if kind == op::GET_DATA {
-                match field(&reply, "data") {
-                    Some(Reply::Bulk(data)) => w.buffer(data),
-                    _ => w.int(-1),
-                };
-                if let Some(stat) = field(&reply, "stat") {
-                    stat_of(stat).write(&mut w);
-                }
+                write_data(&reply, &mut w);
             } else {
                 w.out.extend_from_slice(&children_body(&reply).out);
             }
         }
         w.int(-1).boolean(true).int(-1);
         Ok(Answer::ok(index, w))
+    }
+}
+
+/// A create's body from the engine's reply: the path (create), or the
+/// path and the stat (create2, createContainer, createTTL: STAT asked).
+fn write_created(reply: &Reply, w: &mut Writer) {
+    match reply {
+        Reply::Bulk(path) => {
+            w.string(path);
+        }
+        map => {
+            if let Some(Reply::Bulk(path)) = field(map, "path") {
+                w.string(path);
+            }
+            if let Some(stat) = field(map, "stat") {
+                stat_of(stat).write(w);
+            }
+        }
+    }
+}
+
+/// getData's body: the data (a null buffer for null data) and the stat.
+fn write_data(reply: &Reply, w: &mut Writer) {
+    match field(reply, "data") {
+        Some(Reply::Bulk(data)) => w.buffer(data),
+        _ => w.int(-1),
+    };
+    if let Some(stat) = field(reply, "stat") {
+        stat_of(stat).write(w);
     }
 }
 

@@ -132,17 +132,7 @@ pub struct Acl {
     pub id: Bytes,
 }
 
-pub const PERM_ALL: i32 = 31;
-
 impl Acl {
-    pub fn open() -> Acl {
-        Acl {
-            perms: PERM_ALL,
-            scheme: Bytes::from_static(b"world"),
-            id: Bytes::from_static(b"anyone"),
-        }
-    }
-
     fn read_list(r: &mut Reader) -> Result<Vec<Acl>, Malformed> {
         let n = r.count(12)?;
         (0..n)

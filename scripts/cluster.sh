@@ -87,12 +87,16 @@ start_node() {
     contact=$(any_member "$n") || { echo "no running member to join through" >&2; return 1; }
     membership=(--join "127.0.0.1:$(client_port "$contact")")
   fi
+  # Every known member's ZooKeeper address, for /zookeeper/config.
+  local zk_addrs
+  zk_addrs=$(for m in $(printf '%s\n' "${nodes[@]}" $(extra_nodes) "$n" | sort -un); do
+    printf '%s=127.0.0.1:%s,' "$m" "$((2180 + m))"; done)
   "$bin" --id "$n" \
     --listen "127.0.0.1:$(client_port "$n")" \
     --peer-listen "127.0.0.1:$(peer_port "$n")" \
     "${membership[@]}" \
     --metrics-listen "127.0.0.1:$((9000 + n))" \
-    --zk-listen "127.0.0.1:$((2180 + n))" \
+    --zk-listen "127.0.0.1:$((2180 + n))" --zk-addrs "${zk_addrs%,}" \
     --cluster-secret-file "$dir/cluster.secret" "${tls[@]}" \
     --data-dir "$dir/node$n/data" ${LOCKSTEP_EXTRA_ARGS:-} \
     >> "$dir/node$n/node.log" 2>&1 &

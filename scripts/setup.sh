@@ -9,6 +9,8 @@
 #                        the benchmark
 #   python3 + redis-py   the Python client tests (redis-py's Lock)
 #   kazoo 2.11           the ZooKeeper client tests (PyPI)
+#   zookeeper            ZooKeeper 3.8 and zkCli.sh (with a Java runtime):
+#                        the reference of the ZooKeeper front end's tests
 #   node + npm           the Node.js client tests (redis-semaphore)
 # On Debian and Ubuntu every package is checked with dpkg (what is
 # installed, not what some file name happens to match) and installed with
@@ -24,7 +26,7 @@ installed() { # dpkg package name
 
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then
-  for pkg in clang libclang-dev g++ redis-tools redis-server openssl; do
+  for pkg in clang libclang-dev g++ redis-tools redis-server openssl zookeeper; do
     installed "$pkg" || need+=("$pkg")
   done
   # Python and Node.js may come from elsewhere (pyenv, nvm, nodesource):
@@ -38,7 +40,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 else
-  for tool in clang g++ redis-cli redis-server redis-benchmark python3 node npm; do
+  for tool in clang g++ redis-cli redis-server redis-benchmark python3 node npm java; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
   done
   if [ -z "${LIBCLANG_PATH:-}" ] && ! ls /usr/lib*/libclang.so /usr/lib*/*/libclang.so \

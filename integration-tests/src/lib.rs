@@ -234,6 +234,7 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let clients = self.list(|node| node.client_addr);
+        let zk_addrs = self.list(|node| node.zk_addr);
         let extra = self.extra_args.clone();
         let binary = self.binary.clone();
         let node = self.node_mut(id);
@@ -258,6 +259,8 @@ impl Cluster {
             .arg(node.metrics_addr.to_string())
             .arg("--zk-listen")
             .arg(node.zk_addr.to_string())
+            .arg("--zk-addrs")
+            .arg(zk_addrs)
             .arg("--data-dir")
             .arg(node.data_dir.join("data"))
             .args(&extra)
@@ -575,6 +578,62 @@ impl RedisServer {
 }
 
 impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where Debian's `zookeeper` package puts the server and its client.
+pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+pub const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+
+/// A real ZooKeeper server (Debian's `zookeeper` package, standalone, the
+/// reference of the ZooKeeper front end's differential tests) on a free
+/// loopback port, with TTL and container nodes enabled; killed when
+/// dropped.
+pub struct ZooKeeperServer {
+    pub addr: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ZooKeeperServer {
+    pub fn start() -> Result<ZooKeeperServer> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let config = dir.path().join("zoo.cfg");
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        std::fs::write(
+            &config,
+            format!(
+                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=*\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let child = Command::new("java")
+            .arg("-Dzookeeper.extendedTypesEnabled=true")
+            .arg(format!("-Dzookeeper.log.dir={}", dir.path().display()))
+            .args(["-cp", ZOOKEEPER_JAR])
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting ZooKeeper (scripts/setup.sh installs Debian's zookeeper)")?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let server = ZooKeeperServer {
+            addr,
+            child,
+            _dir: dir,
+        };
+        wait_for_port(addr, Duration::from_secs(60))?;
+        Ok(server)
+    }
+}
+
+impl Drop for ZooKeeperServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -93,6 +93,10 @@ pub struct Cli {
     /// unless set).
     #[arg(long, value_name = "HOST:PORT")]
     pub zk_listen: Option<SocketAddr>,
+    /// Every node's ZooKeeper client address, for /zookeeper/config:
+    /// 1=host:port,... (optional; this node's is --zk-listen).
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub zk_addrs: Option<String>,
     /// ZooKeeper's tickTime in ms: session timeouts default to 2 to 20 of
     /// them (default 2000).
     #[arg(long, value_name = "MS")]
@@ -182,6 +186,7 @@ struct FileConfig {
     peer_tls_key_file: Option<PathBuf>,
     peer_tls_ca_file: Option<PathBuf>,
     zk_listen: Option<SocketAddr>,
+    zk_addrs: Option<String>,
     zk_tick_ms: Option<u64>,
     zk_min_session_timeout_ms: Option<u64>,
     zk_max_session_timeout_ms: Option<u64>,
@@ -339,10 +344,16 @@ impl Settings {
                         words
                     }
                 };
+                let mut addrs = match pick!(zk_addrs) {
+                    Some(text) => parse_addr_map(&text, "--zk-addrs")?,
+                    None => BTreeMap::new(),
+                };
+                addrs.insert(id, addr);
                 Some((
                     addr,
                     lockstep_zk::ZkConfig {
                         client_port: addr.port(),
+                        addrs,
                         tick_ms,
                         min_session_ms,
                         max_session_ms,

@@ -55,6 +55,7 @@ pub use entry::{
 pub use expiry::{Deadlines, Target, SWEEP_BATCH};
 pub use glob::glob_match;
 
+pub use namespace::CONFIG as ZNODE_CONFIG_PATH;
 /// ZooKeeper's watch event types, as [`Event::Znode`] names them.
 pub use namespace::MAX_MULTI_OPS as MAX_ZNODE_MULTI_OPS;
 pub mod watch_events {

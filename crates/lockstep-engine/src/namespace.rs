@@ -4,8 +4,11 @@
 //! `Z parent \0 name` -> nothing, one per child, so a create or delete
 //! under a parent with many children writes one small record and rewrites
 //! only the parent's stat, and CHILDREN pages through them in byte order.
-//! `/` and `/zookeeper` always exist (the root's record is written the
-//! first time its children change; `/zookeeper` is virtual).
+//! `/` and the system nodes `/zookeeper`, `/zookeeper/quota` and
+//! `/zookeeper/config` always exist (the root's record is written the
+//! first time its children change; the system nodes are virtual: nothing
+//! is created under them, and `/zookeeper/config` is read-only, as the
+//! ZooKeeper front end fills its data with the membership).
 //!
 //! zxids are log indices, ctime and mtime the entry's cluster time. An
 //! ephemeral node is attached to a lease and goes with it; a container is
@@ -40,6 +43,56 @@ pub const MAX_CHILDREN_REPLY: usize = 100_000;
 /// Most operations in one ZNODE.MULTI.
 pub const MAX_MULTI_OPS: usize = 1_000;
 const SYSTEM: &str = "/zookeeper";
+/// The membership in ZooKeeper's dynamic-config format (read-only).
+pub const CONFIG: &str = "/zookeeper/config";
+const QUOTA: &str = "/zookeeper/quota";
+
+/// Under `/zookeeper` (the node itself included): no creates, sets,
+/// deletes or ACL changes.
+fn is_system(path: &str) -> bool {
+    path == SYSTEM || path.starts_with("/zookeeper/")
+}
+
+/// The names of a node's virtual children, in order.
+fn virtual_children(path: &str) -> &'static [&'static str] {
+    match path {
+        "/" => &["zookeeper"],
+        SYSTEM => &["config", "quota"],
+        _ => &[],
+    }
+}
+
+/// How many nodes are below `path`, virtual ones included: one pass over
+/// the subtree's node records, as ZooKeeper's walk of its tree.
+fn descendants(ctx: &Context<'_>, path: &str) -> Result<u64, StoreError> {
+    let mut prefix = node_key(path);
+    if path != "/" {
+        prefix.push(b'/');
+    }
+    let mut count = 0u64;
+    ctx.raw_scan(&prefix, &prefix_end(&prefix), &mut |key, _| {
+        // The root's own record has the prefix `z/` as its key.
+        count += u64::from(key != prefix.as_slice());
+        true
+    })?;
+    let below = |path: &str| virtual_children(path).len() as u64;
+    Ok(match path {
+        "/" => count + below("/") + below(SYSTEM),
+        SYSTEM => below(SYSTEM),
+        _ => count,
+    })
+}
+
+/// The virtual nodes, as ZooKeeper shows them.
+fn system_node(path: &str) -> Option<Znode> {
+    let mut node = Znode::empty();
+    match path {
+        "/" | SYSTEM | QUOTA => {}
+        CONFIG => node.acl = znode_acl::anyone(znode_acl::READ),
+        _ => return None,
+    }
+    Some(node)
+}
 
 /// ZooKeeper's watch event types, as pushed to watchers.
 pub const CREATED: &str = "NodeCreated";
@@ -98,6 +151,9 @@ pub struct Znode {
     /// No data at all (ZooKeeper's null), as opposed to empty data.
     pub null_data: bool,
     pub data: Bytes,
+    /// Children that are not stored (the system nodes under `/` and
+    /// `/zookeeper`): counted in the stat, never written.
+    pub virtual_children: u32,
 }
 
 impl Znode {
@@ -119,6 +175,7 @@ impl Znode {
             acl: znode_acl::open(),
             null_data: false,
             data: Bytes::new(),
+            virtual_children: 0,
         }
     }
 
@@ -173,6 +230,7 @@ impl Znode {
             },
             null_data: format != 1 && r.u8()? != 0,
             data: r.bytes()?,
+            virtual_children: 0,
         };
         r.finish()?;
         Ok(node)
@@ -191,7 +249,10 @@ impl Znode {
             (Reply::bulk("aversion"), i(self.aversion as u64)),
             (Reply::bulk("ephemeralOwner"), i(self.owner)),
             (Reply::bulk("dataLength"), i(self.data.len() as u64)),
-            (Reply::bulk("numChildren"), i(self.num_children as u64)),
+            (
+                Reply::bulk("numChildren"),
+                i(u64::from(self.num_children) + u64::from(self.virtual_children)),
+            ),
             (Reply::bulk("pzxid"), i(self.pzxid)),
         ])
     }
@@ -295,10 +356,16 @@ fn child_key(parent: &str, name: &str) -> Vec<u8> {
 
 /// The node at `path`, if it exists.
 pub fn load(ctx: &Context<'_>, path: &str) -> Result<Option<Znode>, StoreError> {
+    let virtual_children = virtual_children(path).len() as u32;
     if let Some(bytes) = ctx.raw_get(&node_key(path))? {
-        return Ok(Some(Znode::decode(&bytes)?));
+        let mut node = Znode::decode(&bytes)?;
+        node.virtual_children = virtual_children;
+        return Ok(Some(node));
     }
-    Ok((path == "/" || path == SYSTEM).then(Znode::empty))
+    Ok(system_node(path).map(|mut node| {
+        node.virtual_children = virtual_children;
+        node
+    }))
 }
 
 fn save(ctx: &mut Context<'_>, path: &str, node: &Znode) {
@@ -375,7 +442,12 @@ pub enum ZnodeCommand {
     Multi(Vec<Op>),
     Get(Bytes),
     Exists(Bytes),
-    Stat(Bytes),
+    /// With `descendants`, also how many nodes are below it (ZooKeeper's
+    /// getAllChildrenNumber; needs READ).
+    Stat {
+        path: Bytes,
+        descendants: bool,
+    },
     Children {
         path: Bytes,
         stat: bool,
@@ -612,15 +684,17 @@ fn parse_command(name: &str, args: &[Bytes]) -> Result<ZnodeCommand, Reply> {
         }
         "get" | "exists" | "stat" => {
             let path = path_arg(&args[0], false)?;
+            let mut descendants = false;
             match &args[1..] {
                 [] => {}
                 [watch] if sub != "stat" && is(watch, "watch") => {}
+                [option] if sub == "stat" && is(option, "descendants") => descendants = true,
                 _ => return Err(Reply::syntax_error()),
             }
             match sub {
                 "get" => ZnodeCommand::Get(path),
                 "exists" => ZnodeCommand::Exists(path),
-                _ => ZnodeCommand::Stat(path),
+                _ => ZnodeCommand::Stat { path, descendants },
             }
         }
         "children" => {
@@ -726,7 +800,7 @@ fn create(
             format!("{parent_path} is ephemeral and cannot have children"),
         )));
     }
-    if parent_path == SYSTEM || parent_path.starts_with("/zookeeper/") {
+    if is_system(parent_path) {
         return Ok(Err(bad_arguments("/zookeeper is reserved".into())));
     }
     let path = if create.sequential {
@@ -765,6 +839,7 @@ fn create(
         acl,
         null_data: create.null_data,
         data: create.data.clone(),
+        virtual_children: 0,
     };
     save(ctx, &path, &node);
     let (_, name) = split(&path);
@@ -796,7 +871,14 @@ fn create(
 
 /// Removes the node at `path` (it exists and has no children) and keeps
 /// its parent's stat; a container left empty goes too.
-fn remove(ctx: &mut Context<'_>, path: &str, node: &Znode) -> Result<(), StoreError> {
+/// Removes a node; a container parent left without children is noted in
+/// `emptied` (see [`remove_emptied`]).
+fn remove(
+    ctx: &mut Context<'_>,
+    path: &str,
+    node: &Znode,
+    emptied: &mut Vec<String>,
+) -> Result<(), StoreError> {
     ctx.raw_delete(node_key(path));
     let (parent_path, name) = split(path);
     ctx.raw_delete(child_key(parent_path, name));
@@ -823,9 +905,25 @@ fn remove(ctx: &mut Context<'_>, path: &str, node: &Znode) -> Result<(), StoreEr
         parent.num_children = parent.num_children.saturating_sub(1);
         parent.pzxid = ctx.index;
         if parent.kind == Kind::Container && parent.num_children == 0 {
-            return remove(ctx, parent_path, &parent);
+            emptied.push(parent_path.to_string());
         }
         save(ctx, parent_path, &parent);
+    }
+    Ok(())
+}
+
+/// Containers left without children go once the whole command has run,
+/// not inside it: a multi may delete a container's last child and then
+/// the container itself (ZooKeeper's deleteall does), or give it a new
+/// child. A container whose removal empties its own container parent
+/// takes that one along.
+fn remove_emptied(ctx: &mut Context<'_>, mut emptied: Vec<String>) -> Result<(), StoreError> {
+    while let Some(path) = emptied.pop() {
+        if let Some(node) = load(ctx, &path)? {
+            if node.kind == Kind::Container && node.num_children == 0 {
+                remove(ctx, &path, &node, &mut emptied)?;
+            }
+        }
     }
     Ok(())
 }
@@ -835,9 +933,10 @@ fn delete(
     path: &Bytes,
     version: Option<u32>,
     caller: Caller<'_>,
+    emptied: &mut Vec<String>,
 ) -> Result<Result<(), ZError>, StoreError> {
     let path = text(path);
-    if path == "/" || path == SYSTEM {
+    if path == "/" || is_system(path) {
         return Ok(Err(bad_arguments(format!("{path} cannot be deleted"))));
     }
     let Some(node) = load(ctx, path)? else {
@@ -860,7 +959,7 @@ fn delete(
             format!("{path} has {} children", node.num_children),
         )));
     }
-    remove(ctx, path, &node)?;
+    remove(ctx, path, &node, emptied)?;
     Ok(Ok(()))
 }
 
@@ -873,14 +972,14 @@ fn set(
     caller: Caller<'_>,
 ) -> Result<Result<Znode, ZError>, StoreError> {
     let path = text(path);
-    if path == SYSTEM {
-        return Ok(Err(bad_arguments("/zookeeper is reserved".into())));
-    }
     let Some(mut node) = load(ctx, path)? else {
         return Ok(Err(no_node(path)));
     };
     if let Err(err) = check_acl(path, &node, caller, znode_acl::WRITE) {
         return Ok(Err(err));
+    }
+    if is_system(path) {
+        return Ok(Err(bad_arguments("/zookeeper is reserved".into())));
     }
     if let Err(err) = check_version(path, &node, version) {
         return Ok(Err(err));
@@ -906,6 +1005,7 @@ fn run(
     ctx: &mut Context<'_>,
     op: &Op,
     caller: Caller<'_>,
+    emptied: &mut Vec<String>,
 ) -> Result<Result<Reply, ZError>, StoreError> {
     Ok(match op {
         Op::Create(c) => create(ctx, c, caller)?.map(|(path, node)| {
@@ -924,7 +1024,9 @@ fn run(
             version,
             null_data,
         } => set(ctx, path, data, *null_data, *version, caller)?.map(|node| node.stat()),
-        Op::Delete { path, version } => delete(ctx, path, *version, caller)?.map(|()| Reply::ok()),
+        Op::Delete { path, version } => {
+            delete(ctx, path, *version, caller, emptied)?.map(|()| Reply::ok())
+        }
         Op::Check { path, version } => {
             let name = text(path);
             match load(ctx, name)? {
@@ -964,7 +1066,7 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
         }
         ZnodeCommand::SetAcl { path, acl, version } => {
             let name = text(&path);
-            if name == SYSTEM {
+            if is_system(name) {
                 return Ok(bad_arguments("/zookeeper is reserved".into()).reply());
             }
             let mut node = match readable(ctx, name, caller, znode_acl::ADMIN)? {
@@ -989,15 +1091,22 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
             save(ctx, name, &node);
             node.stat()
         }
-        ZnodeCommand::Op(op) => match run(ctx, &op, caller)? {
-            Ok(reply) => reply,
-            Err(err) => err.reply(),
-        },
+        ZnodeCommand::Op(op) => {
+            let mut emptied = Vec::new();
+            match run(ctx, &op, caller, &mut emptied)? {
+                Ok(reply) => {
+                    remove_emptied(ctx, emptied)?;
+                    reply
+                }
+                Err(err) => err.reply(),
+            }
+        }
         ZnodeCommand::Multi(ops) => {
             // All or nothing: a failing operation undoes the earlier ones.
             let checkpoint = ctx.checkpoint();
             let mut results = Vec::with_capacity(ops.len());
             let mut failed = false;
+            let mut emptied = Vec::new();
             for op in &ops {
                 if failed {
                     results.push(
@@ -1009,7 +1118,7 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
                     );
                     continue;
                 }
-                match run(ctx, op, caller)? {
+                match run(ctx, op, caller, &mut emptied)? {
                     Ok(reply) => results.push(reply),
                     Err(err) => {
                         failed = true;
@@ -1017,7 +1126,9 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
                     }
                 }
             }
-            if failed {
+            if !failed {
+                remove_emptied(ctx, emptied)?;
+            } else {
                 ctx.restore(checkpoint);
                 // The earlier ones report ok, as ZooKeeper's results do.
                 for result in results.iter_mut() {
@@ -1046,10 +1157,29 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
             None => Reply::Nil,
             Some(node) => node.stat(),
         },
-        ZnodeCommand::Stat(path) => match load(ctx, text(&path))? {
+        ZnodeCommand::Stat {
+            path,
+            descendants: false,
+        } => match load(ctx, text(&path))? {
             None => no_node(text(&path)).reply(),
             Some(node) => node.stat(),
         },
+        ZnodeCommand::Stat {
+            path,
+            descendants: true,
+        } => {
+            let name = text(&path);
+            let node = match readable(ctx, name, caller, znode_acl::READ)? {
+                Err(err) => return Ok(err.reply()),
+                Ok(node) => node,
+            };
+            let Reply::Map(mut fields) = node.stat() else {
+                unreachable!("a stat is a map")
+            };
+            let count = descendants(ctx, name)?;
+            fields.push((Reply::bulk("descendants"), Reply::Integer(count as i64)));
+            Reply::Map(fields)
+        }
         ZnodeCommand::Children {
             path,
             stat,
@@ -1069,28 +1199,23 @@ pub fn execute(ctx: &mut Context<'_>, request: ZnodeRequest) -> Result<Reply, St
                 start.extend_from_slice(after);
                 start.push(0);
             }
+            // Up to one more than a page of stored names, then the
+            // virtual ones after `after`: the page is the first `limit` of
+            // both, in order, and there is more if anything is left over.
             let mut children = Vec::new();
-            if name == "/"
-                && after
-                    .as_ref()
-                    .is_none_or(|a| a.as_ref() < b"zookeeper".as_slice())
-            {
-                children.push(Bytes::from_static(b"zookeeper"));
-            }
-            let mut more = false;
             ctx.raw_scan(&start, &prefix_end(&prefix), &mut |key, _| {
-                if children.len() >= limit {
-                    more = true;
-                    return false;
-                }
                 children.push(Bytes::copy_from_slice(&key[prefix.len()..]));
-                true
+                children.len() <= limit
             })?;
+            children.extend(
+                virtual_children(name)
+                    .iter()
+                    .filter(|v| after.as_ref().is_none_or(|a| a.as_ref() < v.as_bytes()))
+                    .map(|v| Bytes::from_static(v.as_bytes())),
+            );
             children.sort();
-            if name == "/" && children.len() > limit {
-                more = true;
-                children.truncate(limit);
-            }
+            let more = children.len() > limit;
+            children.truncate(limit);
             if more && count.is_none() {
                 return Ok(Reply::error(format!(
                     "ERR {name} has more than {MAX_CHILDREN_REPLY} children: page with COUNT n and AFTER name"
@@ -1143,7 +1268,9 @@ pub fn lease_ended(ctx: &mut Context<'_>, path: &Bytes, lease: u64) -> Result<()
     };
     if let Some(node) = load(ctx, path)? {
         if node.kind == Kind::Ephemeral && node.owner == lease && node.num_children == 0 {
-            remove(ctx, path, &node)?;
+            let mut emptied = Vec::new();
+            remove(ctx, path, &node, &mut emptied)?;
+            remove_emptied(ctx, emptied)?;
         }
     }
     Ok(())
@@ -1157,7 +1284,9 @@ pub fn ttl_passed(ctx: &mut Context<'_>, path: &Bytes) -> Result<(), StoreError>
     };
     match load(ctx, path)? {
         Some(node) if node.ttl_deadline().is_some_and(|at| at <= ctx.ct) => {
-            remove(ctx, path, &node)
+            let mut emptied = Vec::new();
+            remove(ctx, path, &node, &mut emptied)?;
+            remove_emptied(ctx, emptied)
         }
         Some(node) => {
             ctx.set_deadline(

@@ -159,7 +159,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("znode.multi", -1, Write, 0, 0, 0),
     spec("znode.get", -2, Read, 0, 0, 0),
     spec("znode.exists", -2, Read, 0, 0, 0),
-    spec("znode.stat", 2, Read, 0, 0, 0),
+    spec("znode.stat", -2, Read, 0, 0, 0),
     spec("znode.children", -2, Read, 0, 0, 0),
     spec("znode.getacl", -2, Read, 0, 0, 0),
     spec("znode.setacl", -6, Write, 0, 0, 0),

@@ -43,8 +43,13 @@ pub struct Acl {
 pub type Identity = (Bytes, Bytes);
 
 pub fn open() -> Vec<Acl> {
+    anyone(ALL)
+}
+
+/// `world:anyone` with `perms`.
+pub fn anyone(perms: u32) -> Vec<Acl> {
     vec![Acl {
-        perms: ALL,
+        perms,
         scheme: Bytes::from_static(b"world"),
         id: Bytes::from_static(b"anyone"),
     }]

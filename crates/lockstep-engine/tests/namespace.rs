@@ -216,6 +216,95 @@ fn containers_go_with_their_last_child_and_ttl_nodes_by_cluster_time() {
 }
 
 #[test]
+fn a_container_goes_after_the_whole_multi_that_empties_it() {
+    let mut r = Replica::new();
+    r.write(1, "ZNODE.CREATE /outer x CONTAINER");
+    r.write(1, "ZNODE.CREATE /outer/box x CONTAINER");
+    r.write(1, "ZNODE.CREATE /outer/box/a x");
+    r.write(1, "ZNODE.CREATE /outer/box/b x");
+    // ZooKeeper's deleteall: the leaves, then the container itself, in one
+    // multi. The container must still be there for its own delete.
+    let all = r.write(
+        2,
+        "ZNODE.MULTI DELETE /outer/box/b DELETE /outer/box/a DELETE /outer/box",
+    );
+    assert_eq!(
+        all,
+        Reply::Array(vec![Reply::ok(), Reply::ok(), Reply::ok()]),
+        "{all:?}"
+    );
+    // Its container parent went with it (the last child gone).
+    assert_eq!(r.read(2, "ZNODE.EXISTS /outer"), Reply::Nil);
+    // Emptied and refilled in one multi: the container stays.
+    r.write(3, "ZNODE.CREATE /c x CONTAINER");
+    r.write(3, "ZNODE.CREATE /c/old x");
+    let swap = r.write(3, "ZNODE.MULTI DELETE /c/old CREATE /c/new x");
+    assert_eq!(swap, Reply::Array(vec![Reply::ok(), bulk("/c/new")]));
+    assert_eq!(names(&r.read(3, "ZNODE.CHILDREN /c")), ["new"]);
+    // A failed multi removes nothing.
+    let failed = r.write(3, "ZNODE.MULTI DELETE /c/new DELETE /c/none");
+    assert!(matches!(failed, Reply::Array(_)));
+    assert_eq!(names(&r.read(3, "ZNODE.CHILDREN /c")), ["new"]);
+    // One delete of the last child removes it at once, as before.
+    r.write(4, "ZNODE.DELETE /c/new");
+    assert_eq!(r.read(4, "ZNODE.EXISTS /c"), Reply::Nil);
+}
+
+#[test]
+fn system_nodes_exist_and_descendants_count_the_subtree() {
+    let mut r = Replica::new();
+    assert_eq!(names(&r.read(1, "ZNODE.CHILDREN /")), ["zookeeper"]);
+    assert_eq!(
+        names(&r.read(1, "ZNODE.CHILDREN /zookeeper")),
+        ["config", "quota"]
+    );
+    assert_eq!(stat(&r.read(1, "ZNODE.STAT /zookeeper"), "numChildren"), 2);
+    assert_eq!(stat(&r.read(1, "ZNODE.STAT /"), "numChildren"), 1);
+    for path in ["/zookeeper/config", "/zookeeper/quota"] {
+        assert!(matches!(
+            r.read(1, &format!("ZNODE.STAT {path}")),
+            Reply::Map(_)
+        ));
+        assert!(err(&r.write(1, &format!("ZNODE.DELETE {path}"))).starts_with("ZBADARGUMENTS"));
+        assert!(err(&r.write(1, &format!("ZNODE.CREATE {path}/x y"))).starts_with("ZBADARGUMENTS"));
+    }
+    // /zookeeper/config is read-only by its ACL, as ZooKeeper's.
+    let acl = r.read(1, "ZNODE.GETACL /zookeeper/config");
+    assert_eq!(
+        field(&acl, "acl"),
+        &Reply::Array(vec![Reply::Array(vec![
+            bulk("r"),
+            bulk("world"),
+            bulk("anyone")
+        ])])
+    );
+    assert!(
+        err(&r.write(1, "ZNODE.SET /zookeeper/config x AS world anyone")).starts_with("ZNOAUTH")
+    );
+    r.write(2, "ZNODE.CREATE /a x");
+    r.write(2, "ZNODE.CREATE /a/b x");
+    r.write(2, "ZNODE.CREATE /a/b/c x");
+    r.write(2, "ZNODE.CREATE /ab x");
+    r.write(2, "ZNODE.CREATE /a/d x");
+    let count = |r: &mut Replica, path: &str| {
+        stat(
+            &r.read(2, &format!("ZNODE.STAT {path} DESCENDANTS")),
+            "descendants",
+        )
+    };
+    assert_eq!(count(&mut r, "/a"), 3, "/ab is not below /a");
+    assert_eq!(count(&mut r, "/a/b/c"), 0);
+    assert_eq!(count(&mut r, "/zookeeper"), 2);
+    // Everything but the root: five nodes and the three system nodes.
+    assert_eq!(count(&mut r, "/"), 8);
+    assert_eq!(stat(&r.read(2, "ZNODE.STAT /"), "numChildren"), 3);
+    assert!(err(&r.read(2, "ZNODE.STAT /nothing DESCENDANTS")).starts_with("ZNONODE"));
+    // Counting needs READ, as ZooKeeper's getAllChildrenNumber.
+    r.write(3, "ZNODE.SETACL /a ACL c world anyone");
+    assert!(err(&r.read(3, "ZNODE.STAT /a DESCENDANTS AS world anyone")).starts_with("ZNOAUTH"));
+}
+
+#[test]
 fn many_children_page_in_order_and_a_create_writes_one_record_per_child() {
     let mut r = Replica::new();
     r.write(1, "ZNODE.CREATE /big x");

@@ -48,7 +48,7 @@ pub struct Conn {
     pub identities: Vec<(Bytes, Bytes)>,
     /// Authenticated as the configured super digest: no ACL applies.
     pub superuser: bool,
-    super_digest: Option<String>,
+    pub config: Arc<ZkConfig>,
     recent: VecDeque<(u64, i32, Bytes)>,
     leaderless_since: Option<Instant>,
     lease_checked: Instant,
@@ -158,7 +158,7 @@ pub async fn run(
         remote,
         identities: Vec::new(),
         superuser: false,
-        super_digest: config.super_digest.clone(),
+        config: config.clone(),
         recent: VecDeque::new(),
         leaderless_since: None,
         lease_checked: Instant::now(),
@@ -360,7 +360,7 @@ impl Conn {
             return failed();
         };
         let id = Bytes::from(digest_id(&auth[..colon], &auth));
-        if self.super_digest.as_deref().map(str::as_bytes) == Some(&id[..]) {
+        if self.config.super_digest.as_deref().map(str::as_bytes) == Some(&id[..]) {
             self.superuser = true;
         }
         if !self
@@ -378,15 +378,20 @@ impl Conn {
     }
 
     fn who_am_i(&self) -> Answer {
-        let mut ids = vec![(
+        // ZooKeeper reports a digest identity by its user name, and the
+        // added identities before the address.
+        let mut ids: Vec<(Bytes, Bytes)> = self
+            .identities
+            .iter()
+            .map(|(scheme, id)| {
+                let user = id.split(|b| *b == b':').next().unwrap_or(&[]);
+                (scheme.clone(), Bytes::copy_from_slice(user))
+            })
+            .collect();
+        ids.push((
             Bytes::from_static(b"ip"),
             Bytes::from(self.remote.ip().to_string()),
-        )];
-        // ZooKeeper reports a digest identity by its user name.
-        ids.extend(self.identities.iter().map(|(scheme, id)| {
-            let user = id.split(|b| *b == b':').next().unwrap_or(&[]);
-            (scheme.clone(), Bytes::copy_from_slice(user))
-        }));
+        ));
         let mut w = Writer::default();
         w.int(ids.len() as i32);
         for (scheme, user) in &ids {
@@ -423,14 +428,20 @@ impl Conn {
             self.ctx
                 .znode_watches
                 .register(self.client_id, &self.mailbox, path, kind, Some(index));
+        if registered.is_none() {
+            return Answer {
+                index,
+                err: err::BAD_ARGUMENTS,
+                body: Writer::default(),
+            };
+        }
+        // The body is ZooKeeper's ErrorResponse: the Java client reads it.
+        let mut body = Writer::default();
+        body.int(err::OK);
         Answer {
             index,
-            err: if registered.is_some() {
-                err::OK
-            } else {
-                err::BAD_ARGUMENTS
-            },
-            body: Writer::default(),
+            err: err::OK,
+            body,
         }
     }
 

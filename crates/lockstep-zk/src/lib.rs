@@ -41,6 +41,9 @@ pub const ZOOKEEPER_VERSION: &str = "3.8.4-lockstep";
 pub struct ZkConfig {
     /// The port clients connect to (reported by `conf`).
     pub client_port: u16,
+    /// Members' ZooKeeper client addresses, by node id, as far as known
+    /// (listed in /zookeeper/config).
+    pub addrs: BTreeMap<u64, SocketAddr>,
     /// ZooKeeper's tickTime: the session bounds default to 2 and 20 ticks.
     pub tick_ms: u64,
     pub min_session_ms: u64,
@@ -61,6 +64,7 @@ impl Default for ZkConfig {
     fn default() -> Self {
         ZkConfig {
             client_port: 2181,
+            addrs: BTreeMap::new(),
             tick_ms: 2_000,
             min_session_ms: 4_000,
             max_session_ms: 40_000,

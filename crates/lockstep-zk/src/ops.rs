@@ -131,7 +131,71 @@ fn acl_of(reply: &Reply) -> Vec<Acl> {
         .collect()
 }
 
+/// Replaces a field of an engine map reply.
+fn set_field(reply: &mut Reply, name: &str, value: Reply) {
+    if let Reply::Map(fields) = reply {
+        for (key, slot) in fields.iter_mut() {
+            if matches!(key, Reply::Bulk(k) if k.as_ref() == name.as_bytes()) {
+                *slot = value;
+                return;
+            }
+        }
+    }
+}
+
 impl Conn {
+    /// The membership in ZooKeeper's dynamic-config format, as
+    /// /zookeeper/config holds it: `server.id=host:peer-port:peer-port:role`
+    /// and `;client-host:client-port` where this node knows the member's
+    /// ZooKeeper address; `version=0` as a static ZooKeeper ensemble shows.
+    pub fn membership_config(&self) -> String {
+        let status = self.ctx.node.status();
+        let mut out = String::new();
+        let members = status
+            .voters
+            .iter()
+            .map(|id| (*id, "participant"))
+            .chain(status.learners.iter().map(|id| (*id, "observer")));
+        let mut members: Vec<(u64, &str)> = members.collect();
+        members.sort_unstable();
+        for (id, role) in members {
+            let peer = status
+                .members
+                .addrs
+                .get(&id)
+                .map(|a| a.peer.clone())
+                .unwrap_or_default();
+            let Some((host, port)) = peer.rsplit_once(':') else {
+                continue;
+            };
+            out.push_str(&format!("server.{id}={host}:{port}:{port}:{role}"));
+            if let Some(client) = self.config.addrs.get(&id) {
+                out.push_str(&format!(";{client}"));
+            }
+            out.push('\n');
+        }
+        out.push_str("version=0");
+        out
+    }
+
+    /// A getData reply with what the front end knows better than the
+    /// engine: the data of /zookeeper/config.
+    fn system_data(&self, path: &[u8], mut reply: Reply) -> Reply {
+        if path != lockstep_engine::ZNODE_CONFIG_PATH.as_bytes() {
+            return reply;
+        }
+        let text = self.membership_config();
+        if let Reply::Map(fields) = &mut reply {
+            for (key, value) in fields.iter_mut() {
+                if matches!(key, Reply::Bulk(k) if k.as_ref() == b"stat") {
+                    set_field(value, "dataLength", Reply::Integer(text.len() as i64));
+                }
+            }
+        }
+        set_field(&mut reply, "data", Reply::Bulk(Bytes::from(text)));
+        reply
+    }
+
     /// The argv of a create, or its error code.
     fn create_argv(&self, op_code: i32, c: &Create, in_multi: bool) -> Result<Vec<Bytes>, i32> {
         let mode = CreateMode::from_flags(c.flags).ok_or(err::BAD_ARGUMENTS)?;
@@ -314,6 +378,7 @@ impl Conn {
                 match error_code(&reply) {
                     Some(code) => Answer::error(index, code),
                     None => {
+                        let reply = self.system_data(&argv[1], reply);
                         let mut w = Writer::default();
                         write_data(&reply, &mut w);
                         Answer::ok(index, w)
@@ -372,7 +437,19 @@ impl Conn {
                     None => Answer::ok(index, stat_body(&reply)),
                 }
             }
-            Request::GetAllChildrenNumber { .. } => Answer::error(self.index(), err::UNIMPLEMENTED),
+            Request::GetAllChildrenNumber { path } => {
+                let (reply, index) = self
+                    .read(&[b("ZNODE.STAT"), path, b("DESCENDANTS")])
+                    .await?;
+                match error_code(&reply) {
+                    Some(code) => Answer::error(index, code),
+                    None => {
+                        let mut w = Writer::default();
+                        w.int(int(&reply, "descendants") as i32);
+                        Answer::ok(index, w)
+                    }
+                }
+            }
             Request::Sync { path } => {
                 self.ctx.node.read_barrier().await?;
                 let mut w = Writer::default();
@@ -579,7 +656,7 @@ impl Conn {
             }
             w.int(kind).boolean(false).int(err::OK);
             if kind == op::GET_DATA {
-                write_data(&reply, &mut w);
+                write_data(&self.system_data(&argv[1], reply), &mut w);
             } else {
                 w.out.extend_from_slice(&children_body(&reply).out);
             }

@@ -9,8 +9,11 @@
 #                        the benchmark
 #   python3 + redis-py   the Python client tests (redis-py's Lock)
 #   kazoo 2.11           the ZooKeeper client tests (PyPI)
+# With --tests (scripts/test.sh), also what only the tests use:
 #   zookeeper            ZooKeeper 3.8 and zkCli.sh (with a Java runtime):
 #                        the reference of the ZooKeeper front end's tests
+#   libcurator-recipes-java, default-jdk-headless
+#                        Apache Curator 5.4 and javac, for the Curator test
 #   node + npm           the Node.js client tests (redis-semaphore)
 # On Debian and Ubuntu every package is checked with dpkg (what is
 # installed, not what some file name happens to match) and installed with
@@ -24,15 +27,27 @@ installed() { # dpkg package name
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
 
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
+packages=(clang libclang-dev g++ redis-tools redis-server openssl)
+tools=(clang g++ redis-cli redis-server redis-benchmark python3 node npm)
+if $tests; then
+  packages+=(zookeeper libcurator-recipes-java)
+  tools+=(java javac)
+fi
+
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then
-  for pkg in clang libclang-dev g++ redis-tools redis-server openssl zookeeper; do
+  for pkg in "${packages[@]}"; do
     installed "$pkg" || need+=("$pkg")
   done
   # Python and Node.js may come from elsewhere (pyenv, nvm, nodesource):
   # what matters is what is on PATH.
   command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
   command -v node >/dev/null 2>&1 || need+=(nodejs)
+  if $tests; then
+    command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
+  fi
   command -v npm >/dev/null 2>&1 || need+=(npm)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
@@ -40,7 +55,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 else
-  for tool in clang g++ redis-cli redis-server redis-benchmark python3 node npm java; do
+  for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
   done
   if [ -z "${LIBCLANG_PATH:-}" ] && ! ls /usr/lib*/libclang.so /usr/lib*/*/libclang.so \

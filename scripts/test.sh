@@ -10,7 +10,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-"$repo/scripts/setup.sh"
+"$repo/scripts/setup.sh" --tests
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
 # shellcheck source=scripts/build-flags.sh
 . "$repo/scripts/build-flags.sh"

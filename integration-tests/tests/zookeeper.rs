@@ -449,6 +449,32 @@ fn notifications_come_before_replies_and_watches_survive_a_reconnect() -> Result
             || events == vec![(4, "/x/a".to_string()), (1, "/y".to_string())],
         "{events:?}"
     );
+    // The Java client numbers its setWatches2 like any request: the reply
+    // must carry that xid (a -8 there is "Xid out of order" and the client
+    // drops the connection).
+    let none = || std::iter::empty::<&[u8]>();
+    let mut w = Writer::default();
+    w.long(seen);
+    w.strings(none())
+        .strings(none())
+        .strings(none())
+        .strings(none());
+    w.strings([b"/x".as_slice()].into_iter()); // persistent recursive
+    watcher.send(77, op::SET_WATCHES2, &w)?;
+    let frame = loop {
+        let frame = watcher.next()?.context("setWatches2 reply")?;
+        if frame.xid != -1 {
+            break frame;
+        }
+    };
+    ensure!(
+        frame.xid == 77 && frame.err == 0,
+        "setWatches2 reply xid {}",
+        frame.xid
+    );
+    writer.set("/x/a/c", b"z")?;
+    let (_, events) = watcher.exists("/x", false)?;
+    ensure!(events == vec![(3, "/x/a/c".to_string())], "{events:?}");
     Ok(())
 }
 

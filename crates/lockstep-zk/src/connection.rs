@@ -200,7 +200,20 @@ async fn serve(
             frame = tokio::time::timeout(silence, frames.next()) => {
                 // A client silent for its whole timeout is gone (ZooKeeper
                 // clients ping every third of it).
-                let Ok(Some(Ok(frame))) = frame else { return };
+                let frame = match frame {
+                    Ok(Some(Ok(frame))) => frame,
+                    Ok(Some(Err(err))) => {
+                        debug!(conn.ctx.log, "zookeeper connection closed: unreadable frame";
+                            "client" => conn.client_id, "error" => %err);
+                        return;
+                    }
+                    Ok(None) => return,
+                    Err(_) => {
+                        debug!(conn.ctx.log, "zookeeper connection closed: silent for the session timeout";
+                            "client" => conn.client_id);
+                        return;
+                    }
+                };
                 stats.received(conn.client_id);
                 let close = conn.request(frame.freeze(), &mut messages, &mut out).await;
                 stats.sent(conn.client_id);
@@ -259,17 +272,25 @@ impl Conn {
         let request = match proto::parse(op_code, &mut r) {
             Ok(request) => request,
             Err(BadRequest::Unknown(_)) => {
+                debug!(self.ctx.log, "zookeeper connection closed: unknown op";
+                    "client" => self.client_id, "op" => op_code);
                 framed(
                     &proto::reply_header(request_xid, self.index() as i64, err::UNIMPLEMENTED),
                     out,
                 );
                 return true;
             }
-            Err(BadRequest::Malformed(_)) => return true,
+            Err(BadRequest::Malformed(why)) => {
+                debug!(self.ctx.log, "zookeeper connection closed: malformed request";
+                    "client" => self.client_id, "op" => op_code, "why" => ?why);
+                return true;
+            }
         };
         let outcome = match request {
             Request::Ping => {
                 if self.lost_leader() || self.session_ended() {
+                    debug!(self.ctx.log, "zookeeper connection closed at a ping: no leader, or the session ended";
+                        "client" => self.client_id, "session" => format!("{:#x}", self.session.id));
                     return true;
                 }
                 Ok(Outcome::Reply(Answer {
@@ -287,7 +308,13 @@ impl Conn {
         let (answer, close) = match outcome {
             Ok(Outcome::Reply(answer)) => (answer, false),
             Ok(Outcome::ReplyAndClose(answer)) => (answer, true),
-            Err(_) => return true,
+            Err(err) => {
+                // The client reconnects (to this node or another) and
+                // retries, as after any lost connection.
+                debug!(self.ctx.log, "zookeeper connection closed: the cluster did not answer";
+                    "client" => self.client_id, "op" => op_code, "error" => %err);
+                return true;
+            }
         };
         // Pushes of entries up to the reply's index go before it.
         let started = Instant::now();
@@ -302,10 +329,12 @@ impl Conn {
                 after.push(push);
             }
         }
+        // A reply carries its request's xid, whatever the client chose for
+        // auth and setWatches (kazoo sends the special -4 and -8, the Java
+        // client numbers its setWatches like any request and drops the
+        // connection on a reply out of order); a ping's is always -2.
         let reply_xid = match op_code {
             op::PING => xid::PING,
-            op::AUTH => xid::AUTH,
-            op::SET_WATCHES | op::SET_WATCHES2 => xid::SET_WATCHES,
             _ => request_xid,
         };
         let mut w = proto::reply_header(reply_xid, answer.index as i64, answer.err);

@@ -12,6 +12,7 @@
 mod cpu;
 mod events;
 mod workload;
+mod zk;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -214,6 +215,12 @@ fn print_pass(pass: &Pass) {
     }
 }
 
+/// One client's connection: RESP, or a ZooKeeper session.
+enum Connection {
+    Redis(redis::aio::MultiplexedConnection),
+    ZooKeeper(zookeeper_client::Client),
+}
+
 async fn run_pass(
     args: &Args,
     pass_number: usize,
@@ -225,7 +232,11 @@ async fn run_pass(
     let mut clients = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
         let endpoint = args.endpoints[client % args.endpoints.len()].clone();
-        let connection = workload::connect(&endpoint).await?;
+        let connection = if args.workload.is_zookeeper() {
+            Connection::ZooKeeper(zk::connect(&endpoint).await?)
+        } else {
+            Connection::Redis(workload::connect(&endpoint).await?)
+        };
         let config = workload::Config {
             client,
             endpoint: client % args.endpoints.len(),
@@ -242,14 +253,23 @@ async fn run_pass(
     }
     // Every client connected before any starts, so none begins late.
     for (connection, config) in clients {
-        tasks.push(tokio::spawn(workload::client_loop(
-            connection,
-            config,
-            shared.clone(),
-        )));
+        tasks.push(match connection {
+            Connection::Redis(con) => {
+                tokio::spawn(workload::client_loop(con, config, shared.clone()))
+            }
+            Connection::ZooKeeper(client) => {
+                tokio::spawn(zk::client_loop(client, config, shared.clone()))
+            }
+        });
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let index_before = commit_index(&args.endpoints[0]).await;
+    // A ZooKeeper port answers no INFO.
+    let resp = !args.workload.is_zookeeper();
+    let index_before = if resp {
+        commit_index(&args.endpoints[0]).await
+    } else {
+        None
+    };
     let before: Vec<u64> = processes.iter().map(Process::ticks).collect();
     let started = Instant::now();
     shared.measuring.store(true, Ordering::SeqCst);
@@ -257,7 +277,11 @@ async fn run_pass(
     shared.measuring.store(false, Ordering::SeqCst);
     let elapsed = started.elapsed().as_secs_f64();
     let after: Vec<u64> = processes.iter().map(Process::ticks).collect();
-    let index_after = commit_index(&args.endpoints[0]).await;
+    let index_after = if resp {
+        commit_index(&args.endpoints[0]).await
+    } else {
+        None
+    };
     shared.stop.store(true, Ordering::SeqCst);
     let mut reports = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -334,6 +358,9 @@ async fn main() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     if args.workload == Workload::Get {
         workload::load_keys(&args.endpoints[0], args.keys, args.value_size).await?;
+    }
+    if args.workload.is_zookeeper() {
+        zk::prepare(&args.endpoints[0], args.keys, args.value_size).await?;
     }
     if args.workload == Workload::Heartbeat {
         workload::register_instances(&args.endpoints[0], args.keys).await?;

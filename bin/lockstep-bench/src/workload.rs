@@ -55,6 +55,18 @@ pub enum Workload {
     ZnodeSet,
     /// ZNODE.CHILDREN of a node with 10 children.
     ZnodeChildren,
+    /// ZooKeeper protocol (the endpoints are ZooKeeper ports): getData of
+    /// an existing node (--keys loaded first).
+    ZkGet,
+    /// ZooKeeper protocol: setData of an existing node (any version).
+    ZkSet,
+    /// ZooKeeper protocol: a persistent sequential create under one
+    /// parent shared by every client.
+    ZkCreate,
+    /// ZooKeeper protocol: kazoo's and Curator's lock recipe, uncontended
+    /// (each client its own lock): create an ephemeral sequential child,
+    /// list the children, find it lowest, delete it.
+    ZkLock,
     /// Not a closed loop: --subscribers follow keyspace events of their
     /// own keys while --clients write (see `events`).
     Fanout,
@@ -64,6 +76,14 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// Spoken over ZooKeeper's protocol, not RESP.
+    pub fn is_zookeeper(self) -> bool {
+        matches!(
+            self,
+            Workload::ZkGet | Workload::ZkSet | Workload::ZkCreate | Workload::ZkLock
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Workload::Put => "put",
@@ -79,6 +99,10 @@ impl Workload {
             Workload::ZnodeGet => "znode-get",
             Workload::ZnodeSet => "znode-set",
             Workload::ZnodeChildren => "znode-children",
+            Workload::ZkGet => "zk-get",
+            Workload::ZkSet => "zk-set",
+            Workload::ZkCreate => "zk-create",
+            Workload::ZkLock => "zk-lock",
             Workload::Fanout => "fanout",
             Workload::Catchup => "catchup",
         }
@@ -161,7 +185,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl ClientReport {
-    fn new(workload: Workload) -> Self {
+    pub(crate) fn new(workload: Workload) -> Self {
         ClientReport {
             ops: 0,
             errors: 0,
@@ -176,7 +200,7 @@ impl ClientReport {
         }
     }
 
-    fn error(&mut self, error: impl std::fmt::Display) {
+    pub(crate) fn error(&mut self, error: impl std::fmt::Display) {
         self.errors += 1;
         if self.first_errors.len() < KEPT_ERRORS {
             self.first_errors.push(error.to_string());
@@ -559,6 +583,9 @@ pub async fn client_loop(
                     Ok(None)
                 }
                 Workload::Fanout | Workload::Catchup => Err(anyhow!("not a closed-loop workload")),
+                Workload::ZkGet | Workload::ZkSet | Workload::ZkCreate | Workload::ZkLock => {
+                    Err(anyhow!("a ZooKeeper workload needs a ZooKeeper session"))
+                }
                 Workload::Put => {
                     let key = format!("bench:{}:{}:{}:{n}", shared.run, shared.pass, config.client);
                     redis::cmd("SET")

@@ -289,7 +289,7 @@ impl<S: NodeStore> Core<S> {
             expiry_in_flight: None,
             applied_ct: cluster_time,
             sink,
-            delivered: Arc::new(AtomicU64::new(0)),
+            delivered: Arc::new(Delivered::new(0)),
             members: Members::default(),
             status_members: Arc::new(Members::default()),
             removed: false,
@@ -306,8 +306,7 @@ impl<S: NodeStore> Core<S> {
             log,
         };
         core.load_members(bootstrapping)?;
-        core.delivered
-            .store(core.store.applied().index, Ordering::Release);
+        core.delivered.set(core.store.applied().index);
         core.publish_status();
         Ok(core)
     }
@@ -315,7 +314,7 @@ impl<S: NodeStore> Core<S> {
     /// The index through which applied entries' events have been handed
     /// to the sink (it trails the applied state by the time the sink
     /// takes).
-    pub(crate) fn delivered_cell(&self) -> Arc<AtomicU64> {
+    pub(crate) fn delivered_cell(&self) -> Arc<Delivered> {
         self.delivered.clone()
     }
 
@@ -384,7 +383,7 @@ pub struct Core<S: NodeStore> {
     applied_ct: u64,
     sink: EventSink,
     /// Events handed to the sink through this index (see `delivered_cell`).
-    delivered: Arc<AtomicU64>,
+    delivered: Arc<Delivered>,
     /// Every member's addresses (the record in the keyspace family).
     members: Members,
     /// The same, shared with the status.
@@ -760,8 +759,7 @@ impl<S: NodeStore> Core<S> {
                 self.reload_members()?;
                 self.metrics.snapshots_received.inc();
                 (self.sink)(snapshot.get_metadata().index, &AppliedEvent::Replaced);
-                self.delivered
-                    .store(self.store.applied().index, Ordering::Release);
+                self.delivered.set(self.store.applied().index);
                 info!(self.log, "installed snapshot"; "index" => snapshot.get_metadata().index);
             }
             for read_state in ready.take_read_states() {
@@ -982,7 +980,7 @@ impl<S: NodeStore> Core<S> {
                 }
             }
         }
-        self.delivered.store(position.index, Ordering::Release);
+        self.delivered.set(position.index);
         Ok(())
     }
 
@@ -1118,4 +1116,48 @@ fn read_ctx(node: u64, request_ctx: &[u8]) -> Option<u64> {
     (u64::from_be_bytes(id.try_into().ok()?) == node)
         .then(|| batch.try_into().ok().map(u64::from_be_bytes))
         .flatten()
+}
+
+/// The index through which applied entries' events have been handed to
+/// the sink: read without a lock, and awaited by connections that must
+/// write those events before a reply computed at a later index.
+pub struct Delivered {
+    index: AtomicU64,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Delivered {
+    fn new(index: u64) -> Delivered {
+        Delivered {
+            index: AtomicU64::new(index),
+            changed: tokio::sync::watch::Sender::new(index),
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.index.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, index: u64) {
+        self.index.store(index, Ordering::Release);
+        // Wakes only connections waiting for it (none, usually).
+        if self.changed.receiver_count() > 0 {
+            self.changed.send_replace(index);
+        }
+    }
+
+    /// Waits until `index` has been delivered, at most `bound`; whether it
+    /// was.
+    pub async fn wait(&self, index: u64, bound: std::time::Duration) -> bool {
+        if self.get() >= index {
+            return true;
+        }
+        let mut changed = self.changed.subscribe();
+        // Set after subscribing, so a change between the two is seen.
+        if self.get() >= index {
+            return true;
+        }
+        let reached = tokio::time::timeout(bound, changed.wait_for(|_| self.get() >= index)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
 }

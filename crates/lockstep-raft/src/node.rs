@@ -67,7 +67,7 @@ pub struct NodeHandle {
     reader: Arc<Reader>,
     prober: Arc<Prober>,
     backup: Arc<BackupTaker>,
-    delivered: Arc<std::sync::atomic::AtomicU64>,
+    delivered: Arc<crate::core::Delivered>,
     removed: Arc<std::sync::atomic::AtomicBool>,
     metrics: crate::RaftMetrics,
     request_timeout: Duration,
@@ -167,7 +167,13 @@ impl NodeHandle {
     /// a later index waits for it, so that a client sees an event before
     /// any reply computed at or after it.
     pub fn delivered_index(&self) -> u64 {
-        self.delivered.load(std::sync::atomic::Ordering::Acquire)
+        self.delivered.get()
+    }
+
+    /// Waits (at most `bound`) until this node has delivered the events of
+    /// entries through `index`; whether it has.
+    pub async fn wait_delivered(&self, index: u64, bound: Duration) -> bool {
+        self.delivered.wait(index, bound).await
     }
 
     /// The replication core's metrics.

@@ -215,11 +215,11 @@ async fn pushes_around_reply(
 ) -> Vec<Push> {
     let (index, own_write) = session.reply_position();
     if index > 0 {
-        let node = &session.context().node;
-        let started = std::time::Instant::now();
-        while node.delivered_index() < index && started.elapsed() < DELIVERY_WAIT {
-            tokio::task::yield_now().await;
-        }
+        session
+            .context()
+            .node
+            .wait_delivered(index, DELIVERY_WAIT)
+            .await;
     }
     let noloop = own_write && session.noloop();
     let mut after = Vec::new();

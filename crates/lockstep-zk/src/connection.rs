@@ -317,10 +317,10 @@ impl Conn {
             }
         };
         // Pushes of entries up to the reply's index go before it.
-        let started = Instant::now();
-        while self.ctx.node.delivered_index() < answer.index && started.elapsed() < DELIVERY_WAIT {
-            tokio::task::yield_now().await;
-        }
+        self.ctx
+            .node
+            .wait_delivered(answer.index, DELIVERY_WAIT)
+            .await;
         let mut after = Vec::new();
         while let Ok(push) = messages.try_recv() {
             if push.index <= answer.index {

@@ -367,8 +367,7 @@ impl<S: NodeStore> Core<S> {
         }
         self.members_changed();
         self.metrics.membership_changes.inc();
-        self.delivered
-            .store(position.index, std::sync::atomic::Ordering::Release);
+        self.delivered.set(position.index);
         info!(self.log, "membership changed"; "index" => position.index,
             "voters" => ?conf_state.voters, "learners" => ?conf_state.learners);
         if let Some(pending) = self.pending_change.take() {

@@ -1140,10 +1140,9 @@ impl Delivered {
 
     pub(crate) fn set(&self, index: u64) {
         self.index.store(index, Ordering::Release);
-        // Wakes only connections waiting for it (none, usually).
-        if self.changed.receiver_count() > 0 {
-            self.changed.send_replace(index);
-        }
+        // Always through the channel (cheap without receivers): skipping it
+        // when none is subscribed could miss one subscribing right now.
+        self.changed.send_replace(index);
     }
 
     /// Waits until `index` has been delivered, at most `bound`; whether it

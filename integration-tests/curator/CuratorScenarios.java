@@ -53,6 +53,30 @@ public class CuratorScenarios {
         return c;
     }
 
+    interface Body<T> {
+        void run(T item) throws Exception;
+    }
+
+    /** Runs `body` once per item, each on its own thread; fails with every error. */
+    static <T> void parallel(String what, List<T> items, Body<T> body) throws Exception {
+        ConcurrentLinkedQueue<Throwable> errors = new ConcurrentLinkedQueue<>();
+        List<Thread> threads = new ArrayList<>();
+        for (T item : items) {
+            threads.add(new Thread(() -> {
+                try {
+                    body.run(item);
+                } catch (Throwable e) {
+                    errors.add(e);
+                }
+            }));
+        }
+        threads.forEach(Thread::start);
+        for (Thread t : threads) {
+            t.join();
+        }
+        check(errors.isEmpty(), what + " errors: " + errors);
+    }
+
     static void log(String line) {
         System.out.println(line);
         System.out.flush();
@@ -71,33 +95,20 @@ public class CuratorScenarios {
     static int mutex(List<CuratorFramework> own, int each) throws Exception {
         AtomicInteger inside = new AtomicInteger();
         AtomicInteger total = new AtomicInteger();
-        ConcurrentLinkedQueue<Throwable> errors = new ConcurrentLinkedQueue<>();
-        List<Thread> workers = new ArrayList<>();
-        for (CuratorFramework c : own) {
+        parallel("mutex", own, c -> {
             InterProcessMutex lock = new InterProcessMutex(c, "/curator/mutex");
-            workers.add(new Thread(() -> {
+            for (int i = 0; i < each; i++) {
+                check(lock.acquire(60, TimeUnit.SECONDS), "mutex acquired");
                 try {
-                    for (int i = 0; i < each; i++) {
-                        check(lock.acquire(60, TimeUnit.SECONDS), "mutex acquired");
-                        try {
-                            check(inside.incrementAndGet() == 1, "one mutex holder");
-                            Thread.sleep(2);
-                            total.incrementAndGet();
-                            inside.decrementAndGet();
-                        } finally {
-                            lock.release();
-                        }
-                    }
-                } catch (Throwable e) {
-                    errors.add(e);
+                    check(inside.incrementAndGet() == 1, "one mutex holder");
+                    Thread.sleep(2);
+                    total.incrementAndGet();
+                    inside.decrementAndGet();
+                } finally {
+                    lock.release();
                 }
-            }));
-        }
-        workers.forEach(Thread::start);
-        for (Thread w : workers) {
-            w.join();
-        }
-        check(errors.isEmpty(), "mutex errors: " + errors);
+            }
+        });
         check(total.get() == own.size() * each, "every mutex cycle ran");
         return total.get();
     }
@@ -107,33 +118,23 @@ public class CuratorScenarios {
         AtomicInteger inside = new AtomicInteger();
         AtomicInteger most = new AtomicInteger();
         AtomicInteger served = new AtomicInteger();
-        ConcurrentLinkedQueue<Throwable> errors = new ConcurrentLinkedQueue<>();
-        List<Thread> workers = new ArrayList<>();
+        List<InterProcessSemaphoreV2> semaphores = new ArrayList<>();
         for (int t = 0; t < 4; t++) {
-            InterProcessSemaphoreV2 sem = new InterProcessSemaphoreV2(client(), "/curator/semaphore", 2);
-            workers.add(new Thread(() -> {
-                try {
-                    for (int i = 0; i < 3; i++) {
-                        Lease lease = sem.acquire(60, TimeUnit.SECONDS);
-                        check(lease != null, "semaphore lease");
-                        int now = inside.incrementAndGet();
-                        most.accumulateAndGet(now, Math::max);
-                        check(now <= 2, "at most two leases");
-                        Thread.sleep(20);
-                        inside.decrementAndGet();
-                        sem.returnLease(lease);
-                        served.incrementAndGet();
-                    }
-                } catch (Throwable e) {
-                    errors.add(e);
-                }
-            }));
+            semaphores.add(new InterProcessSemaphoreV2(client(), "/curator/semaphore", 2));
         }
-        workers.forEach(Thread::start);
-        for (Thread w : workers) {
-            w.join();
-        }
-        check(errors.isEmpty(), "semaphore errors: " + errors);
+        parallel("semaphore", semaphores, sem -> {
+            for (int i = 0; i < 3; i++) {
+                Lease lease = sem.acquire(60, TimeUnit.SECONDS);
+                check(lease != null, "semaphore lease");
+                int now = inside.incrementAndGet();
+                most.accumulateAndGet(now, Math::max);
+                check(now <= 2, "at most two leases");
+                Thread.sleep(20);
+                inside.decrementAndGet();
+                sem.returnLease(lease);
+                served.incrementAndGet();
+            }
+        });
         check(served.get() == 12, "every semaphore acquire served");
         log(round + " semaphore most " + most.get());
     }
@@ -212,26 +213,16 @@ public class CuratorScenarios {
 
     /** Three members enter together and leave together. */
     static void barrier(String round) throws Exception {
-        ConcurrentLinkedQueue<Throwable> errors = new ConcurrentLinkedQueue<>();
         AtomicInteger entered = new AtomicInteger();
-        List<Thread> members = new ArrayList<>();
+        List<DistributedDoubleBarrier> members = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
-            DistributedDoubleBarrier b = new DistributedDoubleBarrier(client(), "/curator/barrier-" + round, 3);
-            members.add(new Thread(() -> {
-                try {
-                    check(b.enter(60, TimeUnit.SECONDS), "barrier entered");
-                    check(entered.incrementAndGet() <= 3, "three members");
-                    check(b.leave(60, TimeUnit.SECONDS), "barrier left");
-                } catch (Throwable e) {
-                    errors.add(e);
-                }
-            }));
+            members.add(new DistributedDoubleBarrier(client(), "/curator/barrier-" + round, 3));
         }
-        members.forEach(Thread::start);
-        for (Thread m : members) {
-            m.join();
-        }
-        check(errors.isEmpty(), "barrier errors: " + errors);
+        parallel("barrier", members, b -> {
+            check(b.enter(60, TimeUnit.SECONDS), "barrier entered");
+            check(entered.incrementAndGet() <= 3, "three members");
+            check(b.leave(60, TimeUnit.SECONDS), "barrier left");
+        });
         check(entered.get() == 3, "all entered");
         log(round + " barrier");
     }
@@ -245,29 +236,16 @@ public class CuratorScenarios {
             counts.add(c);
         }
         int start = counts.get(0).getCount();
-        ConcurrentLinkedQueue<Throwable> errors = new ConcurrentLinkedQueue<>();
-        List<Thread> workers = new ArrayList<>();
-        for (SharedCount c : counts) {
-            workers.add(new Thread(() -> {
-                try {
-                    for (int i = 0; i < 10; i++) {
-                        while (true) {
-                            var v = c.getVersionedValue();
-                            if (c.trySetCount(v, v.getValue() + 1)) {
-                                break;
-                            }
-                        }
+        parallel("shared count", counts, c -> {
+            for (int i = 0; i < 10; i++) {
+                while (true) {
+                    var v = c.getVersionedValue();
+                    if (c.trySetCount(v, v.getValue() + 1)) {
+                        break;
                     }
-                } catch (Throwable e) {
-                    errors.add(e);
                 }
-            }));
-        }
-        workers.forEach(Thread::start);
-        for (Thread w : workers) {
-            w.join();
-        }
-        check(errors.isEmpty(), "shared count errors: " + errors);
+            }
+        });
         long until = System.currentTimeMillis() + 30000;
         while (counts.get(0).getCount() != start + 30 && System.currentTimeMillis() < until) {
             Thread.sleep(20);

@@ -1,6 +1,7 @@
 //! Real processes under faults, judged by the checker: each nemesis must
 //! leave 0 linearizability violations, 0 token violations, no lost or
-//! duplicated queue items and converged replicas; each negative control
+//! duplicated queue items, no ZooKeeper recipe holds overlapping beyond
+//! the session timeout and converged replicas; each negative control
 //! must be caught. `LOCKSTEP_FAULT_SECONDS` sets the workload time per run
 //! (`scripts/soak.sh` runs the long version).
 
@@ -47,6 +48,10 @@ fn survives(nemesis: Nemesis, salt: u64) -> Result<()> {
         "the nemesis never struck"
     );
     ensure!(report.leaderships > 0, "nobody was ever elected");
+    ensure!(
+        report.zk_holds > 0 && report.zk_register_ops > 0,
+        "the ZooKeeper clients did nothing"
+    );
     Ok(())
 }
 
@@ -107,6 +112,19 @@ fn negative_control_reads_without_read_index_are_stale() -> Result<()> {
     ensure!(
         !report.linearizability.is_linearizable(),
         "local reads looked linearizable:\n{report}"
+    );
+    Ok(())
+}
+
+#[test]
+fn negative_control_zookeeper_locks_that_skip_the_queue_overlap() -> Result<()> {
+    let mut scenario = short(Nemesis::None, 9);
+    scenario.duration = Duration::from_secs(10);
+    scenario.zk_locks_skip_queue = true;
+    let report = run(scenario)?;
+    ensure!(
+        report.zk_hold_overlaps > 0,
+        "ZooKeeper locks taken without waiting for the predecessor looked exclusive:\n{report}"
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ mod client;
 pub mod nemesis;
 mod watchdog;
 pub mod workloads;
+pub mod zk_workloads;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +57,14 @@ pub struct Scenario {
     pub election_clients: usize,
     /// Change-feed watchers following the register keys.
     pub feed_watchers: usize,
+    /// ZooKeeper-protocol clients (see `zk_workloads`): registers, lock
+    /// takers, election candidates.
+    pub zk_register_clients: usize,
+    pub zk_lock_clients: usize,
+    pub zk_election_clients: usize,
+    /// Negative control: ZooKeeper lock takers hold as soon as their node
+    /// exists, without waiting for the lower ones.
+    pub zk_locks_skip_queue: bool,
     /// Extra `lockstep` flags (the negative controls use this).
     pub node_args: Vec<String>,
     /// Run `lockstep-unsafe` (the negative controls' switches).
@@ -80,6 +89,10 @@ impl Scenario {
             queue_consumers: 2,
             election_clients: 3,
             feed_watchers: 2,
+            zk_register_clients: 2,
+            zk_lock_clients: 3,
+            zk_election_clients: 2,
+            zk_locks_skip_queue: false,
             node_args: Vec::new(),
             unsafe_binary: false,
             locks_without_nx: false,
@@ -116,6 +129,13 @@ pub struct Report {
     /// order; pages that repeated a change).
     pub feed_changes: usize,
     pub feed_mismatches: Vec<String>,
+    /// ZooKeeper recipes: holds, holds that overlapped by more than the
+    /// session timeout, and sequential names created twice.
+    pub zk_holds: usize,
+    /// Operations of the znode registers (checked with the others).
+    pub zk_register_ops: usize,
+    pub zk_hold_overlaps: usize,
+    pub zk_duplicate_names: usize,
     pub converged: Result<String, String>,
     pub nemesis: NemesisLog,
 }
@@ -133,6 +153,8 @@ impl Report {
             && self.election_token_violations == 0
             && self.stale_proclaims_accepted == 0
             && self.feed_mismatches.is_empty()
+            && self.zk_hold_overlaps == 0
+            && self.zk_duplicate_names == 0
             && self.converged.is_ok()
     }
 }
@@ -174,6 +196,11 @@ impl fmt::Display for Report {
             f,
             "change feed: {} changes received by the watchers, mismatches {:?}",
             self.feed_changes, self.feed_mismatches
+        )?;
+        writeln!(
+            f,
+            "zookeeper: {} znode register operations; recipes: {} holds, overlapping {}, duplicate sequential names {}",
+            self.zk_register_ops, self.zk_holds, self.zk_hold_overlaps, self.zk_duplicate_names
         )?;
         writeln!(f, "replicas: {:?}", self.converged)?;
         writeln!(
@@ -249,6 +276,7 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
         release_sha,
         locks_without_nx: scenario.locks_without_nx,
         leaders_ignore_leases: scenario.leaders_ignore_leases,
+        zk_locks_skip_queue: scenario.zk_locks_skip_queue,
         histories: Mutex::new(Histories::default()),
     });
     let mut rng = StdRng::seed_from_u64(scenario.seed);
@@ -288,6 +316,29 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
         let (shared, client) = (shared.clone(), client(&mut rng));
         workers.push(std::thread::spawn(move || {
             workloads::election_worker(shared, client)
+        }));
+    }
+    let zk_hosts: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.zk_addr.to_string())
+        .collect();
+    let zk_hosts = zk_hosts.join(",");
+    let zk_roles = std::iter::repeat_n(zk_workloads::Role::Register, scenario.zk_register_clients)
+        .chain(std::iter::repeat_n(
+            zk_workloads::Role::Lock,
+            scenario.zk_lock_clients,
+        ))
+        .chain(std::iter::repeat_n(
+            zk_workloads::Role::Election,
+            scenario.zk_election_clients,
+        ));
+    // Their own ids, apart from the RESP clients'.
+    for (n, role) in zk_roles.enumerate() {
+        let (shared, id, hosts) = (shared.clone(), 1_000 + n as u64, zk_hosts.clone());
+        let rng = StdRng::seed_from_u64(rng.gen());
+        workers.push(std::thread::spawn(move || {
+            zk_workloads::worker(shared, id, hosts, role, rng)
         }));
     }
     let mut feed_watchers = Vec::new();
@@ -382,6 +433,35 @@ fn judge(
         LEADERSHIP_OVERLAP_BOUND.as_nanos() as u64,
     );
     let stale_proclaims = check_fenced_writes(&histories.leaderships, &histories.proclaims);
+    let zk_hold_overlaps = zk_workloads::LOCK_PARENTS
+        .iter()
+        .map(|parent| {
+            let holds: Vec<&zk_workloads::Hold> = histories
+                .zk_holds
+                .iter()
+                .filter(|(p, _)| p == parent)
+                .map(|(_, hold)| hold)
+                .collect();
+            let found = zk_workloads::overlaps(&holds);
+            for (earlier, later) in found.iter().take(5) {
+                eprintln!("zookeeper recipe overlap ({parent}): {earlier:?} and {later:?}");
+            }
+            found.len()
+        })
+        .sum();
+    let mut names: Vec<&(String, i64)> = histories.zk_sequential.iter().collect();
+    names.sort();
+    let zk_duplicate_names = names.windows(2).filter(|w| w[0] == w[1]).count()
+        // A parent's sequence numbers are never handed out twice either.
+        + {
+            let mut numbers: Vec<(String, i64)> = histories
+                .zk_sequential
+                .iter()
+                .map(|(path, n)| (path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default(), *n))
+                .collect();
+            numbers.sort();
+            numbers.windows(2).filter(|w| w[0] == w[1]).count()
+        };
     for violation in overlaps.iter().chain(&stale_proclaims).take(5) {
         eprintln!("election violation: {violation:?}");
     }
@@ -411,6 +491,14 @@ fn judge(
         proclaims: (histories.proclaims.len(), histories.proclaims_refused),
         feed_changes: 0,
         feed_mismatches: Vec::new(),
+        zk_holds: histories.zk_holds.len(),
+        zk_register_ops: histories
+            .registers
+            .iter()
+            .filter(|(key, _)| key.starts_with("zk:"))
+            .count(),
+        zk_hold_overlaps,
+        zk_duplicate_names,
         converged,
         nemesis,
     }

@@ -66,6 +66,10 @@ pub struct Histories {
     /// how many were refused (the token no longer led).
     pub proclaims: Vec<FencedWrite>,
     pub proclaims_refused: u64,
+    /// ZooKeeper-protocol recipes: each hold of a lock or election parent
+    /// as its client lived it, and every sequential name created.
+    pub zk_holds: Vec<(String, super::zk_workloads::Hold)>,
+    pub zk_sequential: Vec<(String, i64)>,
     /// Operations by outcome: ok, failed before sending or refused with
     /// -CLUSTERDOWN (no effect), unknown.
     pub ok: u64,
@@ -103,19 +107,37 @@ pub struct Shared {
     pub locks_without_nx: bool,
     /// Negative control: leaders stall past their lease and act on.
     pub leaders_ignore_leases: bool,
+    /// Negative control: ZooKeeper lock takers do not wait their turn.
+    pub zk_locks_skip_queue: bool,
     pub histories: Mutex<Histories>,
 }
 
 impl Shared {
-    fn value(&self) -> u64 {
+    pub(super) fn note_hold(&self, parent: &str, hold: super::zk_workloads::Hold) {
+        self.histories
+            .lock()
+            .expect("histories")
+            .zk_holds
+            .push((parent.to_string(), hold));
+    }
+
+    pub(super) fn note_sequential(&self, path: String, sequence: i64) {
+        self.histories
+            .lock()
+            .expect("histories")
+            .zk_sequential
+            .push((path, sequence));
+    }
+
+    pub(super) fn value(&self) -> u64 {
         self.next_value.fetch_add(1, Ordering::SeqCst)
     }
 
-    fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         !self.stop.load(Ordering::SeqCst)
     }
 
-    fn tally<T>(&self, result: &Result<T, Failure>) {
+    pub(super) fn tally<T>(&self, result: &Result<T, Failure>) {
         let mut histories = self.histories.lock().expect("histories");
         match result {
             Ok(_) => histories.ok += 1,
@@ -124,7 +146,7 @@ impl Shared {
         }
     }
 
-    fn record(&self, key: String, op: RegisterOp) {
+    pub(super) fn record(&self, key: String, op: RegisterOp) {
         self.histories
             .lock()
             .expect("histories")

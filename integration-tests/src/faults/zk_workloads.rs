@@ -1,0 +1,327 @@
+//! ZooKeeper-protocol clients under the same nemesis (the `zookeeper-client`
+//! crate, unmodified, each with its own session over every node's ZooKeeper
+//! port), and what they record:
+//!
+//! - register: getData / setData / create of a few znodes whose paths
+//!   change every few seconds, checked for linearizability with the RESP
+//!   registers (a read of a missing node reads nothing; a write is a
+//!   setData, or the create of a node that did not exist yet).
+//! - lock and election: kazoo's and Curator's recipe (an ephemeral
+//!   sequential child; the lowest one holds; the others wait for their
+//!   predecessor to go). A holder holds only while its session stays
+//!   connected. A hold it ended itself (and then deleted its node) must not
+//!   overlap any other at all: the next holder learns of the delete only
+//!   after it; a hold it ended because its connection was lost may overlap
+//!   the next by at most the session timeout (the bound ZooKeeper's recipes
+//!   give: a holder cut off learns of it within two thirds of the timeout,
+//!   the session expires after the whole). Every sequential name must be
+//!   unique.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockstep_check::register::{Command, Reply};
+use lockstep_check::Operation;
+use rand::rngs::StdRng;
+use rand::Rng;
+use zk::{Acls, CreateMode, EventType};
+use zookeeper_client as zk;
+
+use super::workloads::Shared;
+
+/// The session timeout of every ZooKeeper-protocol client: the bound on
+/// how long a cut-off holder may believe it still holds.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+const REGISTER_NODES: u64 = 3;
+const REGISTER_PERIOD: Duration = Duration::from_secs(2);
+/// The lock and election parents.
+pub const LOCK: &str = "/faults-zk-lock";
+pub const ELECTION: &str = "/faults-zk-election";
+pub const LOCK_PARENTS: [&str; 2] = [LOCK, ELECTION];
+
+/// One hold of a lock or a leadership, as its client lived it.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    pub client: u64,
+    pub sequence: i64,
+    pub start: u64,
+    pub end: u64,
+    /// It ended because the session's connection was lost.
+    pub lost: bool,
+}
+
+/// Pairs of holds that overlap more than they may: any overlap after a
+/// hold its client ended itself, more than the session timeout after one
+/// that ended with a lost connection.
+pub fn overlaps<'a>(holds: &[&'a Hold]) -> Vec<(&'a Hold, &'a Hold)> {
+    let bound = SESSION_TIMEOUT.as_nanos() as u64;
+    let mut by_start = holds.to_vec();
+    by_start.sort_by_key(|h| (h.start, h.sequence));
+    let mut found = Vec::new();
+    for (i, earlier) in by_start.iter().enumerate() {
+        for later in &by_start[i + 1..] {
+            if later.start >= earlier.end {
+                continue;
+            }
+            let by = earlier.end - later.start;
+            if !earlier.lost || by > bound {
+                found.push((*earlier, *later));
+            }
+        }
+    }
+    found
+}
+
+/// What a ZooKeeper-protocol client does.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    Register,
+    /// Holds for a short while, releases, takes again.
+    Lock,
+    /// Leads for longer terms, as an elected leader does.
+    Election,
+}
+
+/// Outcomes of one request.
+enum Outcome<T> {
+    Done(T),
+    /// Certainly without effect (refused, or never sent).
+    NoEffect,
+    /// May have taken effect.
+    Unknown,
+}
+
+fn outcome<T>(result: Result<T, zk::Error>, refused: &[zk::Error]) -> Outcome<T> {
+    match result {
+        Ok(value) => Outcome::Done(value),
+        Err(err) if refused.contains(&err) => Outcome::NoEffect,
+        Err(zk::Error::ClientClosed | zk::Error::SessionExpired) => Outcome::NoEffect,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+async fn connect(hosts: &str) -> Option<zk::Client> {
+    let connecting = zk::Client::connector()
+        .with_session_timeout(SESSION_TIMEOUT)
+        .with_connection_timeout(Duration::from_secs(2))
+        .connect(hosts);
+    tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Runs one ZooKeeper-protocol client until the run stops.
+pub fn worker(shared: Arc<Shared>, id: u64, hosts: String, role: Role, rng: StdRng) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let mut rng = rng;
+        while shared.running() {
+            let Some(client) = connect(&hosts).await else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            match role {
+                Role::Register => register(&shared, id, &client, &mut rng).await,
+                Role::Lock => recipe(&shared, id, &client, LOCK, (20, 150), &mut rng).await,
+                Role::Election => {
+                    recipe(&shared, id, &client, ELECTION, (300, 1200), &mut rng).await
+                }
+            }
+            // The session ends with the client (its ephemerals go now, or
+            // at expiry if no node can be reached).
+            drop(client);
+        }
+    });
+}
+
+async fn ensure_parent(client: &zk::Client, path: &str) -> bool {
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    matches!(
+        client.create(path, b"", &persistent).await,
+        Ok(_) | Err(zk::Error::NodeExists)
+    )
+}
+
+/// Register operations until the session is lost.
+async fn register(shared: &Shared, id: u64, client: &zk::Client, rng: &mut StdRng) {
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    if !ensure_parent(client, "/faults-zk-reg").await {
+        return;
+    }
+    while shared.running() {
+        let generation = shared.clock.elapsed().as_nanos() / REGISTER_PERIOD.as_nanos();
+        let path = format!(
+            "/faults-zk-reg/g{generation}-{}",
+            rng.gen_range(0..REGISTER_NODES)
+        );
+        let key = format!("zk:{path}");
+        let call = shared.clock.now();
+        if rng.gen_bool(0.5) {
+            let read = client.get_data(&path).await;
+            let reply = match read {
+                Ok((data, _)) => Some(String::from_utf8_lossy(&data).parse().unwrap_or(u64::MAX)),
+                Err(zk::Error::NoNode) => None,
+                Err(err) => {
+                    // A read without an answer tells nothing.
+                    shared.tally::<()>(&Err(super::client::Failure::NotSent));
+                    if matches!(err, zk::Error::ClientClosed | zk::Error::SessionExpired) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            shared.tally::<()>(&Ok(()));
+            shared.record(
+                key,
+                Operation::returned(
+                    id,
+                    call,
+                    shared.clock.now(),
+                    Command::Read,
+                    Reply::Value(reply),
+                ),
+            );
+            continue;
+        }
+        let value = shared.value();
+        let data = value.to_string();
+        let write = Command::Write {
+            value,
+            ttl_ms: None,
+        };
+        let set = outcome(
+            client.set_data(&path, data.as_bytes(), None).await,
+            &[zk::Error::NoNode],
+        );
+        let result = match set {
+            Outcome::Done(_) => Outcome::Done(()),
+            Outcome::Unknown => Outcome::Unknown,
+            // Not there yet: this write creates it.
+            Outcome::NoEffect => {
+                match outcome(
+                    client.create(&path, data.as_bytes(), &persistent).await,
+                    &[zk::Error::NodeExists],
+                ) {
+                    Outcome::Done(_) => Outcome::Done(()),
+                    Outcome::Unknown => Outcome::Unknown,
+                    Outcome::NoEffect => Outcome::NoEffect,
+                }
+            }
+        };
+        match result {
+            Outcome::Done(()) => {
+                shared.tally::<()>(&Ok(()));
+                shared.record(
+                    key,
+                    Operation::returned(id, call, shared.clock.now(), write, Reply::Done(true)),
+                );
+            }
+            Outcome::NoEffect => shared.tally::<()>(&Err(super::client::Failure::NotSent)),
+            Outcome::Unknown => {
+                shared.tally::<()>(&Err(super::client::Failure::Unknown(String::new())));
+                shared.record(key, Operation::unknown(id, call, write));
+                return;
+            }
+        }
+    }
+}
+
+/// The lock recipe until the session is lost: take, hold for a while
+/// (milliseconds in `hold`), release, again.
+async fn recipe(
+    shared: &Shared,
+    id: u64,
+    client: &zk::Client,
+    parent: &str,
+    hold: (u64, u64),
+    rng: &mut StdRng,
+) {
+    if !ensure_parent(client, parent).await {
+        return;
+    }
+    let ephemeral = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+    let prefix = format!("{parent}/c{id}-");
+    let mut state = client.state_watcher();
+    while shared.running() {
+        let Ok((_, sequence)) = client.create(&prefix, b"", &ephemeral).await else {
+            return;
+        };
+        let mine = format!("c{id}-{sequence}");
+        shared.note_sequential(format!("{parent}/{mine}"), sequence.into_i64());
+        // Wait until ours is the lowest.
+        while !shared.zk_locks_skip_queue {
+            let Ok(children) = client.list_children(parent).await else {
+                return;
+            };
+            let number = |name: &str| {
+                name.rsplit_once('-')
+                    .and_then(|(_, n)| n.parse::<i64>().ok())
+            };
+            let mut ordered: Vec<&String> =
+                children.iter().filter(|c| number(c).is_some()).collect();
+            ordered.sort_by_key(|c| number(c));
+            let Some(at) = ordered.iter().position(|c| **c == mine) else {
+                // Ours is gone: the session expired.
+                return;
+            };
+            if at == 0 {
+                break;
+            }
+            let predecessor = format!("{parent}/{}", ordered[at - 1]);
+            match client.check_and_watch_stat(&predecessor).await {
+                Ok((None, _)) => continue,
+                Ok((Some(_), watcher)) => {
+                    let waited =
+                        tokio::time::timeout(Duration::from_secs(2), watcher.changed()).await;
+                    if let Ok(event) = waited {
+                        if event.event_type == EventType::Session {
+                            return;
+                        }
+                    }
+                    if !shared.running() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        // Held: for `hold`, and only while the session stays connected.
+        let start = shared.clock.now();
+        let length = Duration::from_millis(rng.gen_range(hold.0..hold.1));
+        let lost = tokio::time::timeout(length, async {
+            loop {
+                if state.changed().await != zk::SessionState::SyncConnected {
+                    break;
+                }
+            }
+        })
+        .await
+        .is_ok();
+        let end = shared.clock.now();
+        shared.note_hold(
+            parent,
+            Hold {
+                client: id,
+                sequence: sequence.into_i64(),
+                start,
+                end,
+                lost,
+            },
+        );
+        if lost {
+            return;
+        }
+        if client
+            .delete(&format!("{parent}/{mine}"), None)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -253,8 +253,9 @@ async fn recipe(
         };
         let mine = format!("c{id}-{sequence}");
         shared.note_sequential(format!("{parent}/{mine}"), sequence.into_i64());
-        // Wait until ours is the lowest.
-        while !shared.zk_locks_skip_queue {
+        // Wait until ours is the lowest (the negative control holds at once).
+        let mut waiting = !shared.zk_locks_skip_queue;
+        while waiting {
             let Ok(children) = client.list_children(parent).await else {
                 return;
             };
@@ -270,7 +271,8 @@ async fn recipe(
                 return;
             };
             if at == 0 {
-                break;
+                waiting = false;
+                continue;
             }
             let predecessor = format!("{parent}/{}", ordered[at - 1]);
             match client.check_and_watch_stat(&predecessor).await {

@@ -549,8 +549,21 @@ pub fn retry<T>(timeout: Duration, mut op: impl FnMut() -> Result<T>) -> Result<
 /// free loopback port, without persistence; killed when dropped.
 pub struct RedisServer {
     pub addr: SocketAddr,
+    _process: Reference,
+}
+
+/// A reference server's process and its directory: killed and removed
+/// when dropped.
+struct Reference {
     child: Child,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl RedisServer {
@@ -569,18 +582,10 @@ impl RedisServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let server = RedisServer {
             addr,
-            child,
-            _dir: dir,
+            _process: Reference { child, _dir: dir },
         };
         wait_for_port(addr, Duration::from_secs(10))?;
         Ok(server)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -594,8 +599,7 @@ pub const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 /// dropped.
 pub struct ZooKeeperServer {
     pub addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
+    _process: Reference,
 }
 
 impl ZooKeeperServer {
@@ -625,18 +629,10 @@ impl ZooKeeperServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let server = ZooKeeperServer {
             addr,
-            child,
-            _dir: dir,
+            _process: Reference { child, _dir: dir },
         };
         wait_for_port(addr, Duration::from_secs(60))?;
         Ok(server)
-    }
-}
-
-impl Drop for ZooKeeperServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

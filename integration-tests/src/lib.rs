@@ -559,6 +559,28 @@ struct Reference {
     _dir: tempfile::TempDir,
 }
 
+impl Reference {
+    /// Starts `command` (output discarded) and waits until it listens on
+    /// `port`; `what` names it in errors. Killed if it never does.
+    fn serve(
+        command: &mut Command,
+        dir: tempfile::TempDir,
+        port: u16,
+        ready_within: Duration,
+        what: &str,
+    ) -> Result<(SocketAddr, Reference)> {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let process = Reference { child, _dir: dir };
+        wait_for_port(addr, ready_within)?;
+        Ok((addr, process))
+    }
+}
+
 impl Drop for Reference {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -570,22 +592,23 @@ impl RedisServer {
     pub fn start() -> Result<RedisServer> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server (scripts/setup.sh installs it)")?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let server = RedisServer {
+            .arg(dir.path());
+        let (addr, process) = Reference::serve(
+            &mut command,
+            dir,
+            port,
+            Duration::from_secs(10),
+            "redis-server (scripts/setup.sh installs it)",
+        )?;
+        Ok(RedisServer {
             addr,
-            _process: Reference { child, _dir: dir },
-        };
-        wait_for_port(addr, Duration::from_secs(10))?;
-        Ok(server)
+            _process: process,
+        })
     }
 }
 
@@ -616,23 +639,24 @@ impl ZooKeeperServer {
                 dir.path().join("data").display()
             ),
         )?;
-        let child = Command::new("java")
+        let mut command = Command::new("java");
+        command
             .arg("-Dzookeeper.extendedTypesEnabled=true")
             .arg(format!("-Dzookeeper.log.dir={}", dir.path().display()))
             .args(["-cp", ZOOKEEPER_JAR])
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting ZooKeeper (scripts/setup.sh installs Debian's zookeeper)")?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let server = ZooKeeperServer {
+            .arg(&config);
+        let (addr, process) = Reference::serve(
+            &mut command,
+            dir,
+            port,
+            Duration::from_secs(60),
+            "ZooKeeper (scripts/setup.sh --tests installs Debian's zookeeper)",
+        )?;
+        Ok(ZooKeeperServer {
             addr,
-            _process: Reference { child, _dir: dir },
-        };
-        wait_for_port(addr, Duration::from_secs(60))?;
-        Ok(server)
+            _process: process,
+        })
     }
 }
 

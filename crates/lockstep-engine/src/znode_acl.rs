@@ -135,26 +135,18 @@ fn ip_matches(pattern: &[u8], addr: &[u8]) -> bool {
         return false;
     };
     match (net, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(n) & mask == u32::from(a) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(n) & mask == u128::from(a) & mask
-        }
+        (IpAddr::V4(n), IpAddr::V4(a)) => same_prefix(&n.octets(), &a.octets(), bits),
+        (IpAddr::V6(n), IpAddr::V6(a)) => same_prefix(&n.octets(), &a.octets(), bits),
         _ => false,
     }
+}
+
+/// Whether two addresses agree in their first `bits` bits (all of them
+/// without a prefix length).
+fn same_prefix(net: &[u8], addr: &[u8], bits: Option<u32>) -> bool {
+    let bits = bits.map_or(net.len() * 8, |b| (b as usize).min(net.len() * 8));
+    let (whole, rest) = (bits / 8, bits % 8);
+    net[..whole] == addr[..whole] && (rest == 0 || (net[whole] ^ addr[whole]) >> (8 - rest) == 0)
 }
 
 /// `addr` or `addr/bits`, bits within the address's length.
@@ -289,6 +281,22 @@ pub fn reply(acl: &[Acl]) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ip_patterns_match_by_prefix() {
+        let m = |pattern: &str, addr: &str| ip_matches(pattern.as_bytes(), addr.as_bytes());
+        assert!(m("10.1.2.3", "10.1.2.3"));
+        assert!(!m("10.1.2.3", "10.1.2.4"));
+        assert!(m("10.0.0.0/8", "10.200.3.4"));
+        assert!(m("10.1.2.0/23", "10.1.3.255"));
+        assert!(!m("10.1.2.0/23", "10.1.4.0"));
+        assert!(m("0.0.0.0/0", "192.168.1.1"));
+        assert!(m("fe80::/10", "febf::1"));
+        assert!(!m("fe80::/10", "fec0::1"));
+        assert!(m("::1", "::1"));
+        assert!(!m("10.0.0.0/8", "::ffff:10.0.0.1"));
+        assert!(!m("not-an-address", "10.0.0.1"));
+    }
+
     use super::*;
 
     fn b(s: &str) -> Bytes {

@@ -303,7 +303,71 @@ def hold_lock(hosts):
     print("released", flush=True)
 
 
+def tls(args):
+    """HOST:PORT of the TLS port, then the CA, a client certificate and its
+    key: served with the certificate, refused without one."""
+    host, ca, cert, key = args
+    zk = client(host, use_ssl=True, ca=ca, certfile=cert, keyfile=key)
+    zk.ensure_path("/tls")
+    path = zk.create("/tls/item-", b"over tls", sequence=True)
+    assert zk.get(path)[0] == b"over tls"
+    zk.stop()
+    stranger = KazooClient(hosts=host, timeout=4, use_ssl=True, ca=ca)
+    try:
+        stranger.start(timeout=4)
+    except Exception:
+        pass
+    else:
+        raise AssertionError("a client without a certificate was served")
+    finally:
+        stranger.stop()
+    print(path)
+    print("tls ok", flush=True)
+
+
+def read_only(hosts):
+    """Run against a node whose peers are down: a client that allows it
+    gets a read-only session (reads served, writes refused with
+    NotReadOnlyCallError, pings answered), one that does not gets none.
+    After a line on stdin (the peers are back) the same client must find
+    a read-write session by itself."""
+    from kazoo.exceptions import NotReadOnlyCallError
+    from kazoo.protocol.states import KeeperState
+
+    strict = KazooClient(hosts=hosts[0], timeout=4)
+    try:
+        strict.start(timeout=5)
+    except Exception:
+        pass
+    else:
+        raise AssertionError("a read-write client was served without a quorum")
+    finally:
+        strict.stop()
+    zk = KazooClient(hosts=hosts[0], timeout=6, read_only=True)
+    zk.start(timeout=15)
+    assert zk.client_state == KeeperState.CONNECTED_RO, zk.client_state
+    assert zk.get("/ro/data")[0] == b"before", zk.get("/ro/data")
+    assert zk.get_children("/ro") == ["data"], zk.get_children("/ro")
+    try:
+        zk.create("/ro/new", b"x")
+    except NotReadOnlyCallError:
+        pass
+    else:
+        raise AssertionError("a write was served in read-only mode")
+    time.sleep(4)  # pings go on: still connected, still read-only
+    assert zk.connected and zk.client_state == KeeperState.CONNECTED_RO
+    print("read-only ok", flush=True)
+    sys.stdin.readline()
+    wait_for("a read-write session", lambda: zk.client_state == KeeperState.CONNECTED, 40)
+    zk.create("/ro/after", b"rw")
+    assert zk.get("/ro/after")[0] == b"rw"
+    zk.stop()
+    print("read-write ok", flush=True)
+
+
 SCENARIOS = {
+    "tls": tls,
+    "read-only": read_only,
     "basics": basics,
     "watches": watches,
     "locks": locks,

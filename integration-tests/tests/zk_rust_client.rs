@@ -35,10 +35,13 @@ async fn connect(hosts: &str, timeout: Duration) -> Result<zk::Client> {
         .with_context(|| format!("connecting to {hosts}"))
 }
 
-/// The node whose ZooKeeper port holds `session` (its `cons` lists it).
+/// The node whose ZooKeeper port holds `session` (its `cons` lists it);
+/// a killed node's port refuses and is passed over.
 fn node_of(cluster: &Cluster, session: i64) -> Result<u64> {
     for id in cluster.ids() {
-        let mut stream = TcpStream::connect(cluster.node(id).zk_addr)?;
+        let Ok(mut stream) = TcpStream::connect(cluster.node(id).zk_addr) else {
+            continue;
+        };
         stream.write_all(b"cons")?;
         let mut text = String::new();
         stream.read_to_string(&mut text)?;

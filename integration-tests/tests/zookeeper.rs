@@ -549,3 +549,108 @@ fn create_modes_and_refusals_follow_zookeeper() -> Result<()> {
     ensure!(pong == "PONG");
     Ok(())
 }
+
+/// A four-letter word's answer from a node's ZooKeeper port.
+fn word(addr: SocketAddr, word: &str) -> Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(word.as_bytes())?;
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    Ok(text)
+}
+
+#[test]
+fn zookeeper_clients_connect_over_tls_with_certificates() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = integration_tests::pki::Pki::new(dir.path())?;
+    let (cert, key) = pki.issue("server", &["localhost", "127.0.0.1"])?;
+    let (client_cert, client_key) = pki.issue("client", &["client"])?;
+    let tls = SocketAddr::from(([127, 0, 0, 1], integration_tests::free_port()));
+    let (tls_text, ca) = (tls.to_string(), pki.ca_path().display().to_string());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let cluster = Cluster::start_with(
+        1,
+        &[
+            "--zk-tls-listen",
+            &tls_text,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+        ],
+    )?;
+    integration_tests::wait_for_port(tls, Duration::from_secs(10))?;
+    // kazoo with use_ssl: served with its certificate, refused without.
+    let output = Command::new("python3")
+        .arg(integration_tests::manifest_dir().join("python/zk_client.py"))
+        .args(["tls", &tls_text, &ca])
+        .arg(&client_cert)
+        .arg(&client_key)
+        .output()
+        .context("running kazoo")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success() && stdout.contains("tls ok"),
+        "kazoo over TLS: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // One namespace: what was created over TLS is there for RESP clients.
+    let path = stdout.lines().next().unwrap_or_default();
+    ensure!(exists_via_redis(&cluster, 1, path)?, "{path} over RESP");
+    // Plaintext on the TLS port gets nothing.
+    ensure!(!word(tls, "ruok")?.contains("imok"));
+    ensure!(word(cluster.node(1).zk_addr, "ruok")? == "imok");
+    Ok(())
+}
+
+#[test]
+fn a_node_without_a_quorum_serves_read_only_sessions() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let mut redis = cluster.client(3)?;
+    for (path, data) in [("/ro", ""), ("/ro/data", "before")] {
+        redis::cmd("ZNODE.CREATE")
+            .arg(path)
+            .arg(data)
+            .query::<redis::Value>(&mut redis)?;
+    }
+    ensure!(exists_via_redis(&cluster, 3, "/ro/data")?);
+    let survivor = cluster.node(3).zk_addr;
+    ensure!(word(survivor, "isro")? == "rw");
+    cluster.kill(1);
+    cluster.kill(2);
+    integration_tests::retry(Duration::from_secs(20), || {
+        let answer = word(survivor, "isro")?;
+        ensure!(answer == "ro", "isro: {answer}");
+        Ok(())
+    })?;
+    ensure!(word(survivor, "srvr")?.contains("Mode: read-only"));
+    let mut client = Command::new("python3")
+        .arg(integration_tests::manifest_dir().join("python/zk_client.py"))
+        .args(["read-only", &survivor.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    if line.trim() != "read-only ok" {
+        let _ = client.kill();
+        bail!("kazoo in read-only mode said {line:?}");
+    }
+    // The quorum comes back: the same client finds a read-write session.
+    cluster.spawn(1)?;
+    cluster.spawn(2)?;
+    client.stdin.take().expect("piped").write_all(b"\n")?;
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    let status = client.wait()?;
+    ensure!(
+        status.success() && line.trim() == "read-write ok",
+        "kazoo after the quorum came back said {line:?}"
+    );
+    ensure!(exists_via_redis(&cluster, 1, "/ro/after")?);
+    Ok(())
+}

@@ -93,6 +93,11 @@ pub struct Cli {
     /// unless set).
     #[arg(long, value_name = "HOST:PORT")]
     pub zk_listen: Option<SocketAddr>,
+    /// Also serve ZooKeeper clients over TLS here (ZooKeeper's
+    /// secureClientPort), with --tls-cert-file, --tls-key-file and the
+    /// client certificate settings of the TLS port; needs --zk-listen.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub zk_tls_listen: Option<SocketAddr>,
     /// Every node's ZooKeeper client address, for /zookeeper/config:
     /// 1=host:port,... (optional; this node's is --zk-listen).
     #[arg(long, value_name = "ID=HOST:PORT,...")]
@@ -186,6 +191,7 @@ struct FileConfig {
     peer_tls_key_file: Option<PathBuf>,
     peer_tls_ca_file: Option<PathBuf>,
     zk_listen: Option<SocketAddr>,
+    zk_tls_listen: Option<SocketAddr>,
     zk_addrs: Option<String>,
     zk_tick_ms: Option<u64>,
     zk_min_session_timeout_ms: Option<u64>,
@@ -220,6 +226,8 @@ pub struct Settings {
     pub tls: Option<(SocketAddr, lockstep_server::TlsFiles)>,
     /// The ZooKeeper listener and its settings.
     pub zk: Option<(SocketAddr, lockstep_zk::ZkConfig)>,
+    /// The ZooKeeper TLS listener and its files.
+    pub zk_tls: Option<(SocketAddr, lockstep_server::TlsFiles)>,
     pub node: NodeConfig,
     pub limits: Limits,
     pub log_level: slog::Level,
@@ -353,6 +361,7 @@ impl Settings {
                     addr,
                     lockstep_zk::ZkConfig {
                         client_port: addr.port(),
+                        secure_client_port: None,
                         addrs,
                         tick_ms,
                         min_session_ms,
@@ -425,6 +434,46 @@ impl Settings {
             "trace" => slog::Level::Trace,
             other => bail!("--log-level: unknown level '{other}'"),
         };
+        let tls_files = match (pick!(tls_cert_file), pick!(tls_key_file)) {
+            (Some(cert), Some(key)) => {
+                let ca = pick!(tls_ca_cert_file);
+                use lockstep_server::ClientAuth;
+                let client_auth = match pick!(tls_auth_clients).as_deref() {
+                    None if ca.is_some() => ClientAuth::Required,
+                    None | Some("no") => ClientAuth::None,
+                    Some("yes") => ClientAuth::Required,
+                    Some("optional") => ClientAuth::Optional,
+                    Some(other) => {
+                        bail!("--tls-auth-clients: '{other}' is not yes, optional or no")
+                    }
+                };
+                let files = lockstep_server::TlsFiles {
+                    cert,
+                    key,
+                    ca,
+                    client_auth,
+                };
+                // Refuse bad files at start, not at the first client.
+                files.load().map_err(anyhow::Error::msg)?;
+                Some(files)
+            }
+            (None, None) => None,
+            _ => bail!("--tls-cert-file and --tls-key-file go together"),
+        };
+        let zk_tls = match pick!(zk_tls_listen) {
+            None => None,
+            Some(_) if zk.is_none() => bail!("--zk-tls-listen needs --zk-listen"),
+            Some(addr) => Some((
+                addr,
+                tls_files
+                    .clone()
+                    .context("--zk-tls-listen needs --tls-cert-file and --tls-key-file")?,
+            )),
+        };
+        let mut zk = zk;
+        if let (Some((_, config)), Some((addr, _))) = (zk.as_mut(), &zk_tls) {
+            config.secure_client_port = Some(addr.port());
+        }
         Ok(Settings {
             id,
             listen,
@@ -433,36 +482,17 @@ impl Settings {
             client_addrs,
             join,
             metrics_listen: pick!(metrics_listen),
-            zk,
             tls: match pick!(tls_listen) {
                 None => None,
-                Some(addr) => {
-                    let (Some(cert), Some(key)) = (pick!(tls_cert_file), pick!(tls_key_file))
-                    else {
-                        bail!("--tls-listen needs --tls-cert-file and --tls-key-file");
-                    };
-                    let ca = pick!(tls_ca_cert_file);
-                    use lockstep_server::ClientAuth;
-                    let client_auth = match pick!(tls_auth_clients).as_deref() {
-                        None if ca.is_some() => ClientAuth::Required,
-                        None | Some("no") => ClientAuth::None,
-                        Some("yes") => ClientAuth::Required,
-                        Some("optional") => ClientAuth::Optional,
-                        Some(other) => {
-                            bail!("--tls-auth-clients: '{other}' is not yes, optional or no")
-                        }
-                    };
-                    let files = lockstep_server::TlsFiles {
-                        cert,
-                        key,
-                        ca,
-                        client_auth,
-                    };
-                    // Refuse bad files at start, not at the first client.
-                    files.load().map_err(anyhow::Error::msg)?;
-                    Some((addr, files))
-                }
+                Some(addr) => Some((
+                    addr,
+                    tls_files
+                        .clone()
+                        .context("--tls-listen needs --tls-cert-file and --tls-key-file")?,
+                )),
             },
+            zk_tls,
+            zk,
             requirepass: pick!(requirepass).filter(|p| !p.is_empty()),
             protected_mode: match pick!(protected_mode).as_deref() {
                 None | Some("yes") => true,
@@ -505,6 +535,37 @@ mod tests {
                 .unwrap()
                 .len(),
             2
+        );
+    }
+
+    #[test]
+    fn the_zookeeper_tls_port_needs_its_plain_port_and_a_certificate() {
+        let error = |cli: Cli| Settings::resolve(cli).err().map(|e| e.to_string());
+        let tls = Some("127.0.0.1:2281".parse().unwrap());
+        let without_plain = Cli {
+            zk_tls_listen: tls,
+            ..Cli::default()
+        };
+        assert_eq!(
+            error(without_plain).as_deref(),
+            Some("--zk-tls-listen needs --zk-listen")
+        );
+        let without_cert = Cli {
+            zk_listen: Some("127.0.0.1:2181".parse().unwrap()),
+            zk_tls_listen: tls,
+            ..Cli::default()
+        };
+        assert_eq!(
+            error(without_cert).as_deref(),
+            Some("--zk-tls-listen needs --tls-cert-file and --tls-key-file")
+        );
+        let half = Cli {
+            tls_cert_file: Some(PathBuf::from("server.pem")),
+            ..Cli::default()
+        };
+        assert_eq!(
+            error(half).as_deref(),
+            Some("--tls-cert-file and --tls-key-file go together")
         );
     }
 }

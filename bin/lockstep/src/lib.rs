@@ -104,6 +104,15 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
         ),
         None => None,
     };
+    let zk_tls_listener = match &settings.zk_tls {
+        Some((addr, files)) => Some((
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding ZooKeeper TLS address {addr}"))?,
+            files.clone(),
+        )),
+        None => None,
+    };
     let metrics_listener = match settings.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -180,6 +189,7 @@ async fn run(mut settings: Settings, log: Logger) -> Result<()> {
     if let (Some(listener), Some((_, config))) = (zk_listener, settings.zk.clone()) {
         tokio::spawn(lockstep_zk::serve(
             listener,
+            zk_tls_listener,
             context.clone(),
             config,
             shutdown_rx.clone(),

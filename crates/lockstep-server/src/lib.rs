@@ -39,5 +39,5 @@ pub use limits::Limits;
 pub use metrics::ServerMetrics;
 pub use pubsub::{Mailbox, PubSub, Push};
 pub use server::{serve, Events, ServerContext, StoreStats};
-pub use tls::{serve_tls, ClientAuth, TlsFiles};
+pub use tls::{serve_tls, ClientAuth, ReloadingAcceptor, TlsFiles};
 pub use znode_watches::{Kind as ZnodeWatchKind, ZnodeWatches, MAX_WATCHES_PER_CONNECTION};

@@ -81,22 +81,24 @@ impl TlsFiles {
     }
 }
 
-/// Serves TLS clients on `listener` until `shutdown`; the acceptor is
-/// rebuilt when the certificate files change (a bad new file keeps the
-/// old one, with a warning).
-pub async fn serve_tls(
-    listener: TcpListener,
-    files: TlsFiles,
-    context: Arc<ServerContext>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(files.load()?))));
-    info!(context.log, "accepting TLS clients"; "addr" => ?listener.local_addr().ok());
-    {
-        let acceptor = acceptor.clone();
-        let files = files.clone();
-        let log = context.log.clone();
-        let mut shutdown = shutdown.clone();
+/// A TLS acceptor built from [`TlsFiles`] and rebuilt when they change
+/// (checked every few seconds until `shutdown`; a bad new file keeps the
+/// old acceptor, with a warning). Shared by every TLS listener.
+#[derive(Clone)]
+pub struct ReloadingAcceptor {
+    current: Arc<RwLock<TlsAcceptor>>,
+}
+
+impl ReloadingAcceptor {
+    pub fn start(
+        files: TlsFiles,
+        log: slog::Logger,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<ReloadingAcceptor, String> {
+        let current = Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(files.load()?))));
+        let acceptor = ReloadingAcceptor {
+            current: current.clone(),
+        };
         tokio::spawn(async move {
             let mut seen = files.modified();
             loop {
@@ -111,7 +113,7 @@ pub async fn serve_tls(
                 seen = now;
                 match files.load() {
                     Ok(config) => {
-                        *acceptor.write().expect("tls acceptor") =
+                        *current.write().expect("tls acceptor") =
                             TlsAcceptor::from(Arc::new(config));
                         info!(log, "reloaded the TLS certificate");
                     }
@@ -119,12 +121,50 @@ pub async fn serve_tls(
                 }
             }
         });
+        Ok(acceptor)
     }
+
+    /// Runs the server side of a handshake on `stream`, within a bounded
+    /// time; None (logged at debug) when it fails or times out.
+    pub async fn handshake<S>(
+        &self,
+        stream: S,
+        remote: std::net::SocketAddr,
+        log: &slog::Logger,
+    ) -> Option<tokio_rustls::server::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let tls = self.current.read().expect("tls acceptor").clone();
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(tls_stream)) => Some(tls_stream),
+            Ok(Err(err)) => {
+                slog::debug!(log, "TLS handshake failed"; "remote" => %remote, "error" => %err);
+                None
+            }
+            Err(_) => {
+                slog::debug!(log, "TLS handshake timed out"; "remote" => %remote);
+                None
+            }
+        }
+    }
+}
+
+/// Serves TLS clients on `listener` until `shutdown`, with the
+/// certificate reloaded when its files change.
+pub async fn serve_tls(
+    listener: TcpListener,
+    files: TlsFiles,
+    context: Arc<ServerContext>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let acceptor = ReloadingAcceptor::start(files, context.log.clone(), shutdown.clone())?;
+    info!(context.log, "accepting TLS clients"; "addr" => ?listener.local_addr().ok());
     let slots = Arc::new(Semaphore::new(context.limits.max_connections));
     while let Some((stream, remote, permit)) =
         crate::server::accept(&listener, &slots, &context, &mut shutdown).await
     {
-        let tls = acceptor.read().expect("tls acceptor").clone();
+        let acceptor = acceptor.clone();
         let context = context.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -142,17 +182,8 @@ pub async fn serve_tls(
             let (Some(raw), Ok(stream)) = (raw, tokio::net::TcpStream::from_std(std_stream)) else {
                 return;
             };
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await;
-            let tls_stream = match handshake {
-                Ok(Ok(tls_stream)) => tls_stream,
-                Ok(Err(err)) => {
-                    slog::debug!(context.log, "TLS handshake failed"; "remote" => %remote, "error" => %err);
-                    return;
-                }
-                Err(_) => {
-                    slog::debug!(context.log, "TLS handshake timed out"; "remote" => %remote);
-                    return;
-                }
+            let Some(tls_stream) = acceptor.handshake(stream, remote, &context.log).await else {
+                return;
             };
             let (reader, writer) = tokio::io::split(tls_stream);
             let reader = connection::TlsReader { inner: reader, raw };

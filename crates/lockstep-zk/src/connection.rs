@@ -13,8 +13,7 @@ use futures::StreamExt;
 use lockstep_engine::Reply;
 use lockstep_server::{Mailbox, Push, ServerContext, ZnodeWatchKind as Kind};
 use slog::debug;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc::Receiver;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
@@ -91,14 +90,15 @@ fn event_type(name: &[u8]) -> Option<i32> {
     })
 }
 
-pub async fn run(
-    mut stream: TcpStream,
+pub async fn run<S>(
+    mut stream: S,
     remote: SocketAddr,
     ctx: Arc<ServerContext>,
     config: Arc<ZkConfig>,
     stats: Arc<Stats>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut first = [0u8; 4];
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut first)).await {
         Ok(Ok(_)) => {}
@@ -126,7 +126,10 @@ pub async fn run(
         Ok(session) => session,
         Err(Refusal::Expired) => {
             let mut out = BytesMut::new();
-            framed(&proto::connect_response(0, 0, &[0; PASSWORD_LEN]), &mut out);
+            framed(
+                &proto::connect_response(0, 0, &[0; PASSWORD_LEN], false),
+                &mut out,
+            );
             let _ = stream.write_all(&out).await;
             return;
         }
@@ -138,16 +141,20 @@ pub async fn run(
             session.timeout.as_millis() as i32,
             session.id as i64,
             &session.password,
+            session.read_only,
         ),
         &mut out,
     );
     if stream.write_all(&out).await.is_err() {
-        ctx.keepalives.unbind(session.id);
+        if !session.read_only {
+            ctx.keepalives.unbind(session.id);
+        }
         return;
     }
     let client_id = ctx.reserve_client_id();
     stats.connected(client_id, remote, session.id);
-    debug!(ctx.log, "zookeeper session"; "client" => client_id, "session" => format!("{:#x}", session.id), "timeout_ms" => session.timeout.as_millis() as u64);
+    debug!(ctx.log, "zookeeper session"; "client" => client_id, "session" => format!("{:#x}", session.id),
+        "timeout_ms" => session.timeout.as_millis() as u64, "read_only" => session.read_only);
     let (mailbox, messages, overflowed) = Mailbox::new();
     let mut conn = Conn {
         ctx: ctx.clone(),
@@ -163,7 +170,7 @@ pub async fn run(
         leaderless_since: None,
         lease_checked: Instant::now(),
     };
-    let (reader, writer) = stream.into_split();
+    let (reader, writer) = tokio::io::split(stream);
     let codec = LengthDelimitedCodec::builder()
         .length_field_length(4)
         .max_frame_length(config.max_frame)
@@ -171,16 +178,16 @@ pub async fn run(
     let frames = FramedRead::new(reader, codec);
     serve(&mut conn, frames, writer, messages, overflowed, &stats).await;
     ctx.znode_watches.disconnect(client_id);
-    if !conn.closed_session {
+    if !conn.closed_session && !conn.session.read_only {
         ctx.keepalives.unbind(conn.session.id);
     }
     stats.disconnected(client_id);
 }
 
-async fn serve(
+async fn serve<S: AsyncRead + AsyncWrite>(
     conn: &mut Conn,
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>,
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut frames: FramedRead<ReadHalf<S>, LengthDelimitedCodec>,
+    mut writer: WriteHalf<S>,
     mut messages: Receiver<Push>,
     overflowed: Arc<std::sync::atomic::AtomicBool>,
     stats: &Stats,
@@ -287,6 +294,21 @@ impl Conn {
             }
         };
         let outcome = match request {
+            Request::Ping if self.session.read_only => {
+                // Back in a quorum: the client reconnects for a read-write
+                // session (a ZooKeeper server leaving read-only mode drops
+                // its clients too).
+                if self.ctx.node.status().leader_id != 0 {
+                    debug!(self.ctx.log, "zookeeper connection closed at a ping: read-only mode ended";
+                        "client" => self.client_id);
+                    return true;
+                }
+                Ok(Outcome::Reply(Answer {
+                    index: self.index(),
+                    err: err::OK,
+                    body: Writer::default(),
+                }))
+            }
             Request::Ping => {
                 if self.lost_leader() || self.session_ended() {
                     debug!(self.ctx.log, "zookeeper connection closed at a ping: no leader, or the session ended";
@@ -484,7 +506,7 @@ impl Conn {
         watches: SetWatches,
         out: &mut BytesMut,
     ) -> Result<Outcome, lockstep_raft::ProposeError> {
-        self.ctx.node.read_barrier().await?;
+        self.barrier().await?;
         let relative = watches.relative_zxid.max(0) as u64;
         let mut index = self.index();
         let lists = [

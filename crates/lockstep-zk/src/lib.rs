@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lockstep_server::ServerContext;
+use lockstep_server::{ReloadingAcceptor, ServerContext, TlsFiles};
 
-use slog::info;
+use slog::{error, info};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 pub use words::WORDS as FOUR_LETTER_WORDS;
@@ -41,6 +41,8 @@ pub const ZOOKEEPER_VERSION: &str = "3.8.4-lockstep";
 pub struct ZkConfig {
     /// The port clients connect to (reported by `conf`).
     pub client_port: u16,
+    /// The TLS port, when there is one (reported by `conf`).
+    pub secure_client_port: Option<u16>,
     /// Members' ZooKeeper client addresses, by node id, as far as known
     /// (listed in /zookeeper/config).
     pub addrs: BTreeMap<u64, SocketAddr>,
@@ -64,6 +66,7 @@ impl Default for ZkConfig {
     fn default() -> Self {
         ZkConfig {
             client_port: 2181,
+            secure_client_port: None,
             addrs: BTreeMap::new(),
             tick_ms: 2_000,
             min_session_ms: 4_000,
@@ -156,16 +159,43 @@ impl Stats {
     }
 }
 
-/// Serves ZooKeeper clients on `listener` until `shutdown` turns true.
+/// Serves ZooKeeper clients on `listener`, and over TLS on `secure`
+/// (ZooKeeper's secureClientPort) when given, until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
+    secure: Option<(TcpListener, TlsFiles)>,
     context: Arc<ServerContext>,
     config: ZkConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let config = Arc::new(config);
     let stats = Arc::new(Stats::default());
-    info!(context.log, "accepting zookeeper clients"; "addr" => ?listener.local_addr().ok());
+    if let Some((listener, files)) = secure {
+        match ReloadingAcceptor::start(files, context.log.clone(), shutdown.clone()) {
+            Ok(acceptor) => {
+                let (context, config, stats) = (context.clone(), config.clone(), stats.clone());
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    accept_loop(listener, Some(acceptor), context, config, stats, shutdown).await
+                });
+            }
+            Err(err) => error!(context.log, "no zookeeper TLS listener"; "error" => err),
+        }
+    }
+    accept_loop(listener, None, context, config, stats, shutdown).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<ReloadingAcceptor>,
+    context: Arc<ServerContext>,
+    config: Arc<ZkConfig>,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let secure = tls.is_some();
+    info!(context.log, "accepting zookeeper clients";
+        "addr" => ?listener.local_addr().ok(), "tls" => secure);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -175,10 +205,19 @@ pub async fn serve(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let (context, config, stats) = (context.clone(), config.clone(), stats.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection::run(stream, remote, context, config, stats).await;
+            match tls {
+                None => connection::run(stream, remote, context, config, stats).await,
+                Some(tls) => {
+                    if let Some(stream) = tls.handshake(stream, remote, &context.log).await {
+                        connection::run(stream, remote, context, config, stats).await;
+                    }
+                }
+            }
         });
     }
-    info!(context.log, "stopped accepting zookeeper clients");
+    info!(context.log, "stopped accepting zookeeper clients"; "tls" => secure);
 }

@@ -261,9 +261,22 @@ impl Conn {
         Ok((answered.reply, answered.index))
     }
 
+    /// A linearizable read; in read-only mode, this node's state as it is.
     async fn read(&mut self, argv: &[Bytes]) -> Result<(Reply, u64), ProposeError> {
         let argv = self.as_caller(argv);
+        if self.session.read_only {
+            return Ok(self.ctx.node.read_local_at(&argv));
+        }
         self.ctx.node.read_at(&argv).await
+    }
+
+    /// Waits until this node has applied everything committed before now
+    /// (nothing to wait for in read-only mode: no leader to ask).
+    pub async fn barrier(&self) -> Result<(), ProposeError> {
+        if self.session.read_only {
+            return Ok(());
+        }
+        self.ctx.node.read_barrier().await
     }
 
     /// A read that may leave a one-shot watch: registered before the read
@@ -311,6 +324,12 @@ impl Conn {
     /// leader, outcome unknown): the connection closes without a reply and
     /// the client reconnects, as to a ZooKeeper server that lost quorum.
     pub async fn handle(&mut self, request: Request) -> Result<Outcome, ProposeError> {
+        if self.session.read_only && request.is_write() {
+            return Ok(Outcome::Reply(Answer::error(
+                self.index(),
+                err::NOT_READONLY,
+            )));
+        }
         let reply = match request {
             Request::Create {
                 op: op_code,
@@ -451,7 +470,7 @@ impl Conn {
                 }
             }
             Request::Sync { path } => {
-                self.ctx.node.read_barrier().await?;
+                self.barrier().await?;
                 let mut w = Writer::default();
                 w.string(&path);
                 Answer::ok(self.index(), w)
@@ -495,6 +514,15 @@ impl Conn {
                 let mut w = Writer::default();
                 w.strings(paths.iter().map(|p| p.as_ref()));
                 Answer::ok(index, w)
+            }
+            Request::CloseSession if self.session.read_only => {
+                // Nothing replicated to end: a new read-only session has no
+                // lease, an existing one runs out on the majority's side.
+                self.closed_session = true;
+                return Ok(Outcome::ReplyAndClose(Answer::ok(
+                    self.index(),
+                    Writer::default(),
+                )));
             }
             Request::CloseSession => {
                 let argv = [b("LEASE.REVOKE"), b(&self.session.id.to_string())];
@@ -637,7 +665,7 @@ impl Conn {
     }
 
     async fn multi_read(&mut self, ops: Vec<Request>) -> Result<Answer, ProposeError> {
-        self.ctx.node.read_barrier().await?;
+        self.barrier().await?;
         let mut w = Writer::default();
         let mut index = self.index();
         for request in ops {

@@ -62,6 +62,7 @@ pub mod err {
     pub const SESSION_EXPIRED: i32 = -112;
     pub const INVALID_ACL: i32 = -114;
     pub const AUTH_FAILED: i32 = -115;
+    pub const NOT_READONLY: i32 = -119;
     pub const NO_WATCHER: i32 = -121;
 }
 
@@ -270,6 +271,22 @@ pub enum Request {
     CloseSession,
 }
 
+impl Request {
+    /// Whether the request changes the namespace (refused in read-only
+    /// mode with NOTREADONLY, as ZooKeeper's read-only server does).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::Create { .. }
+                | Request::Delete { .. }
+                | Request::SetData { .. }
+                | Request::SetAcl { .. }
+                | Request::Check { .. }
+                | Request::Multi(_)
+        )
+    }
+}
+
 /// setWatches / setWatches2: the watches a reconnecting client had, and
 /// the last zxid it saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -472,13 +489,18 @@ impl Connect {
 }
 
 /// The connect response: timeout 0 and session 0 say "expired".
-pub fn connect_response(timeout_ms: i32, session_id: i64, password: &[u8]) -> Writer {
+pub fn connect_response(
+    timeout_ms: i32,
+    session_id: i64,
+    password: &[u8],
+    read_only: bool,
+) -> Writer {
     let mut w = Writer::default();
     w.int(0)
         .int(timeout_ms)
         .long(session_id)
         .buffer(password)
-        .boolean(false);
+        .boolean(read_only);
     w
 }
 

@@ -8,6 +8,17 @@
 //! The password is derived from the session id, the cluster's identity
 //! and the cluster secret (when one is configured), so every node can
 //! check a reconnecting client without any state of its own.
+//!
+//! Read-only mode (ZooKeeper's `readonlymode.enabled`): a node that cannot
+//! reach a quorum (no read barrier within a third of the requested
+//! timeout, at most 2 s) gives a client that allows it (the connect
+//! request's read-only flag) a read-only session:
+//! a new one is local to the node (its id has [`READ_ONLY_SESSION_BIT`]
+//! and no lease behind it, so another node finds it expired), an existing
+//! one is taken as it is in this node's state, unrenewed. Such a session
+//! reads this node's state, possibly stale, and every write is refused
+//! with NOTREADONLY; the connection closes once the node has a leader
+//! again, so the client reconnects for a read-write session.
 
 use std::time::Duration;
 
@@ -23,10 +34,15 @@ use crate::ZkConfig;
 /// Bytes of a session password (ZooKeeper's length).
 pub const PASSWORD_LEN: usize = 16;
 
+/// Set in the id of a session a node opened in read-only mode.
+pub const READ_ONLY_SESSION_BIT: u64 = 1 << 63;
+
 pub struct ZkSession {
     pub id: u64,
     pub timeout: Duration,
     pub password: [u8; PASSWORD_LEN],
+    /// Served from this node's state alone, writes refused.
+    pub read_only: bool,
 }
 
 /// Why a connect request gets no session.
@@ -77,6 +93,9 @@ pub async fn open(
         }
     }
     let cluster_id = node.status().cluster_id.clone();
+    if connect.read_only && !quorum_within(ctx, negotiate(config, connect.timeout_ms)).await {
+        return open_read_only(ctx, config, connect, &cluster_id);
+    }
     if connect.session_id == 0 {
         let timeout = negotiate(config, connect.timeout_ms);
         let argv = [
@@ -95,6 +114,7 @@ pub async fn open(
             id,
             timeout,
             password: password(&config.secret, &cluster_id, id),
+            read_only: false,
         });
     }
     let id = connect.session_id as u64;
@@ -123,6 +143,75 @@ pub async fn open(
         id,
         timeout,
         password: expected,
+        read_only: false,
+    })
+}
+
+/// Whether this node reaches a quorum: a read barrier (the leader
+/// confirms its leadership with a majority) answered within a third of
+/// the session timeout, at most two seconds, so that the client's connect
+/// attempt is still waiting. A node that merely still believes in a
+/// leader that is gone does not pass.
+async fn quorum_within(ctx: &ServerContext, timeout: Duration) -> bool {
+    let probe = (timeout / 3).min(Duration::from_secs(2));
+    matches!(
+        tokio::time::timeout(probe, ctx.node.read_barrier()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// A new id for a read-only session: the bit, this node's id, and the
+/// clock's nanoseconds with a counter (unique on this node).
+fn read_only_id(node_id: u64) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    let low = ((nanos << 16) | count) & ((1 << 48) - 1);
+    READ_ONLY_SESSION_BIT | ((node_id & 0x7fff) << 48) | low
+}
+
+fn open_read_only(
+    ctx: &ServerContext,
+    config: &ZkConfig,
+    connect: &Connect,
+    cluster_id: &str,
+) -> Result<ZkSession, Refusal> {
+    if connect.session_id == 0 {
+        let id = read_only_id(ctx.node.status().id);
+        return Ok(ZkSession {
+            id,
+            timeout: negotiate(config, connect.timeout_ms),
+            password: password(&config.secret, cluster_id, id),
+            read_only: true,
+        });
+    }
+    let id = connect.session_id as u64;
+    let expected = password(&config.secret, cluster_id, id);
+    if !same(&expected, &connect.password) {
+        return Err(Refusal::Expired);
+    }
+    let timeout = if id & READ_ONLY_SESSION_BIT != 0 {
+        negotiate(config, connect.timeout_ms)
+    } else {
+        let argv = [
+            Bytes::from_static(b"LEASE.TTL"),
+            Bytes::from(id.to_string()),
+        ];
+        let reply = ctx.node.read_local(&argv);
+        let Some(Reply::Integer(granted)) = field(&reply, "granted-ttl") else {
+            return Err(Refusal::Expired);
+        };
+        Duration::from_millis(*granted as u64)
+    };
+    Ok(ZkSession {
+        id,
+        timeout,
+        password: expected,
+        read_only: true,
     })
 }
 
@@ -139,6 +228,16 @@ mod tests {
         assert_ne!(a, password(b"secret-of-16-bytes", "c1", 7));
         assert!(same(&a, &a));
         assert!(!same(&a, &a[..15]));
+    }
+
+    #[test]
+    fn read_only_ids_are_marked_and_distinct() {
+        let ids: std::collections::BTreeSet<u64> = (0..1000).map(|_| read_only_id(3)).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids {
+            assert_ne!(id & READ_ONLY_SESSION_BIT, 0);
+            assert_eq!((id >> 48) & 0x7fff, 3);
+        }
     }
 
     #[test]

@@ -15,9 +15,13 @@ pub fn lookup(first: &[u8; 4]) -> Option<&'static str> {
     WORDS.iter().copied().find(|w| w.as_bytes() == first)
 }
 
+/// ZooKeeper's server states; a node that knows no leader serves only
+/// read-only sessions.
 fn mode(ctx: &ServerContext) -> &'static str {
-    match ctx.node.status().role {
+    let status = ctx.node.status();
+    match status.role {
         Role::Leader => "leader",
+        _ if status.leader_id == 0 => "read-only",
         _ => "follower",
     }
 }
@@ -46,7 +50,7 @@ pub fn answer(word: &str, ctx: &ServerContext, config: &ZkConfig, stats: &Stats)
     let status = ctx.node.status();
     match word {
         "ruok" => "imok".into(),
-        "isro" => "rw".into(),
+        "isro" => if status.leader_id == 0 { "ro" } else { "rw" }.into(),
         "srvr" => server_lines(ctx, stats),
         "stat" => {
             let mut text = String::from("Clients:\n");
@@ -79,8 +83,12 @@ pub fn answer(word: &str, ctx: &ServerContext, config: &ZkConfig, stats: &Stats)
             rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
         }
         "conf" => format!(
-            "clientPort={}\nserverId={}\ntickTime={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nmaxClientCnxns={}\njute.maxbuffer={}\n",
+            "clientPort={}\n{}serverId={}\ntickTime={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nmaxClientCnxns={}\njute.maxbuffer={}\n",
             config.client_port,
+            config
+                .secure_client_port
+                .map(|port| format!("secureClientPort={port}\n"))
+                .unwrap_or_default(),
             status.id,
             config.tick_ms,
             config.min_session_ms,

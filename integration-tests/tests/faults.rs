@@ -49,7 +49,7 @@ fn survives(nemesis: Nemesis, salt: u64) -> Result<()> {
     );
     ensure!(report.leaderships > 0, "nobody was ever elected");
     ensure!(
-        report.zk_holds > 0 && report.zk_register_ops > 0,
+        report.zk_holds > 0 && report.zk_register_ops > 0 && report.zk_ephemerals > 0,
         "the ZooKeeper clients did nothing"
     );
     Ok(())

@@ -50,7 +50,6 @@ pub struct Conn {
     pub config: Arc<ZkConfig>,
     recent: VecDeque<(u64, i32, Bytes)>,
     leaderless_since: Option<Instant>,
-    lease_checked: Instant,
 }
 
 impl Conn {
@@ -168,7 +167,6 @@ pub async fn run<S>(
         config: config.clone(),
         recent: VecDeque::new(),
         leaderless_since: None,
-        lease_checked: Instant::now(),
     };
     let (reader, writer) = tokio::io::split(stream);
     let codec = LengthDelimitedCodec::builder()
@@ -381,14 +379,10 @@ impl Conn {
     }
 
     /// Whether the session's lease is gone from this node's state (it
-    /// expired while this connection could not renew it): checked at most
-    /// twice per timeout, on pings. The client then reconnects and learns
+    /// expired while this connection could not renew it): checked on
+    /// every ping (a local read). The client then reconnects and learns
     /// that the session expired.
-    fn session_ended(&mut self) -> bool {
-        if self.lease_checked.elapsed() < self.session.timeout / 2 {
-            return false;
-        }
-        self.lease_checked = Instant::now();
+    fn session_ended(&self) -> bool {
         let argv = [
             Bytes::from_static(b"LEASE.TTL"),
             Bytes::from(self.session.id.to_string()),

@@ -62,6 +62,8 @@ pub struct Scenario {
     pub zk_register_clients: usize,
     pub zk_lock_clients: usize,
     pub zk_election_clients: usize,
+    /// Clients whose sessions die with an ephemeral node each.
+    pub zk_ephemeral_clients: usize,
     /// Negative control: ZooKeeper lock takers hold as soon as their node
     /// exists, without waiting for the lower ones.
     pub zk_locks_skip_queue: bool,
@@ -92,6 +94,7 @@ impl Scenario {
             zk_register_clients: 2,
             zk_lock_clients: 3,
             zk_election_clients: 2,
+            zk_ephemeral_clients: 1,
             zk_locks_skip_queue: false,
             node_args: Vec::new(),
             unsafe_binary: false,
@@ -136,6 +139,13 @@ pub struct Report {
     pub zk_register_ops: usize,
     pub zk_hold_overlaps: usize,
     pub zk_duplicate_names: usize,
+    /// Dead sessions' ephemerals followed, those read past
+    /// `zk_workloads::ephemeral_bound()` after their creation, those never
+    /// seen gone, and the longest creation-to-gone (cluster time, ms).
+    pub zk_ephemerals: usize,
+    pub zk_ephemerals_late: usize,
+    pub zk_ephemerals_unresolved: usize,
+    pub zk_ephemeral_longest_ms: i64,
     pub converged: Result<String, String>,
     pub nemesis: NemesisLog,
 }
@@ -155,6 +165,8 @@ impl Report {
             && self.feed_mismatches.is_empty()
             && self.zk_hold_overlaps == 0
             && self.zk_duplicate_names == 0
+            && self.zk_ephemerals_late == 0
+            && self.zk_ephemerals_unresolved == 0
             && self.converged.is_ok()
     }
 }
@@ -201,6 +213,15 @@ impl fmt::Display for Report {
             f,
             "zookeeper: {} znode register operations; recipes: {} holds, overlapping {}, duplicate sequential names {}",
             self.zk_register_ops, self.zk_holds, self.zk_hold_overlaps, self.zk_duplicate_names
+        )?;
+        writeln!(
+            f,
+            "zookeeper ephemerals of dead sessions: {}, read too late {}, never seen gone {}, longest creation to gone {} ms (bound {} ms)",
+            self.zk_ephemerals,
+            self.zk_ephemerals_late,
+            self.zk_ephemerals_unresolved,
+            self.zk_ephemeral_longest_ms,
+            zk_workloads::ephemeral_bound().as_millis()
         )?;
         writeln!(f, "replicas: {:?}", self.converged)?;
         writeln!(
@@ -332,6 +353,10 @@ pub fn run(scenario: &Scenario) -> Result<Report> {
         .chain(std::iter::repeat_n(
             zk_workloads::Role::Election,
             scenario.zk_election_clients,
+        ))
+        .chain(std::iter::repeat_n(
+            zk_workloads::Role::Ephemerals,
+            scenario.zk_ephemeral_clients,
         ));
     // Their own ids, apart from the RESP clients'.
     for (n, role) in zk_roles.enumerate() {
@@ -462,6 +487,19 @@ fn judge(
             numbers.sort();
             numbers.windows(2).filter(|w| w[0] == w[1]).count()
         };
+    let (late, unresolved) =
+        zk_workloads::late_ephemerals(&histories.zk_ephemerals, zk_workloads::ephemeral_bound());
+    for fate in late.iter().chain(&unresolved).take(5) {
+        eprintln!("zookeeper ephemeral of a dead session: {fate:?}");
+    }
+    let zk_ephemerals_late = late.len();
+    let zk_ephemerals_unresolved = unresolved.len();
+    let zk_ephemeral_longest_ms = histories
+        .zk_ephemerals
+        .iter()
+        .filter_map(|f| f.seen_gone.map(|gone| gone - f.created))
+        .max()
+        .unwrap_or(0);
     for violation in overlaps.iter().chain(&stale_proclaims).take(5) {
         eprintln!("election violation: {violation:?}");
     }
@@ -499,6 +537,10 @@ fn judge(
             .count(),
         zk_hold_overlaps,
         zk_duplicate_names,
+        zk_ephemerals: histories.zk_ephemerals.len(),
+        zk_ephemerals_late,
+        zk_ephemerals_unresolved,
+        zk_ephemeral_longest_ms,
         converged,
         nemesis,
     }

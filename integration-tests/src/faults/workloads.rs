@@ -70,6 +70,7 @@ pub struct Histories {
     /// as its client lived it, and every sequential name created.
     pub zk_holds: Vec<(String, super::zk_workloads::Hold)>,
     pub zk_sequential: Vec<(String, i64)>,
+    pub zk_ephemerals: Vec<super::zk_workloads::Ephemeral>,
     /// Operations by outcome: ok, failed before sending or refused with
     /// -CLUSTERDOWN (no effect), unknown.
     pub ok: u64,
@@ -119,6 +120,14 @@ impl Shared {
             .expect("histories")
             .zk_holds
             .push((parent.to_string(), hold));
+    }
+
+    pub(super) fn note_ephemeral(&self, fate: super::zk_workloads::Ephemeral) {
+        self.histories
+            .lock()
+            .expect("histories")
+            .zk_ephemerals
+            .push(fate);
     }
 
     pub(super) fn note_sequential(&self, path: String, sequence: i64) {

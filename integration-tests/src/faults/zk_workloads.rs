@@ -9,13 +9,22 @@
 //! - lock and election: kazoo's and Curator's recipe (an ephemeral
 //!   sequential child; the lowest one holds; the others wait for their
 //!   predecessor to go). A holder holds only while its session stays
-//!   connected. A hold it ended itself (and then deleted its node) must not
+//!   connected. A hold it ended itself by deleting its node must not
 //!   overlap any other at all: the next holder learns of the delete only
-//!   after it; a hold it ended because its connection was lost may overlap
-//!   the next by at most the session timeout (the bound ZooKeeper's recipes
-//!   give: a holder cut off learns of it within two thirds of the timeout,
-//!   the session expires after the whole). Every sequential name must be
-//!   unique.
+//!   after it; a hold that ended because its connection was lost, or
+//!   whose node was gone when it came to delete it (the session expired
+//!   unbeknown to the client), may overlap the next by at most the session
+//!   timeout (the bound ZooKeeper's recipes give: a holder cut off learns
+//!   of it within two thirds of the timeout, the session expires after
+//!   the whole). Every sequential name must be unique.
+//! - ephemerals: a session creates an ephemeral node and dies at once (no
+//!   closeSession, as a killed process), and another session watches the
+//!   node go. Measured in cluster time (a node's ctime and mtime: it
+//!   stands still while there is no leader, so an election costs
+//!   nothing), the node may still be read at most [`ephemeral_bound`]
+//!   after its creation: the session timeout, plus the longest fault (a
+//!   renewal the dead session's node had under way may commit once that
+//!   node is resumed), plus a second for the sweep to commit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +48,40 @@ pub const LOCK: &str = "/faults-zk-lock";
 pub const ELECTION: &str = "/faults-zk-election";
 pub const LOCK_PARENTS: [&str; 2] = [LOCK, ELECTION];
 
+/// The parent of the ephemeral nodes of dead sessions.
+pub const EPHEMERALS: &str = "/faults-zk-ephemerals";
+
+/// How long after its creation, in cluster time, a dead session's
+/// ephemeral may still be read.
+pub fn ephemeral_bound() -> Duration {
+    SESSION_TIMEOUT
+        + Duration::from_millis(super::nemesis::Schedule::default().hold.end)
+        + Duration::from_secs(1)
+}
+
+/// What became of a dead session's ephemeral node, in cluster time (ms).
+#[derive(Clone, Debug)]
+pub struct Ephemeral {
+    pub path: String,
+    pub created: i64,
+    /// The latest time it was read and still there.
+    pub seen_present: Option<i64>,
+    /// The first time it was read gone.
+    pub seen_gone: Option<i64>,
+}
+
+/// The ephemerals read more than `bound` after their creation, and those
+/// never seen gone.
+pub fn late_ephemerals(fates: &[Ephemeral], bound: Duration) -> (Vec<&Ephemeral>, Vec<&Ephemeral>) {
+    let bound = bound.as_millis() as i64;
+    let late = fates
+        .iter()
+        .filter(|f| f.seen_present.is_some_and(|at| at - f.created > bound))
+        .collect();
+    let unresolved = fates.iter().filter(|f| f.seen_gone.is_none()).collect();
+    (late, unresolved)
+}
+
 /// One hold of a lock or a leadership, as its client lived it.
 #[derive(Clone, Debug)]
 pub struct Hold {
@@ -46,7 +89,8 @@ pub struct Hold {
     pub sequence: i64,
     pub start: u64,
     pub end: u64,
-    /// It ended because the session's connection was lost.
+    /// It ended because the session's connection was lost, or its node
+    /// was gone before the client deleted it.
     pub lost: bool,
 }
 
@@ -80,6 +124,8 @@ pub enum Role {
     Lock,
     /// Leads for longer terms, as an elected leader does.
     Election,
+    /// Sessions that die with an ephemeral node, and a watcher of its end.
+    Ephemerals,
 }
 
 /// Outcomes of one request.
@@ -101,7 +147,11 @@ fn outcome<T>(result: Result<T, zk::Error>, refused: &[zk::Error]) -> Outcome<T>
 }
 
 async fn connect(hosts: &str) -> Option<zk::Client> {
-    let connecting = zk::Client::connector()
+    connect_with(zk::Client::connector(), hosts).await
+}
+
+async fn connect_with(connector: zk::Connector, hosts: &str) -> Option<zk::Client> {
+    let connecting = connector
         .with_session_timeout(SESSION_TIMEOUT)
         .with_connection_timeout(Duration::from_secs(2))
         .connect(hosts);
@@ -119,6 +169,9 @@ pub fn worker(shared: Arc<Shared>, id: u64, hosts: String, role: Role, rng: StdR
         .expect("a runtime");
     runtime.block_on(async move {
         let mut rng = rng;
+        if let Role::Ephemerals = role {
+            return ephemerals(&shared, id, &hosts).await;
+        }
         while shared.running() {
             let Some(client) = connect(&hosts).await else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -130,6 +183,7 @@ pub fn worker(shared: Arc<Shared>, id: u64, hosts: String, role: Role, rng: StdR
                 Role::Election => {
                     recipe(&shared, id, &client, ELECTION, (300, 1200), &mut rng).await
                 }
+                Role::Ephemerals => unreachable!("handled above"),
             }
             // The session ends with the client (its ephemerals go now, or
             // at expiry if no node can be reached).
@@ -305,6 +359,16 @@ async fn recipe(
         .await
         .is_ok();
         let end = shared.clock.now();
+        // Only a delete of our node that succeeds proves the hold was ours
+        // to its end: the session may have expired meanwhile (its node
+        // paused past the timeout while this client, answered again after
+        // the pause, never saw the connection drop), and the hold then
+        // ended with it, unbeknown to the client.
+        let released = !lost
+            && client
+                .delete(&format!("{parent}/{mine}"), None)
+                .await
+                .is_ok();
         shared.note_hold(
             parent,
             Hold {
@@ -312,18 +376,115 @@ async fn recipe(
                 sequence: sequence.into_i64(),
                 start,
                 end,
-                lost,
+                lost: !released,
             },
         );
-        if lost {
+        if !released {
             return;
         }
-        if client
-            .delete(&format!("{parent}/{mine}"), None)
-            .await
-            .is_err()
-        {
-            return;
+    }
+}
+
+/// Dead sessions' ephemerals, one after another: each is created by a
+/// detached session that is then dropped (its connection closes, no
+/// closeSession), and read from a second session until it is gone. Each
+/// read follows that session's write of a clock node, whose mtime says
+/// the cluster time the read is at least at. Goes on after the run stops
+/// (the cluster is healed then) until the last one is gone, for 30 s.
+async fn ephemerals(shared: &Shared, id: u64, hosts: &str) {
+    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    let clock = format!("{EPHEMERALS}/clock-{id}");
+    let mut watcher: Option<zk::Client> = None;
+    let mut stopped_at: Option<std::time::Instant> = None;
+    let mut n = 0u64;
+    while shared.running() {
+        let Some(victim) = connect_with(zk::Client::connector().with_detached(), hosts).await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if !ensure_parent(&victim, EPHEMERALS).await {
+            continue;
         }
+        n += 1;
+        let path = format!("{EPHEMERALS}/c{id}-{n}");
+        // An unknown outcome leaves nothing to follow (the node, if any,
+        // goes with the session all the same).
+        let Ok((stat, _)) = victim.create(&path, b"", &ephemeral).await else {
+            continue;
+        };
+        drop(victim);
+        let mut fate = Ephemeral {
+            path,
+            created: stat.ctime,
+            seen_present: None,
+            seen_gone: None,
+        };
+        while fate.seen_gone.is_none() {
+            if !shared.running() {
+                let since = *stopped_at.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(30) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if watcher.is_none() {
+                watcher = connect(hosts).await;
+            }
+            let Some(reader) = &watcher else {
+                continue;
+            };
+            let now = match reader.set_data(&clock, b"", None).await {
+                Ok(stat) => stat.mtime,
+                Err(zk::Error::NoNode) => {
+                    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                    let _ = reader.create(&clock, b"", &persistent).await;
+                    continue;
+                }
+                Err(zk::Error::ClientClosed | zk::Error::SessionExpired) => {
+                    watcher = None;
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            match reader.check_stat(&fate.path).await {
+                Ok(Some(_)) => fate.seen_present = Some(now),
+                Ok(None) => fate.seen_gone = Some(now),
+                Err(zk::Error::ClientClosed | zk::Error::SessionExpired) => watcher = None,
+                Err(_) => {}
+            }
+        }
+        shared.note_ephemeral(fate);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fate(created: i64, present: Option<i64>, gone: Option<i64>) -> Ephemeral {
+        Ephemeral {
+            path: format!("/e{created}"),
+            created,
+            seen_present: present,
+            seen_gone: gone,
+        }
+    }
+
+    #[test]
+    fn ephemerals_read_past_the_bound_or_never_gone_are_reported() {
+        let bound = Duration::from_secs(9);
+        let fates = [
+            fate(1_000, Some(9_000), Some(9_500)),
+            fate(1_000, Some(10_000), Some(10_250)),
+            fate(1_000, Some(10_001), Some(10_300)),
+            fate(2_000, None, Some(2_300)),
+            fate(3_000, Some(5_000), None),
+        ];
+        let (late, unresolved) = late_ephemerals(&fates, bound);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].seen_present, Some(10_001));
+        assert_eq!(unresolved.len(), 1);
+        assert_eq!(unresolved[0].created, 3_000);
     }
 }

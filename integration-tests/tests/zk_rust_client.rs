@@ -235,3 +235,58 @@ fn the_rust_client_gets_zookeepers_order_multi_and_sessions() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// A membership change is a data change of /zookeeper/config (Curator's
+/// ensemble tracker follows the members this way): its watchers fire on
+/// every node, and the data then names the new member.
+#[test]
+fn a_membership_change_fires_the_watches_on_zookeeper_config() -> Result<()> {
+    let mut cluster = Cluster::start(3)?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20))?;
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .context("a follower")?;
+    let addr = cluster.node(follower).zk_addr.to_string();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let client = connect(&addr, Duration::from_secs(10)).await?;
+        let (before, _, watcher) = client.get_and_watch_data("/zookeeper/config").await?;
+        let before = String::from_utf8(before)?;
+        ensure!(!before.contains("server.9="), "{before}");
+        let mut persistent = client
+            .watch("/zookeeper/config", AddWatchMode::Persistent)
+            .await?;
+        let mut redis = cluster.client(leader)?;
+        redis::cmd("CLUSTER.ADD")
+            .arg(9)
+            .arg("127.0.0.1:1")
+            .query::<()>(&mut redis)?;
+        let event = tokio::time::timeout(Duration::from_secs(20), watcher.changed())
+            .await
+            .context("no event after CLUSTER.ADD")?;
+        ensure!(
+            event.event_type == EventType::NodeDataChanged && event.path == "/zookeeper/config",
+            "{event:?}"
+        );
+        ensure!(
+            event_within(&mut persistent).await?
+                == (EventType::NodeDataChanged, "/zookeeper/config".into())
+        );
+        let (after, _) = client.get_data("/zookeeper/config").await?;
+        let after = String::from_utf8(after)?;
+        ensure!(after.contains("server.9=127.0.0.1:1:1:observer"), "{after}");
+        redis::cmd("CLUSTER.REMOVE")
+            .arg(9)
+            .query::<()>(&mut redis)?;
+        ensure!(
+            event_within(&mut persistent).await?
+                == (EventType::NodeDataChanged, "/zookeeper/config".into())
+        );
+        let (last, _) = client.get_data("/zookeeper/config").await?;
+        ensure!(!String::from_utf8(last)?.contains("server.9="));
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}

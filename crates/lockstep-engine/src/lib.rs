@@ -120,6 +120,9 @@ pub enum Event {
     /// A snapshot replaced the whole state (sent by the node, not by an
     /// entry): every cache of it is stale.
     Replaced,
+    /// A membership entry applied (sent by the node, not by the engine):
+    /// what `/zookeeper/config` shows changed.
+    MembershipChanged,
 }
 
 /// The state machine: stateless but for the in-memory deadline set

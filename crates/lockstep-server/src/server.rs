@@ -53,6 +53,16 @@ impl Events {
                 self.acl.clear();
                 0
             }
+            lockstep_engine::Event::MembershipChanged => {
+                // ZooKeeper clients watch the membership as the data of
+                // /zookeeper/config (Curator's ensemble tracker does).
+                self.znode_watches.deliver(
+                    index,
+                    &bytes::Bytes::from_static(lockstep_engine::ZNODE_CONFIG_PATH.as_bytes()),
+                    lockstep_engine::watch_events::DATA_CHANGED,
+                );
+                0
+            }
             publish => self.pubsub.deliver(index, publish),
         }
     }

@@ -367,6 +367,7 @@ impl<S: NodeStore> Core<S> {
         }
         self.members_changed();
         self.metrics.membership_changes.inc();
+        (self.sink)(position.index, &lockstep_engine::Event::MembershipChanged);
         self.delivered.set(position.index);
         info!(self.log, "membership changed"; "index" => position.index,
             "voters" => ?conf_state.voters, "learners" => ?conf_state.learners);

@@ -17,7 +17,9 @@ cleanup() {
 trap cleanup EXIT
 
 "$repo/scripts/setup.sh"
-cargo build --release -p lockstep-bench -p lockstep --manifest-path "$repo/Cargo.toml" >&2
+# shellcheck source=scripts/build-flags.sh
+. "$repo/scripts/build-flags.sh"
+cargo build "${release_build_flags[@]}" --manifest-path "$repo/Cargo.toml" >&2
 "$repo/scripts/cluster.sh" start >/dev/null
 pids=""
 leader=""

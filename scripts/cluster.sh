@@ -44,7 +44,9 @@ build() {
     echo "building lockstep ($profile): the first build compiles RocksDB's C++ from source and takes about 20 minutes on two cores"
   fi
   if [ "$profile" = release ]; then
-    cargo build --release -p lockstep --manifest-path "$repo/Cargo.toml"
+    # shellcheck source=scripts/build-flags.sh
+    . "$repo/scripts/build-flags.sh"
+    cargo build "${release_build_flags[@]}" --manifest-path "$repo/Cargo.toml"
   else
     cargo build -p lockstep --manifest-path "$repo/Cargo.toml"
   fi

@@ -22,7 +22,9 @@ fi
 "$repo/scripts/setup.sh" --tests >/dev/null
 if [ "$reference" = no ]; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lockstep-target}
-  cargo build --release -p lockstep --manifest-path "$repo/Cargo.toml" 2>&1 | grep -E "^error" -A5 || true
+  # shellcheck source=scripts/build-flags.sh
+  . "$repo/scripts/build-flags.sh"
+  cargo build "${release_build_flags[@]}" --manifest-path "$repo/Cargo.toml" 2>&1 | grep -E "^error" -A5 || true
   export LOCKSTEP_BIN=$CARGO_TARGET_DIR/release/lockstep
 fi
 # kazoo's test extras (its harness imports pyjks and pyOpenSSL).

@@ -9,11 +9,12 @@
 //! - lock and election: kazoo's and Curator's recipe (an ephemeral
 //!   sequential child; the lowest one holds; the others wait for their
 //!   predecessor to go). A holder holds only while its session stays
-//!   connected. A hold it ended itself by deleting its node must not
-//!   overlap any other at all: the next holder learns of the delete only
-//!   after it; a hold that ended because its connection was lost, or
+//!   connected. Two holds that both ended with their client deleting its
+//!   node must not overlap at all: the next holder learns of the delete
+//!   only after it. A hold that ended because its connection was lost, or
 //!   whose node was gone when it came to delete it (the session expired
-//!   unbeknown to the client), may overlap the next by at most the session
+//!   unbeknown to the client, which may even have started holding on a
+//!   read answered late), may overlap another by at most the session
 //!   timeout (the bound ZooKeeper's recipes give: a holder cut off learns
 //!   of it within two thirds of the timeout, the session expires after
 //!   the whole). Every sequential name must be unique.
@@ -92,11 +93,19 @@ pub struct Hold {
     /// It ended because the session's connection was lost, or its node
     /// was gone before the client deleted it.
     pub lost: bool,
+    /// The session, and the parent's pzxid and cversion in the read that
+    /// found the node lowest (what a report of an overlap needs).
+    pub session: i64,
+    pub created_zxid: i64,
+    pub decided_at: (i64, i32),
 }
 
-/// Pairs of holds that overlap more than they may: any overlap after a
-/// hold its client ended itself, more than the session timeout after one
-/// that ended with a lost connection.
+/// Pairs of holds that overlap more than they may: any overlap of two
+/// holds that both ended with their own delete, more than the session
+/// timeout where either was lost. A lost hold may be the later one: a
+/// client whose read (linearizable, but answered late, after a partition
+/// healed) showed its node lowest may start holding after its session
+/// expired and the node went; it learns of the loss within the timeout.
 pub fn overlaps<'a>(holds: &[&'a Hold]) -> Vec<(&'a Hold, &'a Hold)> {
     let bound = SESSION_TIMEOUT.as_nanos() as u64;
     let mut by_start = holds.to_vec();
@@ -107,8 +116,8 @@ pub fn overlaps<'a>(holds: &[&'a Hold]) -> Vec<(&'a Hold, &'a Hold)> {
             if later.start >= earlier.end {
                 continue;
             }
-            let by = earlier.end - later.start;
-            if !earlier.lost || by > bound {
+            let by = earlier.end.min(later.end) - later.start;
+            if !(earlier.lost || later.lost) || by > bound {
                 found.push((*earlier, *later));
             }
         }
@@ -302,17 +311,19 @@ async fn recipe(
     let prefix = format!("{parent}/c{id}-");
     let mut state = client.state_watcher();
     while shared.running() {
-        let Ok((_, sequence)) = client.create(&prefix, b"", &ephemeral).await else {
+        let Ok((created, sequence)) = client.create(&prefix, b"", &ephemeral).await else {
             return;
         };
         let mine = format!("c{id}-{sequence}");
         shared.note_sequential(format!("{parent}/{mine}"), sequence.into_i64());
         // Wait until ours is the lowest (the negative control holds at once).
         let mut waiting = !shared.zk_locks_skip_queue;
+        let mut decided_at = (0, 0);
         while waiting {
-            let Ok(children) = client.list_children(parent).await else {
+            let Ok((children, parent_stat)) = client.get_children(parent).await else {
                 return;
             };
+            decided_at = (parent_stat.pzxid, parent_stat.cversion);
             let number = |name: &str| {
                 name.rsplit_once('-')
                     .and_then(|(_, n)| n.parse::<i64>().ok())
@@ -377,6 +388,9 @@ async fn recipe(
                 start,
                 end,
                 lost: !released,
+                session: client.session_id().0,
+                created_zxid: created.czxid,
+                decided_at,
             },
         );
         if !released {
@@ -469,6 +483,43 @@ mod tests {
             seen_present: present,
             seen_gone: gone,
         }
+    }
+
+    fn hold(client: u64, start_ms: u64, end_ms: u64, lost: bool) -> Hold {
+        Hold {
+            client,
+            sequence: client as i64,
+            start: start_ms * 1_000_000,
+            end: end_ms * 1_000_000,
+            lost,
+            session: 0,
+            created_zxid: 0,
+            decided_at: (0, 0),
+        }
+    }
+
+    #[test]
+    fn overlaps_are_allowed_only_for_lost_holds_and_within_the_timeout() {
+        let count = |holds: &[Hold]| overlaps(&holds.iter().collect::<Vec<_>>()).len();
+        // Two holds that ended with their own delete: no overlap at all.
+        assert_eq!(count(&[hold(1, 0, 100, false), hold(2, 99, 200, false)]), 1);
+        assert_eq!(
+            count(&[hold(1, 0, 100, false), hold(2, 100, 200, false)]),
+            0
+        );
+        // A lost hold, earlier or later, may overlap by the timeout.
+        assert_eq!(count(&[hold(1, 0, 100, true), hold(2, 50, 200, false)]), 0);
+        assert_eq!(count(&[hold(1, 0, 100, false), hold(2, 50, 200, true)]), 0);
+        let beyond = SESSION_TIMEOUT.as_millis() as u64 + 60;
+        assert_eq!(
+            count(&[hold(1, 0, beyond, true), hold(2, 50, beyond + 100, false)]),
+            1
+        );
+        // The overlap is what both held: a short later hold inside a long one.
+        assert_eq!(
+            count(&[hold(1, 0, beyond, true), hold(2, 50, 150, false)]),
+            0
+        );
     }
 
     #[test]

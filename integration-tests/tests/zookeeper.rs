@@ -40,6 +40,50 @@ fn kazoo(scenario: &str, hosts: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A kazoo scenario that talks back: its stdout line by line, and a line
+/// on its stdin when the test says so.
+struct Interactive {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Interactive {
+    fn start(scenario: &str, args: &[&str]) -> Result<Interactive> {
+        let mut child = Command::new("python3")
+            .arg(integration_tests::manifest_dir().join("python/zk_client.py"))
+            .arg(scenario)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("running kazoo")?;
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Interactive { child, out })
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut line)?;
+        Ok(line.trim().to_string())
+    }
+
+    fn finish(&mut self) -> Result<std::process::ExitStatus> {
+        Ok(self.child.wait()?)
+    }
+
+    fn go_on(&mut self) -> Result<()> {
+        self.child.stdin.take().expect("piped").write_all(b"\n")?;
+        Ok(())
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn kazoo_uses_the_namespace_through_every_node() -> Result<()> {
     let mut cluster = Cluster::start(3)?;
@@ -61,18 +105,10 @@ fn kazoo_uses_the_namespace_through_every_node() -> Result<()> {
 #[test]
 fn a_kazoo_lock_is_seen_from_redis_on_another_node() -> Result<()> {
     let cluster = Cluster::start(3)?;
-    let mut holder = std::process::Command::new("python3")
-        .arg(integration_tests::manifest_dir().join("python/zk_client.py"))
-        .arg("hold-lock")
-        .arg(cluster.node(1).zk_addr.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut out = std::io::BufReader::new(holder.stdout.take().expect("piped"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line)?;
+    let zk = cluster.node(1).zk_addr.to_string();
+    let mut holder = Interactive::start("hold-lock", &[&zk])?;
+    let line = holder.line()?;
     let node = line
-        .trim()
         .strip_prefix("held ")
         .with_context(|| format!("kazoo said {line:?}"))?
         .to_string();
@@ -88,11 +124,10 @@ fn a_kazoo_lock_is_seen_from_redis_on_another_node() -> Result<()> {
         format!("{stat:?}").contains("ephemeralOwner"),
         "the lock node is ephemeral: {stat:?}"
     );
-    holder.stdin.take().expect("piped").write_all(b"\n")?;
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line)?;
-    ensure!(line.trim() == "released", "{line:?}");
-    holder.wait()?;
+    holder.go_on()?;
+    let line = holder.line()?;
+    ensure!(line == "released", "{line:?}");
+    ensure!(holder.finish()?.success());
     let children: Vec<String> = redis::cmd("ZNODE.CHILDREN")
         .arg("/mixed/lock")
         .query(&mut redis)?;
@@ -627,28 +662,19 @@ fn a_node_without_a_quorum_serves_read_only_sessions() -> Result<()> {
         Ok(())
     })?;
     ensure!(word(survivor, "srvr")?.contains("Mode: read-only"));
-    let mut client = Command::new("python3")
-        .arg(integration_tests::manifest_dir().join("python/zk_client.py"))
-        .args(["read-only", &survivor.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut out = std::io::BufReader::new(client.stdout.take().expect("piped"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line)?;
-    if line.trim() != "read-only ok" {
-        let _ = client.kill();
-        bail!("kazoo in read-only mode said {line:?}");
-    }
+    let mut client = Interactive::start("read-only", &[&survivor.to_string()])?;
+    let line = client.line()?;
+    ensure!(
+        line == "read-only ok",
+        "kazoo in read-only mode said {line:?}"
+    );
     // The quorum comes back: the same client finds a read-write session.
     cluster.spawn(1)?;
     cluster.spawn(2)?;
-    client.stdin.take().expect("piped").write_all(b"\n")?;
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line)?;
-    let status = client.wait()?;
+    client.go_on()?;
+    let line = client.line()?;
     ensure!(
-        status.success() && line.trim() == "read-write ok",
+        client.finish()?.success() && line == "read-write ok",
         "kazoo after the quorum came back said {line:?}"
     );
     ensure!(exists_via_redis(&cluster, 1, "/ro/after")?);

@@ -292,24 +292,23 @@ impl Conn {
             }
         };
         let outcome = match request {
-            Request::Ping if self.session.read_only => {
-                // Back in a quorum: the client reconnects for a read-write
-                // session (a ZooKeeper server leaving read-only mode drops
-                // its clients too).
-                if self.ctx.node.status().leader_id != 0 {
-                    debug!(self.ctx.log, "zookeeper connection closed at a ping: read-only mode ended";
-                        "client" => self.client_id);
-                    return true;
-                }
-                Ok(Outcome::Reply(Answer {
-                    index: self.index(),
-                    err: err::OK,
-                    body: Writer::default(),
-                }))
-            }
             Request::Ping => {
-                if self.lost_leader() || self.session_ended() {
-                    debug!(self.ctx.log, "zookeeper connection closed at a ping: no leader, or the session ended";
+                // A read-only session ends once the node is back in a
+                // quorum (a ZooKeeper server leaving read-only mode drops
+                // its clients too), so the client reconnects read-write; a
+                // read-write one when the node lost the leader or the
+                // session is gone.
+                let why = if self.session.read_only {
+                    (self.ctx.node.status().leader_id != 0).then_some("read-only mode ended")
+                } else if self.lost_leader() {
+                    Some("no leader")
+                } else if self.session_ended() {
+                    Some("the session ended")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    debug!(self.ctx.log, "zookeeper connection closed at a ping"; "why" => why,
                         "client" => self.client_id, "session" => format!("{:#x}", self.session.id));
                     return true;
                 }

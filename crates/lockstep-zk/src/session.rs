@@ -71,6 +71,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The session a reconnecting client names, with its password, if the
+/// password it sent is that session's (else: expired, as ZooKeeper says
+/// of a wrong password).
+fn checked_password(
+    config: &ZkConfig,
+    cluster_id: &str,
+    connect: &Connect,
+) -> Result<(u64, [u8; PASSWORD_LEN]), Refusal> {
+    let id = connect.session_id as u64;
+    let expected = password(&config.secret, cluster_id, id);
+    if !same(&expected, &connect.password) {
+        return Err(Refusal::Expired);
+    }
+    Ok((id, expected))
+}
+
 /// The timeout a client asking for `requested` ms gets.
 pub fn negotiate(config: &ZkConfig, requested: i32) -> Duration {
     let ms = (requested.max(0) as u64).clamp(config.min_session_ms, config.max_session_ms);
@@ -117,11 +133,7 @@ pub async fn open(
             read_only: false,
         });
     }
-    let id = connect.session_id as u64;
-    let expected = password(&config.secret, &cluster_id, id);
-    if !same(&expected, &connect.password) {
-        return Err(Refusal::Expired);
-    }
+    let (id, expected) = checked_password(config, &cluster_id, connect)?;
     let argv = [
         Bytes::from_static(b"LEASE.TTL"),
         Bytes::from(id.to_string()),
@@ -189,11 +201,7 @@ fn open_read_only(
             read_only: true,
         });
     }
-    let id = connect.session_id as u64;
-    let expected = password(&config.secret, cluster_id, id);
-    if !same(&expected, &connect.password) {
-        return Err(Refusal::Expired);
-    }
+    let (id, expected) = checked_password(config, cluster_id, connect)?;
     let timeout = if id & READ_ONLY_SESSION_BIT != 0 {
         negotiate(config, connect.timeout_ms)
     } else {

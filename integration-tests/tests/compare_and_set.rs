@@ -152,3 +152,59 @@ fn a_conditional_write_that_changes_nothing_takes_no_entry_and_is_never_stale() 
     }
     Ok(())
 }
+
+/// Many clients racing `SET NX` on one free key at one node (the moment a
+/// contended lock is released): one wins, and the others do not each take
+/// an entry; they wait for the attempt in flight and are answered by a read.
+#[test]
+fn racing_set_nx_on_one_node_takes_one_entry() -> Result<()> {
+    const RACERS: usize = 32;
+    const ROUNDS: usize = 5;
+    let mut cluster = Cluster::start(3)?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let commit = |cluster: &Cluster| -> u64 {
+        cluster
+            .info_field(leader, "raft_commit_index")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut connections = (0..RACERS)
+        .map(|_| cluster.client(follower))
+        .collect::<Result<Vec<_>>>()?;
+    let before = commit(&cluster);
+    for round in 0..ROUNDS {
+        let key = format!("race{round}");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(RACERS));
+        let winners: usize = std::thread::scope(|scope| {
+            let racers: Vec<_> = connections
+                .iter_mut()
+                .enumerate()
+                .map(|(n, con)| {
+                    let (start, key) = (start.clone(), key.clone());
+                    scope.spawn(move || {
+                        start.wait();
+                        redis::cmd("SET")
+                            .arg(&key)
+                            .arg(n)
+                            .arg("NX")
+                            .query::<Option<String>>(con)
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|racer| racer.join().expect("racer thread").expect("SET NX"))
+                .filter(|reply| reply.is_some())
+                .count()
+        });
+        assert_eq!(winners, 1, "round {round}: exactly one SET NX wins");
+    }
+    let entries = commit(&cluster) - before;
+    assert!(
+        entries <= 2 * ROUNDS as u64,
+        "{entries} entries for {ROUNDS} rounds of {RACERS} racing SET NX (one each wanted)"
+    );
+    Ok(())
+}

@@ -62,7 +62,7 @@ pub mod watch_events {
     pub use crate::namespace::{CHILDREN_CHANGED, CREATED, DATA_CHANGED, DELETED};
 }
 pub use limits::is_limit;
-pub use noop::{may_be_noop, noop_reply};
+pub use noop::{exclusive_key, may_be_noop, noop_reply};
 pub use parking::{parking, Parking};
 pub use reply::{format_double, Reply};
 pub use requests::request_seq_bound;

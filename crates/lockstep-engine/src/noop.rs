@@ -45,6 +45,22 @@ pub fn may_be_noop(command: &Command) -> bool {
     qualifies(command)
 }
 
+/// The key of `command` if it is a listed conditional write of which, among
+/// attempts that overlap in time, at most one can act (`SET ... NX`: once
+/// one has set the key, the others find it present). A node lets one such
+/// attempt per key go to the log at a time; the others wait for it and are
+/// then, most often, answered by a read (see the server's `flights`).
+pub fn exclusive_key(command: &Command) -> Option<&Bytes> {
+    match command {
+        Command::Str(StringCommand::Set { key, condition, .. })
+            if *condition == commands::strings::SetCondition::IfAbsent && qualifies(command) =>
+        {
+            Some(key)
+        }
+        _ => None,
+    }
+}
+
 /// The reply of `argv` at `state` (after index `applied`, at cluster
 /// time `ct`) if it is a listed conditional write that would change
 /// nothing there; None if it would act (or does not qualify).

@@ -17,6 +17,7 @@ mod clients;
 mod codec;
 mod connection;
 mod encode;
+mod flights;
 mod http;
 mod info;
 mod keepalive;

@@ -97,6 +97,9 @@ pub struct ServerMetrics {
     other_errors: std::sync::atomic::AtomicBool,
     pub connections_total: IntCounter,
     pub connections_rejected: IntCounter,
+    /// Conditional writes that may change nothing (SET NX, DELIFEQ, ...),
+    /// by what became of them.
+    conditional_writes: IntCounterVec,
     gauges: IntGaugeVec,
     role: IntGaugeVec,
     store_bytes: IntGaugeVec,
@@ -148,6 +151,15 @@ impl ServerMetrics {
             "Client connections refused (too many, protected mode).",
         )
         .expect("valid metric");
+        let conditional_writes = IntCounterVec::new(
+            Opts::new(
+                "lockstep_conditional_writes_total",
+                "Conditional writes that may change nothing: answered by a read, \
+                 waited for another attempt on their key, or written to the log.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let gauges = IntGaugeVec::new(
             Opts::new(
                 "lockstep_node",
@@ -176,6 +188,7 @@ impl ServerMetrics {
             Box::new(errors.clone()),
             Box::new(connections_total.clone()),
             Box::new(connections_rejected.clone()),
+            Box::new(conditional_writes.clone()),
             Box::new(gauges.clone()),
             Box::new(role.clone()),
             Box::new(store_bytes.clone()),
@@ -196,10 +209,16 @@ impl ServerMetrics {
             other_errors: Default::default(),
             connections_total,
             connections_rejected,
+            conditional_writes,
             gauges,
             role,
             store_bytes,
         })
+    }
+
+    /// Counts one conditional write's outcome: "read", "waited" or "logged".
+    pub fn conditional_write(&self, outcome: &str) {
+        self.conditional_writes.with_label_values(&[outcome]).inc();
     }
 
     /// Counts one command and its reply.

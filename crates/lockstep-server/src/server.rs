@@ -89,6 +89,8 @@ pub struct ServerContext {
     pub protected_mode: bool,
     /// Coalesced lease renewals.
     pub keepalives: Keepalives,
+    /// The keys with a `SET ... NX` in flight from this node.
+    pub(crate) flights: Arc<crate::flights::Flights>,
     pub started: Instant,
     pub(crate) clients: Clients,
     /// Every metric of this node (the core's included).
@@ -126,6 +128,7 @@ impl ServerContext {
             znode_watches: events.znode_watches.clone(),
             acl: events.acl.clone(),
             protected_mode: true,
+            flights: Default::default(),
             started: Instant::now(),
             clients: Clients::default(),
             metrics,

@@ -492,10 +492,11 @@ impl Session {
 
     async fn engine_command(&mut self, argv: &[Bytes]) -> Reply {
         // Validate before touching the log: a bad command never costs an entry.
-        let (access, may_be_noop) = match lockstep_engine::parse(argv) {
+        let (access, may_be_noop, exclusive) = match lockstep_engine::parse(argv) {
             Ok((command, spec)) => (
                 lockstep_engine::access(&command, spec),
                 lockstep_engine::may_be_noop(&command),
+                lockstep_engine::exclusive_key(&command).cloned(),
             ),
             Err(reply) => return reply,
         };
@@ -505,20 +506,14 @@ impl Session {
                 if let Some(parking) = lockstep_engine::parking(argv) {
                     return self.parked(argv, parking).await;
                 }
-                // A conditional write that would change nothing (a held
-                // lock's SET NX) is answered by a linearizable read, not
-                // an entry (see the engine's `noop`): tried only when this
-                // node's own state already says so.
-                if may_be_noop && node.noop_local(argv) {
-                    match node.noop_read(argv).await {
-                        Ok(Some((reply, index))) => {
-                            self.reply_index = index;
-                            return reply;
-                        }
-                        Ok(None) => {}
-                        Err(err) => return propose_error(err, node.request_timeout().as_secs()),
+                let _flight = if may_be_noop {
+                    match self.conditional_write(argv, exclusive.as_ref()).await {
+                        Ok(flight) => flight,
+                        Err(reply) => return reply,
                     }
-                }
+                } else {
+                    None
+                };
                 let result = node.propose(argv).await;
                 self.replied_to_write = true;
                 self.answered(result)
@@ -537,6 +532,51 @@ impl Session {
             }
         };
         result.unwrap_or_else(|err| propose_error(err, node.request_timeout().as_secs()))
+    }
+
+    /// A conditional write that would change nothing (a held lock's SET
+    /// NX) is answered by a linearizable read, not an entry (see the
+    /// engine's `noop`): tried when this node's own state already says so.
+    /// Otherwise it is to be written, after any attempt in flight on its
+    /// exclusive key (see `flights`), holding the returned guard until
+    /// answered. Err: the reply.
+    async fn conditional_write(
+        &mut self,
+        argv: &[Bytes],
+        exclusive: Option<&Bytes>,
+    ) -> Result<Option<crate::flights::FlightGuard>, Reply> {
+        let node = self.context.node.clone();
+        let metrics = self.context.metrics.clone();
+        let mut waits = 0;
+        loop {
+            if node.noop_local(argv) {
+                match node.noop_read(argv).await {
+                    Ok(Some((reply, index))) => {
+                        self.reply_index = index;
+                        metrics.conditional_write("read");
+                        return Err(reply);
+                    }
+                    Ok(None) => {}
+                    Err(err) => return Err(propose_error(err, node.request_timeout().as_secs())),
+                }
+            }
+            let Some(key) = exclusive.filter(|_| waits < crate::flights::MAX_WAITS) else {
+                metrics.conditional_write("logged");
+                return Ok(None);
+            };
+            match self.context.flights.join(key) {
+                crate::flights::Turn::Go(guard) => {
+                    metrics.conditional_write("logged");
+                    return Ok(Some(guard));
+                }
+                crate::flights::Turn::Wait(mut done) => {
+                    metrics.conditional_write("waited");
+                    waits += 1;
+                    // Ends (Err) when the attempt in flight is answered.
+                    let _ = done.changed().await;
+                }
+            }
+        }
     }
 
     fn hello(&mut self, args: &[Bytes]) -> Reply {

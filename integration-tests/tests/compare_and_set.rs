@@ -76,6 +76,15 @@ fn lock_lifecycle_with_native_compare_and_set() -> Result<()> {
     Ok(())
 }
 
+/// The commit index node `id` reports.
+fn commit_index(cluster: &Cluster, id: u64) -> u64 {
+    cluster
+        .info_field(id, "raft_commit_index")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A conditional write that would change nothing (a held lock's `SET NX`,
 /// a mismatched `IFEQ` or `DELIFEQ`) is answered from a linearizable read:
 /// no log entry, and never from a stale state.
@@ -97,13 +106,7 @@ fn a_conditional_write_that_changes_nothing_takes_no_entry_and_is_never_stale() 
     // The follower has applied it once a read there sees it.
     let seen: Option<String> = spinner.get("lock")?;
     assert_eq!(seen.as_deref(), Some("held"));
-    let commit = |cluster: &Cluster| -> u64 {
-        cluster
-            .info_field(leader, "raft_commit_index")
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let commit = |cluster: &Cluster| commit_index(cluster, leader);
     let before = commit(&cluster);
     for _ in 0..50 {
         assert_eq!(set_nx(&mut spinner, "lock", "mine")?, None);
@@ -163,13 +166,7 @@ fn racing_set_nx_on_one_node_takes_one_entry() -> Result<()> {
     let mut cluster = Cluster::start(3)?;
     let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
     let follower = (1..=3).find(|&id| id != leader).unwrap();
-    let commit = |cluster: &Cluster| -> u64 {
-        cluster
-            .info_field(leader, "raft_commit_index")
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let commit = |cluster: &Cluster| commit_index(cluster, leader);
     let mut connections = (0..RACERS)
         .map(|_| cluster.client(follower))
         .collect::<Result<Vec<_>>>()?;

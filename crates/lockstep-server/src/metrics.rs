@@ -84,6 +84,16 @@ pub fn command_label(name: &str) -> &'static str {
 /// `OTHER` (a script can reply any error text).
 const MAX_ERROR_PREFIXES: usize = 64;
 
+/// `lockstep_conditional_writes_total` by outcome.
+pub struct ConditionalWrites {
+    /// Answered by a linearizable read, without an entry.
+    pub read: IntCounter,
+    /// Waited for another `SET NX` on its key in flight from this node.
+    pub waited: IntCounter,
+    /// Written to the log.
+    pub logged: IntCounter,
+}
+
 /// The front end's metrics and the registry every metric of the node is
 /// in.
 pub struct ServerMetrics {
@@ -98,8 +108,8 @@ pub struct ServerMetrics {
     pub connections_total: IntCounter,
     pub connections_rejected: IntCounter,
     /// Conditional writes that may change nothing (SET NX, DELIFEQ, ...),
-    /// by what became of them.
-    conditional_writes: IntCounterVec,
+    /// by what became of them; resolved once, they are counted per write.
+    pub conditional_writes: ConditionalWrites,
     gauges: IntGaugeVec,
     role: IntGaugeVec,
     store_bytes: IntGaugeVec,
@@ -209,16 +219,15 @@ impl ServerMetrics {
             other_errors: Default::default(),
             connections_total,
             connections_rejected,
-            conditional_writes,
+            conditional_writes: ConditionalWrites {
+                read: conditional_writes.with_label_values(&["read"]),
+                waited: conditional_writes.with_label_values(&["waited"]),
+                logged: conditional_writes.with_label_values(&["logged"]),
+            },
             gauges,
             role,
             store_bytes,
         })
-    }
-
-    /// Counts one conditional write's outcome: "read", "waited" or "logged".
-    pub fn conditional_write(&self, outcome: &str) {
-        self.conditional_writes.with_label_values(&[outcome]).inc();
     }
 
     /// Counts one command and its reply.

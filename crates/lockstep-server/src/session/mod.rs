@@ -507,7 +507,10 @@ impl Session {
                     return self.parked(argv, parking).await;
                 }
                 let _flight = if may_be_noop {
-                    match self.conditional_write(argv, exclusive.as_ref()).await {
+                    match self
+                        .conditional_write(&node, argv, exclusive.as_ref())
+                        .await
+                    {
                         Ok(flight) => flight,
                         Err(reply) => return reply,
                     }
@@ -542,18 +545,19 @@ impl Session {
     /// answered. Err: the reply.
     async fn conditional_write(
         &mut self,
+        node: &lockstep_raft::NodeHandle,
         argv: &[Bytes],
         exclusive: Option<&Bytes>,
     ) -> Result<Option<crate::flights::FlightGuard>, Reply> {
-        let node = self.context.node.clone();
         let metrics = self.context.metrics.clone();
+        let counted = &metrics.conditional_writes;
         let mut waits = 0;
         loop {
             if node.noop_local(argv) {
                 match node.noop_read(argv).await {
                     Ok(Some((reply, index))) => {
                         self.reply_index = index;
-                        metrics.conditional_write("read");
+                        counted.read.inc();
                         return Err(reply);
                     }
                     Ok(None) => {}
@@ -561,16 +565,16 @@ impl Session {
                 }
             }
             let Some(key) = exclusive.filter(|_| waits < crate::flights::MAX_WAITS) else {
-                metrics.conditional_write("logged");
+                counted.logged.inc();
                 return Ok(None);
             };
             match self.context.flights.join(key) {
                 crate::flights::Turn::Go(guard) => {
-                    metrics.conditional_write("logged");
+                    counted.logged.inc();
                     return Ok(Some(guard));
                 }
                 crate::flights::Turn::Wait(mut done) => {
-                    metrics.conditional_write("waited");
+                    counted.waited.inc();
                     waits += 1;
                     // Ends (Err) when the attempt in flight is answered.
                     let _ = done.changed().await;

@@ -488,3 +488,28 @@ fn slowlog_monitor_and_client_kill_work_as_in_redis() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn io_threads_size_the_runtime_and_zero_is_refused() -> Result<()> {
+    let cluster = Cluster::start_with(1, &["--io-threads", "3"])?;
+    let workers = retry(Duration::from_secs(10), || {
+        cluster
+            .info_field(1, "io_threads")
+            .context("INFO server has no io_threads")
+    })?;
+    assert_eq!(workers, "3");
+
+    let dir = tempfile::tempdir()?;
+    let refused = std::process::Command::new(integration_tests::lockstep_binary())
+        .args(["--io-threads", "0", "--listen", "127.0.0.1:1"])
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--io-threads must be between 1 and 1024"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists(), "refused before any disk");
+    Ok(())
+}

@@ -150,6 +150,9 @@ pub struct Cli {
     /// Most client connections at once.
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Threads serving client and peer sockets (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub io_threads: Option<usize>,
     /// Log level: critical, error, warning, info, debug, trace.
     #[arg(long)]
     pub log_level: Option<String>,
@@ -208,6 +211,7 @@ struct FileConfig {
     max_args: Option<usize>,
     max_query_buffer_bytes: Option<usize>,
     max_connections: Option<usize>,
+    io_threads: Option<usize>,
     log_level: Option<String>,
 }
 
@@ -230,6 +234,8 @@ pub struct Settings {
     pub zk_tls: Option<(SocketAddr, lockstep_server::TlsFiles)>,
     pub node: NodeConfig,
     pub limits: Limits,
+    /// The async runtime's worker threads.
+    pub io_threads: usize,
     pub log_level: slog::Level,
     #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
     pub switches: crate::switches::TestSwitches,
@@ -257,6 +263,18 @@ pub(crate) fn parse_addr_map(text: &str, what: &str) -> Result<BTreeMap<u64, Soc
         }
     }
     Ok(map)
+}
+
+/// Most `--io-threads` accepted.
+const MAX_IO_THREADS: usize = 1024;
+
+/// One runtime worker per core (at least one), as tokio would choose.
+/// With three nodes sharing two cores, one worker each gave some 7-9%
+/// more gets and lock cycles at 64 clients (puts about equal) but 15-25%
+/// fewer operations for a single client, so fewer is an option, not the
+/// default.
+fn default_io_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Settings {
@@ -425,6 +443,11 @@ impl Settings {
             max_connections: pick!(max_connections).unwrap_or(base.max_connections),
             ..base
         };
+        let io_threads = match pick!(io_threads) {
+            None => default_io_threads(),
+            Some(n @ 1..=MAX_IO_THREADS) => n,
+            Some(_) => bail!("--io-threads must be between 1 and {MAX_IO_THREADS}"),
+        };
         let log_level = match pick!(log_level).as_deref().unwrap_or("info") {
             "critical" => slog::Level::Critical,
             "error" => slog::Level::Error,
@@ -501,6 +524,7 @@ impl Settings {
             },
             node,
             limits,
+            io_threads,
             log_level,
             #[cfg(all(feature = "unsafe-test-switches", debug_assertions))]
             switches: cli.switches.clone(),
@@ -518,6 +542,26 @@ mod tests {
         assert_eq!(settings.listen.to_string(), "127.0.0.1:6379");
         assert_eq!(settings.node.peers.len(), 1);
         assert_eq!(settings.data_dir, PathBuf::from("lockstep-data"));
+    }
+
+    #[test]
+    fn io_threads_default_to_the_cores_and_refuse_zero() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let settings = Settings::resolve(Cli::default()).unwrap();
+        assert_eq!(settings.io_threads, cores);
+        let three = Cli {
+            io_threads: Some(3),
+            ..Cli::default()
+        };
+        assert_eq!(Settings::resolve(three).unwrap().io_threads, 3);
+        for bad in [0, MAX_IO_THREADS + 1] {
+            let cli = Cli {
+                io_threads: Some(bad),
+                ..Cli::default()
+            };
+            let error = Settings::resolve(cli).err().unwrap().to_string();
+            assert_eq!(error, "--io-threads must be between 1 and 1024");
+        }
     }
 
     #[test]

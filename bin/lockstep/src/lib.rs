@@ -61,6 +61,7 @@ fn run_node(cli: Cli) -> Result<()> {
     let settings = Settings::resolve(cli)?;
     let log = logger(&settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.io_threads)
         .enable_all()
         .thread_name("lockstep-io")
         .build()

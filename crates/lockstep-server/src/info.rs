@@ -57,6 +57,11 @@ fn section_text(context: &ServerContext, section: &str, out: &mut String) {
             w.line("os", &std::env::consts::OS);
             w.line("arch_bits", &64);
             w.line("process_id", &std::process::id());
+            // The async runtime's workers (`--io-threads`).
+            w.line(
+                "io_threads",
+                &tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_workers()),
+            );
             w.line("run_id", &format!("{:040x}", status.id));
             w.line(
                 "tcp_port",

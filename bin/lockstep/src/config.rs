@@ -268,11 +268,9 @@ pub(crate) fn parse_addr_map(text: &str, what: &str) -> Result<BTreeMap<u64, Soc
 /// Most `--io-threads` accepted.
 const MAX_IO_THREADS: usize = 1024;
 
-/// One runtime worker per core (at least one), as tokio would choose.
-/// With three nodes sharing two cores, one worker each gave some 7-9%
-/// more gets and lock cycles at 64 clients (puts about equal) but 15-25%
-/// fewer operations for a single client, so fewer is an option, not the
-/// default.
+/// One runtime worker per core (at least one), as tokio would choose;
+/// why fewer is an option and not the default is measured in
+/// docs/architecture.md ("Where a write's time goes").
 fn default_io_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
